@@ -1,0 +1,3 @@
+from consentry.cli import main
+
+main()

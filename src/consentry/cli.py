@@ -1,0 +1,154 @@
+"""The ``consentry`` command line: thin Typer commands over the core modules."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from consentry import __version__
+from consentry.config import get_settings
+
+app = typer.Typer(
+    name="consentry",
+    help="Hash, match and assess media against known abuse and non-consensual imagery.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+err_console = Console(stderr=True)
+
+
+class OutputFormat(str, Enum):
+    jsonl = "jsonl"
+    table = "table"
+
+
+def progress_bar(console: Console | None = None) -> Progress:
+    """A Rich progress bar on stderr, shown only when stderr is a terminal."""
+    console = console or err_console
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+
+
+@app.command("hash")
+def hash_cmd(
+    paths: List[Path] = typer.Argument(..., help="Files or directories (recursed).", show_default=False),
+    fmt: OutputFormat = typer.Option(OutputFormat.jsonl, "--format", "-f", help="Output format."),
+    seconds_per_hash: Optional[float] = typer.Option(
+        None, "--seconds-per-hash", min=0.0, help="vPDQ sampling interval (0 = every frame)."
+    ),
+    workers: int = typer.Option(1, "--workers", "-j", min=1, max=256,
+                                help="Processes hashing in parallel (output order is kept)."),
+) -> None:
+    """Compute md5, sha256, PDQ (photos) and vPDQ (videos) for each file.
+
+    One JSON object per file on stdout. Exit status 0 when every file hashed, 1 when any failed.
+    """
+    from consentry.hashing import hash_many, iter_files
+
+    limits = get_settings().limits
+    if seconds_per_hash is not None:
+        limits = limits.with_(video_seconds_per_hash=seconds_per_hash)
+    files = list(iter_files(paths))
+    failures = 0
+    results = []
+    with progress_bar() as progress:
+        task = progress.add_task("hashing", total=len(files), rate="")
+        for i, result in enumerate(hash_many(files, limits, workers), 1):
+            if not result.ok:
+                failures += 1
+            if fmt is OutputFormat.jsonl:
+                sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+                sys.stdout.flush()
+            else:
+                results.append(result)
+            elapsed = progress.tasks[0].elapsed or 0
+            progress.update(task, advance=1, rate=f"{i / elapsed:.1f} files/s" if elapsed else "")
+    if fmt is OutputFormat.table:
+        table = Table(show_lines=False)
+        for col in ("path", "type", "size", "sha256", "pdq", "q", "vpdq frames", "error"):
+            table.add_column(col, overflow="fold")
+        for r in results:
+            table.add_row(
+                r.path, r.content_type, str(r.size if r.size is not None else ""),
+                r.sha256 or "", r.pdq or "", "" if r.pdq_quality is None else str(r.pdq_quality),
+                "" if r.vpdq is None else str(len(r.vpdq)), r.error or "",
+            )
+        Console().print(table)
+    if failures:
+        err_console.print(f"{failures} of {len(files)} file(s) could not be hashed", highlight=False)
+    raise typer.Exit(EXIT_FAILED if failures else EXIT_OK)
+
+
+@app.command("serve")
+def serve_cmd(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
+    workers: int = typer.Option(1, min=1, help="Worker processes."),
+) -> None:
+    """Run the HTTP service (API, console, victim page)."""
+    import uvicorn
+
+    settings = get_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    url = f"http://{host}:{port}/"
+    err_console.print(f"Consentry {__version__} serving at [bold]{url}[/bold]  (state in {settings.home.resolve()})",
+                      highlight=False)
+    print(f"Consentry is running at {url}", flush=True)
+    uvicorn.run(
+        "consentry.web.app:create_app", factory=True, host=host, port=port, workers=workers,
+        log_level="info",
+    )
+
+
+@app.command("version")
+def version_cmd() -> None:
+    """Print the version."""
+    print(__version__)
+
+
+def main() -> None:
+    """Entry point: never shows a traceback unless CONSENTRY_DEBUG is set."""
+    try:
+        app(standalone_mode=True)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001
+        if os.environ.get("CONSENTRY_DEBUG"):
+            raise
+        err_console.print(f"error: {type(exc).__name__}: {exc}", highlight=False)
+        sys.exit(EXIT_FAILED)
+
+
+if __name__ == "__main__":
+    main()

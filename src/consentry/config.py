@@ -1,0 +1,102 @@
+"""Settings from the environment (``CONSENTRY_*``), with safe defaults.
+
+One ``Settings`` object is built per process by :func:`get_settings`; tests build their own.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """Bounds applied to untrusted media before and during decoding."""
+
+    max_bytes: int = 200 * 1024 * 1024  # one image file
+    max_video_bytes: int = 4 * 1024**3  # one video file (hashed in a stream, never held in memory)
+    max_pixels: int = 100_000_000  # width * height of one image or frame
+    max_video_seconds: float = 4 * 3600.0
+    max_video_frames: int = 500_000  # frames decoded for one video
+    video_seconds_per_hash: float = 1.0  # vPDQ sampling rate (0 = every frame)
+    # > 0: JPEGs may be decoded at 1/2..1/8 scale (DCT domain) keeping this many pixels a side.
+    # Faster, but PDQ is then no longer bit-identical to the reference; 0 = off (default).
+    jpeg_draft_min_side: int = 0
+
+    @classmethod
+    def from_env(cls) -> "MediaLimits":
+        d = cls()
+        return cls(
+            max_bytes=_env_int("CONSENTRY_MAX_BYTES", d.max_bytes),
+            max_video_bytes=_env_int("CONSENTRY_MAX_VIDEO_BYTES", d.max_video_bytes),
+            max_pixels=_env_int("CONSENTRY_MAX_PIXELS", d.max_pixels),
+            max_video_seconds=_env_float("CONSENTRY_MAX_VIDEO_SECONDS", d.max_video_seconds),
+            max_video_frames=_env_int("CONSENTRY_MAX_VIDEO_FRAMES", d.max_video_frames),
+            video_seconds_per_hash=_env_float(
+                "CONSENTRY_VIDEO_SECONDS_PER_HASH", d.video_seconds_per_hash
+            ),
+            jpeg_draft_min_side=_env_int("CONSENTRY_JPEG_DRAFT_MIN_SIDE", d.jpeg_draft_min_side),
+        )
+
+    def with_(self, **changes) -> "MediaLimits":
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=lambda: Path(".consentry"))
+    database_url: str | None = None
+    limits: MediaLimits = field(default_factory=MediaLimits)
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        home = Path(os.environ.get("CONSENTRY_HOME", ".consentry")).expanduser()
+        return cls(
+            home=home,
+            database_url=os.environ.get("DATABASE_URL") or None,
+            limits=MediaLimits.from_env(),
+        )
+
+    @property
+    def effective_database_url(self) -> str:
+        """``DATABASE_URL`` if set, else the embedded SQLite file under ``home``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'consentry.db').resolve()}"
+
+
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    global _settings
+    if _settings is None:
+        _settings = Settings.from_env()
+    return _settings
+
+
+def set_settings(settings: Settings | None) -> None:
+    """Replace the process settings (tests, ``consentry serve`` options)."""
+    global _settings
+    _settings = settings

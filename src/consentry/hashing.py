@@ -1,0 +1,114 @@
+"""Hash files: the one function behind ``consentry hash``, ``POST /v1/hash`` and scans."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from consentry.config import MediaLimits
+from consentry.errors import ConsentryError, UnsupportedMedia
+from consentry.media.content import Content
+from consentry.media.sniff import PHOTO, UNKNOWN, VIDEO
+from consentry.signals.pdq import PDQSignal
+from consentry.signals.vpdq import VPDQSignal
+
+
+@dataclass
+class HashResult:
+    path: str
+    content_type: str
+    size: int | None
+    sha256: str | None
+    md5: str | None
+    pdq: str | None
+    pdq_quality: int | None
+    vpdq: list[str] | None
+    error: str | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def hash_content(content: Content, path: str = "-") -> HashResult:
+    """All signals for one content; a failure after the digests keeps what was computed."""
+    result = HashResult(path, content.content_type, content.size, None, None, None, None, None, None)
+    try:
+        if content.size == 0:
+            content.check_size()
+        digests = content.digests()
+        result.md5, result.sha256 = digests["md5"], digests["sha256"]
+        if content.content_type == PHOTO:
+            sig = PDQSignal.compute(content)
+            result.pdq, result.pdq_quality = sig.value, sig.quality
+        elif content.content_type == VIDEO:
+            frames = VPDQSignal.compute_frames(content)
+            result.vpdq = [str(f) for f in frames]
+        else:
+            raise UnsupportedMedia("unrecognised or unsupported file format")
+    except ConsentryError as exc:
+        result.error = str(exc)
+    except MemoryError:
+        result.error = "out of memory while decoding"
+    return result
+
+
+def hash_path(path: str | os.PathLike, limits: MediaLimits) -> HashResult:
+    """Hash one file; never raises for bad input (the error is in ``result.error``)."""
+    shown = str(path)
+    try:
+        content = Content.from_path(path, limits)
+    except ConsentryError as exc:
+        return HashResult(shown, UNKNOWN, _size(path), None, None, None, None, None, str(exc))
+    return hash_content(content, shown)
+
+
+def hash_many(
+    paths: Iterable[str | os.PathLike], limits: MediaLimits, workers: int = 1
+) -> Iterator[HashResult]:
+    """Hash files in order, in ``workers`` processes when > 1 (results keep the input order)."""
+    if workers <= 1:
+        for p in paths:
+            yield hash_path(p, limits)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
+    # "spawn": the C++ hashers and numba keep threads that a forked child must not inherit.
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        yield from pool.map(partial(hash_path, limits=limits), paths, chunksize=4)
+
+
+def hash_bytes(data: bytes, limits: MediaLimits, name: str = "-") -> HashResult:
+    return hash_content(Content.from_bytes(data, limits), name)
+
+
+def _size(path: str | os.PathLike) -> int | None:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return None
+
+
+def iter_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
+    """Files under the given paths, directories recursed in sorted order.
+
+    Symlinked directories are not followed (no loops); a path that does not exist is yielded as
+    is, so the caller reports it as an error line.
+    """
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            for root, dirs, files in os.walk(p, followlinks=False):
+                dirs.sort()
+                for name in sorted(files):
+                    yield Path(root) / name
+        else:
+            yield p

@@ -1,0 +1,112 @@
+"""``pdq``: Meta's PDQ perceptual hash (256 bits as 64 lowercase hex, quality 0-100).
+
+Computed with ``pdqhash`` (Meta's C++ reference, bound for Python) on the RGB image from
+:mod:`consentry.media.image`, so hashes are bit-identical to python-threatexchange for RGB and
+grey images and correct for every other mode. Match when Hamming distance <= 31; hashes with
+quality < 50 are kept but flagged (``usable`` false) and not used for matching.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar, Sequence
+
+import numpy as np
+import pdqhash
+
+from consentry.signals._hex import hamming_hex, parse_hex
+from consentry.signals.base import Comparison, Signal, register
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from consentry.media.content import Content
+
+#: pytx ``PDQ_CONFIDENT_MATCH_THRESHOLD``
+PDQ_THRESHOLD = 31
+#: pytx ``PdqSignal.QUALITY_THRESHOLD``: lower-quality hashes are not used to match.
+PDQ_MIN_QUALITY = 50
+#: Order of the variants returned by ``pdqhash.compute_dihedral``.
+DIHEDRAL_TRANSFORMS = (
+    "original",
+    "rotate90",
+    "rotate180",
+    "rotate270",
+    "flipx",
+    "flipy",
+    "flip_plus1",
+    "flip_minus1",
+)
+
+
+def bits_to_hex(bits: np.ndarray) -> str:
+    """pdqhash's bit vector (MSB first) -> 64 lowercase hex, as pytx writes it."""
+    return np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes().hex()
+
+
+def _pixels(image: "Image.Image") -> np.ndarray:
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError("PDQ needs an 8-bit RGB image")
+    return np.ascontiguousarray(arr)
+
+
+def pdq_from_image(image: "Image.Image") -> tuple[str, int]:
+    bits, quality = pdqhash.compute(_pixels(image))
+    return bits_to_hex(bits), int(quality)
+
+
+def pdq_dihedral_from_image(image: "Image.Image") -> tuple[list[str], int]:
+    """The 8 dihedral variants (see :data:`DIHEDRAL_TRANSFORMS`) in one pass, and the quality."""
+    variants, quality = pdqhash.compute_dihedral(_pixels(image))
+    return [bits_to_hex(v) for v in variants], int(quality)
+
+
+@register
+class PDQSignal:
+    name: ClassVar[str] = "pdq"
+    content_types: ClassVar[tuple[str, ...]] = ("photo",)
+    default_threshold: ClassVar[int] = PDQ_THRESHOLD
+    min_quality: ClassVar[int] = PDQ_MIN_QUALITY
+
+    @classmethod
+    def compute(cls, content: "Content") -> Signal:
+        value, quality = pdq_from_image(content.image())
+        return Signal(cls.name, value, quality, {"usable": quality >= cls.min_quality})
+
+    @classmethod
+    def compute_dihedral(cls, content: "Content") -> tuple[list[str], int]:
+        return pdq_dihedral_from_image(content.image())
+
+    @classmethod
+    def parse(cls, text: str) -> str:
+        return parse_hex(text, 64, "PDQ hash")
+
+    @classmethod
+    def serialize(cls, value: str) -> str:
+        return cls.parse(value)
+
+    @classmethod
+    def distance(cls, a: str, b: str) -> int:
+        return hamming_hex(cls.parse(a), cls.parse(b))
+
+    @classmethod
+    def brute_force_compare(
+        cls, query: str, candidates: Sequence[str], threshold: int | None = None
+    ) -> list[Comparison]:
+        t = cls.default_threshold if threshold is None else threshold
+        q = int(cls.parse(query), 16)
+        out = []
+        for i, c in enumerate(candidates):
+            d = (q ^ int(cls.parse(c), 16)).bit_count()
+            if d <= t:
+                out.append(Comparison(i, d))
+        return out
+
+    @classmethod
+    def examples(cls) -> list[str]:
+        # PDQ hashes of Meta's benign bridge test photo and two of its edits (pdq/data).
+        return [
+            "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22",
+            "f8f8f0cee0f4a84f06370a2a038f63f0b36e26d596621e1d33e6b39c4e9c9b22",
+            "d8f8f0cec0f4a84f8e370a22038f67f0b36a2ed597231e1d72e6b39c4a9c9b22",
+        ]
