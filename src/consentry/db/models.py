@@ -1,0 +1,146 @@
+"""Tables. No pickles: everything is plain columns and JSON.
+
+``changes`` is the append-only change log (cursor = its id) that in-memory indexes, other API
+workers and partner instances tail to stay current without reloading snapshots.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a real BIGINT.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+BANK_KINDS = ("ncii", "csam", "ai-abuse", "terror", "allow", "custom")
+ENTRY_STATUSES = ("active", "disabled", "withdrawn")
+
+
+def value_key(value: str) -> str:
+    if len(value) <= 72:
+        return value
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
+
+
+class Bank(Base):
+    __tablename__ = "banks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    description: Mapped[str] = mapped_column(Text, default="")
+    thresholds: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # {"pdq": 31}
+    source: Mapped[str] = mapped_column(String(200), default="local")
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    entries: Mapped[list["Entry"]] = relationship(back_populates="bank", passive_deletes=True)
+
+
+class Entry(Base):
+    __tablename__ = "entries"
+    __table_args__ = (
+        UniqueConstraint("bank_id", "signal_type", "value_key", name="uq_entries_bank_signal_value"),
+        Index("ix_entries_signal_value", "signal_type", "value_key"),
+        Index("ix_entries_bank_status", "bank_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id", ondelete="CASCADE"))
+    signal_type: Mapped[str] = mapped_column(String(32))
+    value: Mapped[str] = mapped_column(Text)
+    # ``value`` itself when short (hashes), else "sha256:<hex of value>" (vPDQ frame lists), so
+    # the unique index stays small on every database.
+    value_key: Mapped[str] = mapped_column(String(80))
+    quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    source: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    external_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    category: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    added_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    bank: Mapped[Bank] = relationship(back_populates="entries")
+
+
+class Change(Base):
+    """One row per change that affects matching, in commit order (``id`` is the cursor)."""
+
+    __tablename__ = "changes"
+    __table_args__ = (Index("ix_changes_bank", "bank_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    op: Mapped[str] = mapped_column(String(16))  # add | withdraw | disable | enable | bank
+    bank_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    entry_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    signal_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+ROLES = ("admin", "curator", "matcher", "moderator", "auditor", "submitter")
+
+
+class ApiKey(Base):
+    """An API key: only a SHA-256 of the secret is stored (keys are 256-bit random tokens)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(20))
+    prefix: Mapped[str] = mapped_column(String(16))  # first characters, to tell keys apart
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class MatchLog(Base):
+    """One row per match request: who asked, when, how many results. Never the media."""
+
+    __tablename__ = "match_log"
+    __table_args__ = (Index("ix_match_log_key_at", "key_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    key_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    route: Mapped[str] = mapped_column(String(64))
+    signal_types: Mapped[str] = mapped_column(String(200), default="")
+    result_count: Mapped[int] = mapped_column(Integer, default=0)
