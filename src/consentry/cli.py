@@ -11,17 +11,11 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from consentry import __version__
+from consentry.cli_banks import bank_app, db_app, keys_app, match_cmd
+from consentry.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err_console, fail, progress_bar  # noqa: F401
 from consentry.config import get_settings
 
 app = typer.Typer(
@@ -32,29 +26,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-err_console = Console(stderr=True)
+app.add_typer(bank_app, name="bank")
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+app.command("match")(match_cmd)
 
 
 class OutputFormat(str, Enum):
     jsonl = "jsonl"
     table = "table"
-
-
-def progress_bar(console: Console | None = None) -> Progress:
-    """A Rich progress bar on stderr, shown only when stderr is a terminal."""
-    console = console or err_console
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    )
 
 
 @app.command("hash")
@@ -116,12 +96,28 @@ def serve_cmd(
     """Run the HTTP service (API, console, victim page)."""
     import uvicorn
 
+    from consentry.bootstrap import DEMO_BANK, DEMO_PDQ, ensure_admin_key, ensure_demo_bank
+    from consentry.db import open_database
+
     settings = get_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
+    try:
+        db = open_database(settings)
+        secret = ensure_admin_key(db)
+        seeded = ensure_demo_bank(db)
+        db.dispose()
+    except Exception as exc:  # noqa: BLE001 - a bad DATABASE_URL or an unreachable server
+        fail(f"cannot open the database: {str(exc).splitlines()[0][:200]}")
     url = f"http://{host}:{port}/"
-    err_console.print(f"Consentry {__version__} serving at [bold]{url}[/bold]  (state in {settings.home.resolve()})",
-                      highlight=False)
-    print(f"Consentry is running at {url}", flush=True)
+    print(f"Consentry {__version__} is running at {url}  (API docs: {url}docs; state in "
+          f"{settings.home.resolve()})", flush=True)
+    if secret:
+        print("\nFirst start: an admin API key was created. It is shown only this once:\n"
+              f"\n    {secret}\n", flush=True)
+    if seeded or secret:
+        print(f"Try the demo bank ({DEMO_BANK!r}, benign example hashes):\n"
+              f"    curl -H 'Authorization: Bearer <key>' '{url}v1/match?signal_type=pdq&value={DEMO_PDQ}'\n",
+              flush=True)
     uvicorn.run(
         "consentry.web.app:create_app", factory=True, host=host, port=port, workers=workers,
         log_level="info",

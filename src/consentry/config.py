@@ -68,15 +68,27 @@ class Settings:
     home: Path = field(default_factory=lambda: Path(".consentry"))
     database_url: str | None = None
     limits: MediaLimits = field(default_factory=MediaLimits)
+    max_upload_bytes: int = 200 * 1024 * 1024  # one HTTP request body
+    request_timeout: float = 120.0  # seconds; 0 = none
+    match_rate_limit: float = 2000.0  # match requests per second per API key (per worker); 0 = off
+    index_refresh_seconds: float = 0.2  # how often each worker tails the change log
 
     @classmethod
     def from_env(cls) -> "Settings":
+        d = cls()
         home = Path(os.environ.get("CONSENTRY_HOME", ".consentry")).expanduser()
         return cls(
             home=home,
             database_url=os.environ.get("DATABASE_URL") or None,
             limits=MediaLimits.from_env(),
+            max_upload_bytes=_env_int("CONSENTRY_MAX_UPLOAD_BYTES", d.max_upload_bytes),
+            request_timeout=_env_float("CONSENTRY_REQUEST_TIMEOUT", d.request_timeout),
+            match_rate_limit=_env_float("CONSENTRY_MATCH_RATE_LIMIT", d.match_rate_limit),
+            index_refresh_seconds=_env_float("CONSENTRY_INDEX_REFRESH_SECONDS", d.index_refresh_seconds),
         )
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)
 
     @property
     def effective_database_url(self) -> str:

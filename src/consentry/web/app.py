@@ -1,21 +1,111 @@
-"""FastAPI application factory (``consentry serve``)."""
+"""FastAPI application factory (``consentry serve``).
+
+Each worker process opens the database (migrating it), loads the in-memory indexes in the
+background (``/readyz`` says when they are ready) and tails the change log every
+``index_refresh_seconds``, so adds and withdrawals made through any worker reach every worker.
+"""
 
 from __future__ import annotations
+
+import logging
+import threading
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from consentry import __version__
+from consentry.banks.matcher import Matcher
+from consentry.banks.service import BankService
 from consentry.config import Settings, get_settings
+from consentry.db import Database, open_database
+from consentry.keys import KeyStore
+from consentry.web import problems
+from consentry.web.deps import AppState
+from consentry.web.limits import BodyLimitMiddleware, MatchLogWriter, RateLimiter, TimeoutMiddleware
+
+log = logging.getLogger("consentry.web")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+class _Tailer:
+    def __init__(self, matcher: Matcher, interval: float):
+        self.matcher, self.interval = matcher, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="index-tailer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.matcher.load()
+        except Exception:  # noqa: BLE001
+            log.exception("index load failed; retrying")
+        while not self._stop.wait(self.interval):
+            try:
+                if not self.matcher.loaded:
+                    self.matcher.load()
+                else:
+                    self.matcher.refresh()
+            except Exception:  # noqa: BLE001 - the database may be briefly away; keep serving
+                log.exception("index refresh failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None, *, background: bool = True) -> FastAPI:
+    """Build the app. ``background=False`` (tests) loads the index synchronously and does not tail."""
     settings = settings or get_settings()
-    app = FastAPI(title="Consentry", version=__version__)
-    app.state.settings = settings
+    db = db or open_database(settings)
+    matcher = Matcher(db)
+    consentry_state = AppState(
+        settings=settings, banks=BankService(db), matcher=matcher, keys=KeyStore(db),
+        match_log=MatchLogWriter(db), rate_limiter=RateLimiter(settings.match_rate_limit),
+    )
+    tailer = _Tailer(matcher, settings.index_refresh_seconds)
 
-    @app.get("/healthz", tags=["health"])
-    def healthz() -> dict:
-        """Liveness: the process is up."""
-        return {"status": "ok", "version": __version__}
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        if background:
+            tailer.start()
+        yield
+        if background:
+            tailer.stop()
+        consentry_state.match_log.close()
 
+    if not background:
+        matcher.load()
+
+    app = FastAPI(
+        title="Consentry",
+        version=__version__,
+        summary="Hash, match and assess media against known abuse and non-consensual imagery.",
+        lifespan=lifespan,
+    )
+    app.state.consentry = consentry_state
+    app.state.keys = consentry_state.keys
+    problems.install(app)
+
+    from consentry.web.api import banks, hashing, health, matching
+
+    app.include_router(health.router)
+    app.include_router(hashing.router)
+    app.include_router(matching.router)
+    app.include_router(banks.router)
+
+    app.add_middleware(TimeoutMiddleware, seconds=settings.request_timeout)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     return app
+
+
+def iter_api_routes(routes):
+    """Every APIRoute under ``routes``, looking inside included routers (FastAPI >= 0.16x nests them)."""
+    from fastapi.routing import APIRoute
+
+    for r in routes:
+        if isinstance(r, APIRoute):
+            yield r
+        sub = getattr(r, "original_router", None) or getattr(r, "router", None)
+        if sub is not None and hasattr(sub, "routes"):
+            yield from iter_api_routes(sub.routes)

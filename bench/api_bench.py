@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""HTTP overhead of matching: GET /v1/match by hash against a 1M-entry bank, 2 uvicorn workers on
+loopback, vs the same lookups made in-process (Matcher.match), printed side by side.
+
+The bank is random PDQ hashes (benign by construction) in a throw-away SQLite database; queries
+are a mix of planted near-duplicates (distance 0-31) and misses. The HTTP client runs in
+``--clients`` processes with one keep-alive connection each, on the same 2-core machine as the
+server, so the HTTP figures include the client's own cost.
+
+Usage: python bench/api_bench.py [--entries 1000000] [--queries 4000] [--clients 2] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+
+def build_bank(url: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    from consentry.banks.formats.records import HashRecord
+    from consentry.banks.service import BankService
+    from consentry.db import Database
+
+    db = Database(url)
+    db.upgrade()
+    svc = BankService(db)
+    svc.create_bank("bench", "custom")
+    raw = rng.integers(0, 256, size=(n, 32), dtype=np.uint8)
+    hexes = [r.tobytes().hex() for r in raw]
+    t0 = time.perf_counter()
+    svc.add_records("bench", (HashRecord("pdq", h) for h in hexes), batch_size=20_000)
+    print(f"built bank of {n} entries in {time.perf_counter() - t0:.1f} s", flush=True)
+    db.dispose()
+    return raw
+
+
+def make_queries(raw: np.ndarray, count: int, rng: np.random.Generator) -> list[str]:
+    out = []
+    for i in range(count):
+        if i % 2 == 0:
+            h = raw[int(rng.integers(0, len(raw)))].copy()
+            bits = np.unpackbits(h)
+            flip = rng.choice(256, size=int(rng.integers(0, 32)), replace=False)
+            bits[flip] ^= 1
+            out.append(np.packbits(bits).tobytes().hex())
+        else:
+            out.append(rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex())
+    return out
+
+
+def _client(args):
+    base, key, queries = args
+    import httpx
+
+    lat = []
+    hits = 0
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30) as c:
+        for q in queries:
+            t0 = time.perf_counter()
+            r = c.get("/v1/match", params={"signal_type": "pdq", "value": q})
+            lat.append(time.perf_counter() - t0)
+            if r.status_code != 200:
+                raise RuntimeError(f"HTTP {r.status_code}: {r.text[:200]}")
+            hits += bool(r.json()["matches"])
+    return lat, hits
+
+
+def pct(xs, p):
+    return float(np.percentile(np.asarray(xs) * 1000, p))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--entries", type=int, default=1_000_000)
+    ap.add_argument("--queries", type=int, default=4000)
+    ap.add_argument("--clients", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    rng = np.random.default_rng(1)
+
+    from consentry.banks.matcher import Matcher, QuerySignals
+    from consentry.db import Database
+    from consentry.keys import KeyStore
+
+    with tempfile.TemporaryDirectory(prefix="consentry-apibench-") as tmp:
+        url = f"sqlite:///{tmp}/bench.db"
+        raw = build_bank(url, args.entries, rng)
+        queries = make_queries(raw, args.queries, rng)
+        db = Database(url)
+        key, _ = KeyStore(db).create("matcher", "bench")
+
+        # in-process
+        t0 = time.perf_counter()
+        m = Matcher(db).load()
+        print(f"in-process index load: {time.perf_counter() - t0:.1f} s", flush=True)
+        lat, hits_in = [], 0
+        t0 = time.perf_counter()
+        for q in queries:
+            s = time.perf_counter()
+            hits_in += bool(m.match(QuerySignals(pdq=[q])).matches)
+            lat.append(time.perf_counter() - s)
+        in_total = time.perf_counter() - t0
+        del m
+        db.dispose()
+
+        # over HTTP
+        port = 8765
+        env = dict(os.environ, CONSENTRY_HOME=tmp, DATABASE_URL=url, CONSENTRY_MATCH_RATE_LIMIT="0")
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "consentry.web.app:create_app", "--factory", "--host", "127.0.0.1",
+             "--port", str(port), "--workers", str(args.workers), "--log-level", "warning"],
+            env=env)
+        try:
+            import httpx
+
+            deadline = time.monotonic() + 600
+            ready = 0
+            while time.monotonic() < deadline and ready < 20:
+                try:
+                    ready = ready + 1 if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200 else 0
+                except httpx.HTTPError:
+                    ready = 0
+                time.sleep(0.25)
+            base = f"http://127.0.0.1:{port}"
+            _client((base, key, queries[:50]))  # warm-up
+            chunks = [queries[i::args.clients] for i in range(args.clients)]
+            t0 = time.perf_counter()
+            with mp.get_context("spawn").Pool(args.clients) as pool:
+                results = pool.map(_client, [(base, key, c) for c in chunks])
+            http_total = time.perf_counter() - t0
+        finally:
+            server.terminate()
+            server.wait(30)
+        http_lat = [x for r in results for x in r[0]]
+        hits_http = sum(r[1] for r in results)
+
+    print(f"\n{args.entries:,} PDQ entries, {args.queries:,} queries (half planted at distance 0-31, half misses)")
+    print(f"{'':34s} {'lookups/s':>10s} {'p50 ms':>8s} {'p99 ms':>8s} {'matched':>8s}")
+    print(f"{'in-process Matcher.match':34s} {len(queries) / in_total:10.0f} {pct(lat, 50):8.3f} "
+          f"{pct(lat, 99):8.3f} {hits_in:8d}")
+    print(f"{f'HTTP GET /v1/match ({args.workers} workers, {args.clients} clients)':34s} "
+          f"{len(queries) / http_total:10.0f} {pct(http_lat, 50):8.3f} {pct(http_lat, 99):8.3f} {hits_http:8d}")
+    print(f"HTTP overhead: throughput ratio in-process/HTTP = {(len(queries) / in_total) / (len(queries) / http_total):.1f}x, "
+          f"p50 latency ratio HTTP/in-process = {pct(http_lat, 50) / max(pct(lat, 50), 1e-9):.1f}x")
+    assert hits_in == hits_http, "HTTP and in-process results differ"
+
+
+if __name__ == "__main__":
+    main()

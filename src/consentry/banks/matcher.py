@@ -1,0 +1,373 @@
+"""Match query signals against every bank, exactly, from in-memory indexes kept current.
+
+The indexes hold only entry ids and hash values; after a lookup the candidate entries are read
+from the database, which also re-checks their status (a withdrawn entry can never match, even if
+an index were behind) and supplies bank, thresholds and provenance. Indexes are loaded once and
+then follow the ``changes`` log (:meth:`Matcher.refresh`), so an add or a withdrawal is visible to
+the next query without rebuilding anything.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from sqlalchemy import select
+
+from consentry.banks.service import BankInfo, BankService
+from consentry.db.models import Entry
+from consentry.db.session import Database
+from consentry.index import ExactIndex, PDQIndex, hex_to_words, hex_to_words_many
+from consentry.signals import DIHEDRAL_TRANSFORMS, PDQ_MIN_QUALITY, PDQ_THRESHOLD
+from consentry.signals.vpdq import (
+    VPDQ_DISTANCE_THRESHOLD,
+    VPDQ_MATCH_PERCENT,
+    VPDQ_QUALITY_THRESHOLD,
+    VpdqFrame,
+    parse_frames,
+)
+
+EXACT_TYPES = ("md5", "sha1", "sha256", "photodna")
+#: changes re-read behind the cursor, so ids committed out of order (PostgreSQL) are not missed
+LOOKBACK = 2000
+
+
+@dataclass
+class QuerySignals:
+    """What one query offers: any of these may be missing."""
+
+    exact: dict[str, str] = field(default_factory=dict)  # md5/sha1/sha256/photodna -> value
+    pdq: list[str] = field(default_factory=list)  # [original, rotate90, ...] (1 or 8)
+    pdq_quality: int | None = None
+    vpdq: list[VpdqFrame] | None = None
+
+
+@dataclass
+class Match:
+    bank: str
+    bank_kind: str
+    entry_id: int
+    signal_type: str
+    distance: int | float
+    transform: str | None
+    provenance: dict[str, Any]
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {
+            "bank": self.bank, "bank_kind": self.bank_kind, "entry_id": self.entry_id,
+            "signal_type": self.signal_type, "distance": self.distance,
+            "transform": self.transform, "provenance": self.provenance,
+        }
+        d.update(self.detail)
+        return d
+
+
+@dataclass
+class MatchOutcome:
+    matches: list[Match]
+    suppressed: list[Match]  # matches hidden because the content is on an allow bank
+    allowed_by: list[Match]  # the allow-bank matches that did it
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "matches": [m.to_dict() for m in self.matches],
+            "suppressed": [m.to_dict() for m in self.suppressed],
+            "allowed_by": [m.to_dict() for m in self.allowed_by],
+        }
+
+
+class _VpdqStore:
+    """Frame-level PDQ index over every stored video, plus per-video frame lists."""
+
+    def __init__(self) -> None:
+        self.index = PDQIndex(threshold=VPDQ_DISTANCE_THRESHOLD)
+        self.frame_owner: dict[int, tuple[int, int]] = {}  # frame id -> (entry id, frame no)
+        self.entry_frames: dict[int, tuple[list[int], list[float]]] = {}  # entry -> ids, times
+        self._next = 1
+
+    def add(self, entry_id: int, value: str) -> None:
+        if entry_id in self.entry_frames:
+            self.remove(entry_id)
+        seen: set[str] = set()
+        frames = []
+        for f in parse_frames(value):
+            if f.quality >= VPDQ_QUALITY_THRESHOLD and f.pdq_hex not in seen:
+                seen.add(f.pdq_hex)
+                frames.append(f)
+        if not frames:
+            return
+        ids = list(range(self._next, self._next + len(frames)))
+        self._next += len(frames)
+        self.index.add(np.array(ids, dtype=np.int64), hex_to_words_many([f.pdq_hex for f in frames]))
+        for k, fid in enumerate(ids):
+            self.frame_owner[fid] = (entry_id, k)
+        self.entry_frames[entry_id] = (ids, [f.timestamp for f in frames])
+
+    def remove(self, entry_id: int) -> None:
+        ids, _ = self.entry_frames.pop(entry_id, ([], []))
+        if ids:
+            self.index.remove(np.array(ids, dtype=np.int64))
+            for fid in ids:
+                self.frame_owner.pop(fid, None)
+
+    def query(self, frames: Sequence[VpdqFrame], threshold: int) -> dict[int, dict[str, Any]]:
+        seen: set[str] = set()
+        usable = []
+        for f in frames:
+            if f.quality >= VPDQ_QUALITY_THRESHOLD and f.pdq_hex not in seen:
+                seen.add(f.pdq_hex)
+                usable.append(f)
+        if not usable:
+            return {}
+        q_hits: dict[int, set[int]] = {}  # entry -> query frames found in it
+        s_hits: dict[int, set[int]] = {}  # entry -> its frames found in the query
+        for qi, f in enumerate(usable):
+            for fid, _d in self.index.query(hex_to_words(f.pdq_hex), threshold):
+                owner = self.frame_owner.get(fid)
+                if owner is None:
+                    continue
+                q_hits.setdefault(owner[0], set()).add(qi)
+                s_hits.setdefault(owner[0], set()).add(owner[1])
+        out = {}
+        for entry_id, qs in q_hits.items():
+            ids, times = self.entry_frames.get(entry_id, ([], []))
+            if not ids:
+                continue
+            q_pct = round(100.0 * len(qs) / len(usable), 2)
+            s_pct = round(100.0 * len(s_hits[entry_id]) / len(ids), 2)
+            out[entry_id] = {
+                "query_match_percent": q_pct,
+                "compared_match_percent": s_pct,
+                "query_matched_seconds": sorted(usable[i].timestamp for i in qs),
+                "compared_matched_seconds": sorted(times[i] for i in s_hits[entry_id]),
+            }
+        return out
+
+
+class Matcher:
+    """In-memory indexes over all banks, refreshed from the change log."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        self.banks = BankService(db)
+        self._lock = threading.RLock()
+        self.pdq = PDQIndex(threshold=PDQ_THRESHOLD)
+        self.exact: dict[str, ExactIndex] = {t: ExactIndex() for t in EXACT_TYPES}
+        self.vpdq = _VpdqStore()
+        self.cursor = 0
+        self._applied: OrderedDict[int, None] = OrderedDict()
+        self._bank_cache: dict[int, BankInfo] = {}
+        self.loaded = False
+
+    # ------------------------------------------------------------ loading
+    def load(self) -> "Matcher":
+        """Build the indexes from every active entry (streamed in pages)."""
+        with self._lock:
+            cursor = self.banks.change_cursor()
+            pdq_ids: list[np.ndarray] = []
+            pdq_words: list[np.ndarray] = []
+            exact = {t: ExactIndex() for t in EXACT_TYPES}
+            vpdq = _VpdqStore()
+            with self.db.session() as s:
+                q = (
+                    select(Entry.id, Entry.signal_type, Entry.value, Entry.quality)
+                    .where(Entry.status == "active").order_by(Entry.id)
+                    .execution_options(yield_per=50_000)
+                )
+                chunk_ids: list[int] = []
+                chunk_vals: list[str] = []
+                for entry_id, st, value, quality in s.execute(q):
+                    if st == "pdq":
+                        if quality is not None and quality < PDQ_MIN_QUALITY:
+                            continue
+                        chunk_ids.append(entry_id)
+                        chunk_vals.append(value)
+                        if len(chunk_ids) >= 50_000:
+                            pdq_ids.append(np.array(chunk_ids, dtype=np.int64))
+                            pdq_words.append(hex_to_words_many(chunk_vals))
+                            chunk_ids, chunk_vals = [], []
+                    elif st in exact:
+                        exact[st].add(value, entry_id)
+                    elif st == "vpdq":
+                        vpdq.add(entry_id, value)
+                if chunk_ids:
+                    pdq_ids.append(np.array(chunk_ids, dtype=np.int64))
+                    pdq_words.append(hex_to_words_many(chunk_vals))
+            if pdq_ids:
+                self.pdq = PDQIndex.build(np.concatenate(pdq_ids), np.concatenate(pdq_words),
+                                          threshold=PDQ_THRESHOLD)
+            else:
+                self.pdq = PDQIndex(threshold=PDQ_THRESHOLD)
+            self.exact, self.vpdq = exact, vpdq
+            self.cursor = cursor
+            self._applied.clear()
+            self._bank_cache = self.banks.banks_by_id()
+            self.loaded = True
+            # anything committed while we were reading is replayed (idempotently)
+            self.refresh(lookback=LOOKBACK)
+            return self
+
+    def refresh(self, lookback: int = LOOKBACK) -> int:
+        """Apply changes since the cursor; returns how many were applied."""
+        with self._lock:
+            applied = 0
+            start = max(0, self.cursor - lookback)
+            while True:
+                changes = self.banks.changes_since(start, limit=10_000)
+                if not changes:
+                    break
+                todo = [c for c in changes if c["cursor"] not in self._applied]
+                self._apply(todo)
+                for c in todo:
+                    self._applied[c["cursor"]] = None
+                applied += len(todo)
+                while len(self._applied) > 4 * LOOKBACK:
+                    self._applied.popitem(last=False)
+                start = changes[-1]["cursor"]
+                self.cursor = max(self.cursor, start)
+                if len(changes) < 10_000:
+                    break
+            return applied
+
+    def _apply(self, changes: list[dict[str, Any]]) -> None:
+        if any(c["op"] in ("bank", "bank_deleted") for c in changes):
+            self._bank_cache = self.banks.banks_by_id()
+        entry_ids = [c["entry_id"] for c in changes if c["entry_id"] is not None]
+        if not entry_ids:
+            return
+        rows = self.banks.entries_by_id(entry_ids)
+        for c in changes:
+            eid = c["entry_id"]
+            if eid is None:
+                continue
+            found = rows.get(eid)
+            if found is None:  # entry deleted with its bank
+                self._remove(eid, c.get("signal_type"))
+                continue
+            entry, _bank_id = found
+            # the entry's *current* status decides, so replaying old changes is harmless
+            if entry.status == "active":
+                self._add(eid, entry.signal_type, entry.value, entry.quality)
+            else:
+                self._remove(eid, entry.signal_type)
+
+    def _add(self, entry_id: int, signal_type: str, value: str, quality: int | None) -> None:
+        if signal_type == "pdq":
+            if quality is not None and quality < PDQ_MIN_QUALITY:
+                return
+            self.pdq.remove(np.array([entry_id], dtype=np.int64))
+            self.pdq.add(np.array([entry_id], dtype=np.int64), hex_to_words(value).reshape(1, 4))
+        elif signal_type in self.exact:
+            self.exact[signal_type].add(value, entry_id)
+        elif signal_type == "vpdq":
+            self.vpdq.add(entry_id, value)
+
+    def _remove(self, entry_id: int, signal_type: str | None) -> None:
+        if signal_type in (None, "pdq"):
+            self.pdq.remove(np.array([entry_id], dtype=np.int64))
+        if signal_type is None or signal_type in self.exact:
+            for idx in self.exact.values():
+                idx.remove_id(entry_id)
+        if signal_type in (None, "vpdq"):
+            self.vpdq.remove(entry_id)
+
+    # ----------------------------------------------------------- matching
+    def _max_threshold(self, signal_type: str, default: int) -> int:
+        ts = [b.thresholds.get(signal_type) for b in self._bank_cache.values()]
+        return int(max([default] + [t for t in ts if t is not None]))
+
+    def match(self, query: QuerySignals, banks: Iterable[str] | None = None) -> MatchOutcome:
+        """Every entry within its bank's threshold; allow banks suppress the rest."""
+        with self._lock:
+            # candidate entry id -> (signal_type, distance, transform, detail)
+            cands: dict[int, tuple[str, int | float, str | None, dict[str, Any]]] = {}
+            for st, value in query.exact.items():
+                if st in self.exact and value:
+                    for eid in self.exact[st].lookup(value):
+                        cands[eid] = (st, 0, None, {})
+            usable_pdq = query.pdq and (query.pdq_quality is None or query.pdq_quality >= PDQ_MIN_QUALITY)
+            if usable_pdq:
+                t = self._max_threshold("pdq", PDQ_THRESHOLD)
+                words = hex_to_words_many(query.pdq)
+                if len(query.pdq) == 1:
+                    hits = [(eid, d, 0) for eid, d in self.pdq.query(words[0], t)]
+                else:
+                    hits = self.pdq.query_variants(words, t)
+                for eid, d, v in hits:
+                    cands[eid] = ("pdq", int(d), DIHEDRAL_TRANSFORMS[v], {})
+            if query.vpdq:
+                t = self._max_threshold("vpdq", VPDQ_DISTANCE_THRESHOLD)
+                for eid, det in self.vpdq.query(query.vpdq, t).items():
+                    best = max(det["query_match_percent"], det["compared_match_percent"])
+                    if best >= VPDQ_MATCH_PERCENT:
+                        cands[eid] = ("vpdq", round(100.0 - best, 2), None, det)
+            if not cands:
+                return MatchOutcome([], [], [])
+            rows = self.banks.entries_by_id(cands)
+            wanted = set(banks) if banks else None
+            matches, allows = [], []
+            for eid, (st, dist, transform, detail) in cands.items():
+                found = rows.get(eid)
+                if found is None:
+                    continue
+                entry, bank_id = found
+                if entry.status != "active":
+                    continue
+                bank = self._bank_cache.get(bank_id)
+                if bank is None:
+                    self._bank_cache = self.banks.banks_by_id()
+                    bank = self._bank_cache.get(bank_id)
+                    if bank is None:
+                        continue
+                if st == "pdq" and dist > bank.threshold("pdq"):
+                    continue
+                m = Match(bank.name, bank.kind, eid, st, dist, transform, entry.provenance, detail)
+                if bank.kind == "allow":
+                    allows.append(m)
+                elif wanted is None or bank.name in wanted:
+                    matches.append(m)
+            key = lambda m: (m.distance, m.bank, m.entry_id)  # noqa: E731
+            matches.sort(key=key)
+            allows.sort(key=key)
+            if allows:
+                return MatchOutcome([], matches, allows)
+            return MatchOutcome(matches, [], [])
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "cursor": self.cursor, "pdq_entries": len(self.pdq),
+            "exact_entries": {k: len(v) for k, v in self.exact.items()},
+            "vpdq_videos": len(self.vpdq.entry_frames),
+        }
+
+
+def query_from_content(content) -> QuerySignals:
+    """Signals of one file for matching: digests, the 8 PDQ variants or the vPDQ frames."""
+    from consentry.media.sniff import PHOTO, VIDEO
+    from consentry.signals.pdq import PDQSignal
+    from consentry.signals.vpdq import VPDQSignal
+
+    q = QuerySignals(exact=dict(content.digests()))
+    if content.content_type == PHOTO:
+        q.pdq, q.pdq_quality = PDQSignal.compute_dihedral(content)
+    elif content.content_type == VIDEO:
+        q.vpdq = VPDQSignal.compute_frames(content)
+    return q
+
+
+def query_from_hash_line(obj: dict[str, Any]) -> QuerySignals:
+    """A ``consentry hash`` JSON line (or any dict with the same keys) -> query."""
+    q = QuerySignals()
+    for st in EXACT_TYPES:
+        if obj.get(st):
+            q.exact[st] = str(obj[st])
+    if obj.get("pdq"):
+        q.pdq = [str(obj["pdq"])]
+        q.pdq_quality = obj.get("pdq_quality")
+    if obj.get("vpdq"):
+        q.vpdq = parse_frames(obj["vpdq"])
+    return q

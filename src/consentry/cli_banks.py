@@ -1,0 +1,452 @@
+"""``consentry bank ...``, ``consentry match`` and ``consentry db`` commands."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from consentry.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err_console, fail, progress_bar
+from consentry.config import get_settings
+from consentry.errors import ConsentryError
+
+bank_app = typer.Typer(help="Create banks (hash lists), import/export them, add and withdraw entries.",
+                       no_args_is_help=True)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+
+FORMAT_NAMES = ["te", "stopncii", "ncmec", "vics", "csv"]
+
+
+def _service():
+    from consentry.banks.service import BankService
+    from consentry.db import open_database
+
+    return BankService(open_database())
+
+
+class ListFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def _parse_thresholds(items: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            fail(f"--threshold must look like pdq=31, got {item!r}", EXIT_USAGE)
+        out[name.strip().lower()] = value.strip()
+    return out
+
+
+@bank_app.command("create")
+def bank_create(
+    name: str = typer.Argument(..., help="Bank name (letters, digits, . _ -)."),
+    kind: str = typer.Option("custom", "--kind", "-k",
+                             help="ncii, csam, ai-abuse, terror, allow (suppresses matches) or custom."),
+    description: str = typer.Option("", "--description", "-d"),
+    threshold: Optional[List[str]] = typer.Option(None, "--threshold", "-t",
+                                                  help="Per-signal threshold, e.g. pdq=31 (repeatable)."),
+    shared: bool = typer.Option(False, "--shared", help="Bank is shared with partners."),
+) -> None:
+    """Create a bank."""
+    try:
+        bank = _service().create_bank(name, kind, description, _parse_thresholds(threshold), shared=shared)
+    except ConsentryError as exc:
+        fail(str(exc))
+    print(json.dumps(bank.to_dict()))
+
+
+@bank_app.command("list")
+def bank_list(fmt: ListFormat = typer.Option(ListFormat.table, "--format", "-f")) -> None:
+    """List banks with their entry counts."""
+    banks = _service().list_banks()
+    if fmt is ListFormat.json:
+        for b in banks:
+            print(json.dumps(b.to_dict()))
+        return
+    table = Table()
+    for col in ("name", "kind", "active", "disabled", "withdrawn", "thresholds", "description"):
+        table.add_column(col)
+    for b in banks:
+        table.add_row(b.name, b.kind, str(b.counts.get("active", 0)), str(b.counts.get("disabled", 0)),
+                      str(b.counts.get("withdrawn", 0)), json.dumps(b.thresholds) if b.thresholds else "",
+                      b.description)
+    Console().print(table)
+
+
+@bank_app.command("show")
+def bank_show(name: str, entries: int = typer.Option(0, "--entries", "-n", help="Also list N entries.")) -> None:
+    """Show one bank (JSON)."""
+    svc = _service()
+    try:
+        out = svc.get_bank(name).to_dict()
+        if entries:
+            out["entries"] = [e.to_dict() for e in svc.list_entries(name, limit=entries)]
+    except ConsentryError as exc:
+        fail(str(exc))
+    print(json.dumps(out, default=str, indent=2))
+
+
+@bank_app.command("delete")
+def bank_delete(name: str, yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask.")) -> None:
+    """Delete a bank and all its entries."""
+    svc = _service()
+    try:
+        info = svc.get_bank(name)
+    except ConsentryError as exc:
+        fail(str(exc))
+    total = sum(info.counts.values())
+    if not yes:
+        if not sys.stdin.isatty():
+            fail("refusing to delete without --yes when not interactive", EXIT_USAGE)
+        typer.confirm(f"Delete bank {name!r} and its {total} entries?", abort=True)
+    n = svc.delete_bank(name)
+    err_console.print(f"deleted bank {name!r} ({n} entries)", highlight=False)
+
+
+class _CountingReader(io.RawIOBase):
+    """Wraps a binary file and reports bytes read (for the progress bar)."""
+
+    def __init__(self, raw, on_read):
+        self.raw, self.on_read = raw, on_read
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = self.raw.readinto(b)
+        if n:
+            self.on_read(n)
+        return n or 0
+
+
+@bank_app.command("import")
+def bank_import(
+    name: str = typer.Argument(..., help="Bank to import into (must exist)."),
+    file: Path = typer.Argument(..., help="Hash list file ('-' for stdin).", allow_dash=True),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="te, stopncii, ncmec, vics or csv (default: detect)."),
+    errors_out: Optional[Path] = typer.Option(None, "--errors-out", help="Write every bad record here (JSON Lines)."),
+    added_by: Optional[str] = typer.Option(None, "--added-by", help="Who is importing (provenance)."),
+) -> None:
+    """Import a hash list (streaming, idempotent). Withdrawals in the list remove entries."""
+    from consentry.banks.formats import get_format, sniff_format
+
+    svc = _service()
+    try:
+        svc.get_bank(name)
+    except ConsentryError as exc:
+        fail(str(exc))
+    if str(file) == "-":
+        raw, size = sys.stdin.buffer.raw, None
+    else:
+        try:
+            raw, size = open(file, "rb", buffering=0), file.stat().st_size
+        except OSError as exc:
+            fail(f"cannot open {file}: {exc.strerror or exc}")
+    with progress_bar() as progress:
+        task = progress.add_task("importing", total=size, rate="")
+        reader = io.BufferedReader(_CountingReader(raw, lambda n: progress.update(task, advance=n)),
+                                   buffer_size=1 << 16)
+        if fmt is None:
+            fmt = sniff_format(reader.peek(4096)[:4096])
+            if fmt is None:
+                fail("cannot tell the list format; pass --format " + "|".join(FORMAT_NAMES), EXIT_USAGE)
+        try:
+            module = get_format(fmt)
+        except KeyError as exc:
+            fail(str(exc.args[0]), EXIT_USAGE)
+        progress.update(task, description=f"importing ({fmt})")
+        try:
+            report = svc.add_records(name, module.read(reader, source_name=str(file)), added_by=added_by)
+        except ConsentryError as exc:
+            fail(str(exc))
+    if errors_out:
+        with open(errors_out, "w") as fh:
+            for e in report.errors:
+                fh.write(json.dumps({"position": e.position, "error": e.message}) + "\n")
+    for e in report.errors[:20]:
+        err_console.print(f"  {e.position}: {e.message}", highlight=False, markup=False)
+    if len(report.errors) > 20:
+        err_console.print(f"  ... and {len(report.errors) - 20} more (--errors-out FILE lists all)")
+    print(json.dumps({"bank": name, "format": fmt, **report.to_dict()}))
+    raise typer.Exit(EXIT_FAILED if report.errors else EXIT_OK)
+
+
+@bank_app.command("export")
+def bank_export(
+    name: str,
+    fmt: str = typer.Option(..., "--format", "-f", help="te, stopncii, ncmec, vics or csv."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default stdout)."),
+    include_withdrawn: bool = typer.Option(False, "--include-withdrawn",
+                                           help="Write withdrawn entries as tombstones where the format has them."),
+) -> None:
+    """Export a bank's active entries (streaming)."""
+    from consentry.banks.formats import get_format
+
+    svc = _service()
+    try:
+        module = get_format(fmt)
+        svc.get_bank(name)
+    except KeyError as exc:
+        fail(str(exc.args[0]), EXIT_USAGE)
+    except ConsentryError as exc:
+        fail(str(exc))
+    records = svc.iter_records(name, include_withdrawn=include_withdrawn)
+    if out is None:
+        n = module.write(records, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    else:
+        tmp = out.with_name(out.name + ".partial")
+        with open(tmp, "wb") as fh:
+            n = module.write(records, fh)
+        tmp.replace(out)  # never leave a half-written list under the real name
+    err_console.print(f"exported {n} records from {name!r} as {fmt}", highlight=False)
+
+
+@bank_app.command("add")
+def bank_add(
+    name: str,
+    paths: List[Path] = typer.Argument(..., help="Files or directories to hash and add."),
+    tag: Optional[List[str]] = typer.Option(None, "--tag", help="Tag (repeatable)."),
+    category: Optional[str] = typer.Option(None, "--category"),
+    added_by: Optional[str] = typer.Option(None, "--added-by"),
+) -> None:
+    """Hash files and add their signals (md5, sha256, PDQ or vPDQ) to a bank."""
+    from consentry.banks.formats.records import HashRecord
+    from consentry.hashing import hash_path, iter_files
+
+    svc = _service()
+    try:
+        svc.get_bank(name)
+    except ConsentryError as exc:
+        fail(str(exc))
+    limits = get_settings().limits
+    files = list(iter_files(paths))
+    failures = 0
+    with progress_bar() as progress:
+        task = progress.add_task("adding", total=len(files), rate="")
+        for path in files:
+            r = hash_path(path, limits)
+            line: dict[str, Any] = {"path": r.path, "added": [], "error": r.error}
+            if r.error is None:
+                recs = [HashRecord("md5", r.md5, tags=list(tag or []), category=category, source="file"),
+                        HashRecord("sha256", r.sha256, tags=list(tag or []), category=category, source="file")]
+                if r.pdq:
+                    recs.append(HashRecord("pdq", r.pdq, tags=list(tag or []), category=category,
+                                           source="file", meta={"quality": r.pdq_quality}))
+                if r.vpdq:
+                    recs.append(HashRecord("vpdq", json.dumps(r.vpdq), tags=list(tag or []),
+                                           category=category, source="file"))
+                svc.add_records(name, recs, added_by=added_by)
+                for rec in recs:
+                    e = svc.find_entry(name, rec.signal_type, rec.value)
+                    line["added"].append({"signal_type": rec.signal_type, "entry_id": e.id if e else None})
+                if r.pdq and (r.pdq_quality or 0) < 50:
+                    line["warning"] = f"PDQ quality {r.pdq_quality} < 50: kept but not used to match"
+            else:
+                failures += 1
+            print(json.dumps(line))
+            progress.update(task, advance=1)
+    raise typer.Exit(EXIT_FAILED if failures else EXIT_OK)
+
+
+def _set_status(name: str, status: str, entry: Optional[int], pdq: Optional[str], md5: Optional[str],
+                sha256: Optional[str]) -> None:
+    picked = [(k, v) for k, v in (("pdq", pdq), ("md5", md5), ("sha256", sha256)) if v]
+    if (entry is None) == (len(picked) == 0) or len(picked) > 1:
+        fail("give exactly one of --entry, --pdq, --md5, --sha256", EXIT_USAGE)
+    try:
+        if entry is not None:
+            changed = _service().set_status(name, status, entry_id=entry)
+        else:
+            changed = _service().set_status(name, status, signal_type=picked[0][0], value=picked[0][1])
+    except ConsentryError as exc:
+        fail(str(exc))
+    for e in changed:
+        print(json.dumps({"entry_id": e.id, "bank": e.bank, "signal_type": e.signal_type, "status": e.status}))
+
+
+@bank_app.command("withdraw")
+def bank_withdraw(
+    name: str,
+    entry: Optional[int] = typer.Option(None, "--entry", help="Entry id."),
+    pdq: Optional[str] = typer.Option(None, "--pdq"),
+    md5: Optional[str] = typer.Option(None, "--md5"),
+    sha256: Optional[str] = typer.Option(None, "--sha256"),
+) -> None:
+    """Withdraw an entry: it stops matching immediately."""
+    _set_status(name, "withdrawn", entry, pdq, md5, sha256)
+
+
+@bank_app.command("disable")
+def bank_disable(
+    name: str,
+    entry: Optional[int] = typer.Option(None, "--entry"),
+    pdq: Optional[str] = typer.Option(None, "--pdq"),
+    md5: Optional[str] = typer.Option(None, "--md5"),
+    sha256: Optional[str] = typer.Option(None, "--sha256"),
+) -> None:
+    """Disable an entry (reversible with `bank enable`)."""
+    _set_status(name, "disabled", entry, pdq, md5, sha256)
+
+
+@bank_app.command("enable")
+def bank_enable(
+    name: str,
+    entry: Optional[int] = typer.Option(None, "--entry"),
+    pdq: Optional[str] = typer.Option(None, "--pdq"),
+    md5: Optional[str] = typer.Option(None, "--md5"),
+    sha256: Optional[str] = typer.Option(None, "--sha256"),
+) -> None:
+    """Re-enable a disabled or withdrawn entry."""
+    _set_status(name, "active", entry, pdq, md5, sha256)
+
+
+def match_cmd(
+    paths: Optional[List[Path]] = typer.Argument(None, help="Files or directories to match."),
+    bank: Optional[List[str]] = typer.Option(None, "--bank", "-b", help="Only these banks (repeatable)."),
+    pdq: Optional[List[str]] = typer.Option(None, "--pdq", help="PDQ hash to look up (repeatable)."),
+    md5: Optional[List[str]] = typer.Option(None, "--md5", help="MD5 to look up (repeatable)."),
+    sha256: Optional[List[str]] = typer.Option(None, "--sha256", help="SHA-256 to look up (repeatable)."),
+    stdin: bool = typer.Option(False, "--stdin", help="Read queries from stdin: `consentry hash` JSON "
+                                                      "lines or `pdq <hex>` / `md5 <hex>` lines."),
+    fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl (the only format for now)."),
+) -> None:
+    """Match files or hashes against the banks; one JSON object per query."""
+    from consentry.banks.matcher import Matcher, QuerySignals, query_from_content, query_from_hash_line
+    from consentry.db import open_database
+    from consentry.hashing import iter_files
+    from consentry.media.content import Content
+    from consentry.signals import get_signal_type
+
+    if fmt != "jsonl":
+        fail("only --format jsonl is supported", EXIT_USAGE)
+    if not (paths or pdq or md5 or sha256 or stdin):
+        fail("give files, --pdq/--md5/--sha256 values or --stdin", EXIT_USAGE)
+    matcher = Matcher(open_database()).load()
+    if bank:
+        known = {b.name for b in matcher.banks.list_banks()}
+        for b in bank:
+            if b not in known:
+                fail(f"no bank named {b!r}", EXIT_USAGE)
+    limits = get_settings().limits
+    failures = 0
+
+    def emit(query: dict[str, Any], signals: QuerySignals | None, error: str | None) -> None:
+        nonlocal failures
+        out: dict[str, Any] = {"query": query, "matches": [], "error": error}
+        if signals is not None and error is None:
+            outcome = matcher.match(signals, bank)
+            out.update(outcome.to_dict())
+        if error:
+            failures += 1
+        print(json.dumps(out), flush=True)
+
+    def value_query(st: str, value: str) -> None:
+        try:
+            canonical = get_signal_type(st).parse(value)
+        except ConsentryError as exc:
+            emit({"signal_type": st, "value": value[:80]}, None, str(exc))
+            return
+        q = QuerySignals()
+        if st == "pdq":
+            q.pdq = [canonical]
+        elif st == "vpdq":
+            from consentry.signals.vpdq import parse_frames
+
+            q.vpdq = parse_frames(canonical)
+        else:
+            q.exact[st] = canonical
+        emit({"signal_type": st, "value": canonical if st != "vpdq" else "(frames)"}, q, None)
+
+    for st, values in (("pdq", pdq), ("md5", md5), ("sha256", sha256)):
+        for v in values or []:
+            value_query(st, v)
+    for path in iter_files(paths or []):
+        try:
+            content = Content.from_path(path, limits)
+            q = query_from_content(content)
+            emit({"path": str(path), "content_type": content.content_type}, q, None)
+        except ConsentryError as exc:
+            emit({"path": str(path)}, None, str(exc))
+    if stdin:
+        for n, line in enumerate(sys.stdin, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("{"):
+                try:
+                    obj = json.loads(line)
+                    emit({"path": obj.get("path"), "line": n}, query_from_hash_line(obj), obj.get("error"))
+                except (json.JSONDecodeError, ConsentryError, AttributeError) as exc:
+                    emit({"line": n}, None, f"bad JSON query line: {str(exc)[:100]}")
+                continue
+            parts = line.split()
+            if len(parts) < 2:
+                emit({"line": n}, None, "expected 'signal_type value'")
+                continue
+            try:
+                value_query(parts[0].lower(), parts[1])
+            except KeyError as exc:
+                emit({"line": n}, None, str(exc.args[0]))
+    raise typer.Exit(EXIT_FAILED if failures else EXIT_OK)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply database migrations (also done automatically on start)."""
+    from consentry.db import open_database
+    from consentry.db.migrate import current
+
+    db = open_database(upgrade=True)
+    print(json.dumps({"database": db.engine.url.render_as_string(hide_password=True),
+                      "revision": current(db.engine)}))
+
+
+keys_app = typer.Typer(help="API keys (shown once, stored hashed).", no_args_is_help=True)
+
+
+def _keystore():
+    from consentry.db import open_database
+    from consentry.keys import KeyStore
+
+    return KeyStore(open_database())
+
+
+@keys_app.command("create")
+def keys_create(
+    role: str = typer.Option(..., "--role", "-r", help="admin, curator, matcher, moderator, auditor or submitter."),
+    name: str = typer.Option("", "--name", "-n", help="Who or what the key is for."),
+) -> None:
+    """Create an API key and print it once (it cannot be shown again)."""
+    try:
+        secret, info = _keystore().create(role, name)
+    except ConsentryError as exc:
+        fail(str(exc), EXIT_USAGE)
+    err_console.print(f"API key {info.id} ({info.role}) created; it will not be shown again:", highlight=False)
+    print(secret)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (never their secrets)."""
+    for k in _keystore().list():
+        print(json.dumps(k.to_dict()))
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: int = typer.Argument(..., help="Key id (from `keys list`).")) -> None:
+    """Revoke a key at once."""
+    try:
+        info = _keystore().revoke(key_id)
+    except ConsentryError as exc:
+        fail(str(exc))
+    print(json.dumps(info.to_dict()))

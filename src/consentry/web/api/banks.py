@@ -1,0 +1,218 @@
+from __future__ import annotations
+
+import json
+import tempfile
+from typing import Any, Iterator
+
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from fastapi.responses import StreamingResponse
+
+from consentry.banks.formats.records import HashRecord
+from consentry.hashing import hash_content
+from consentry.web.api.schemas import BankCreate, BankUpdate, EntryCreate
+from consentry.web.auth import CHANGES, READ_BANKS, WRITE_BANKS, Principal, require
+from consentry.web.deps import read_upload, state
+from consentry.web.problems import Problem
+
+router = APIRouter(prefix="/v1", tags=["banks"])
+FORMATS = ("te", "stopncii", "ncmec", "vics", "csv")
+_MEDIA = {"te": "text/plain", "csv": "text/csv", "stopncii": "application/json",
+          "vics": "application/json", "ncmec": "application/xml"}
+
+
+def _written(request: Request) -> None:
+    """A write through this worker is visible to this worker's next query at once (other
+    workers pick it up from the change log within ``index_refresh_seconds``)."""
+    m = state(request).matcher
+    if m.loaded:
+        m.refresh()
+
+
+def _who(p: Principal) -> str:
+    return f"key:{p.key_id}" + (f" ({p.key.name})" if p.key.name else "")
+
+
+@router.get("/banks", summary="List banks")
+def list_banks(request: Request, _p=Depends(require(*READ_BANKS))) -> dict:
+    return {"banks": [b.to_dict() for b in state(request).banks.list_banks()]}
+
+
+@router.post("/banks", status_code=201, summary="Create a bank")
+def create_bank(request: Request, body: BankCreate, _p=Depends(require(*WRITE_BANKS))) -> dict:
+    b = state(request).banks.create_bank(body.name, body.kind, body.description, body.thresholds,
+                                         shared=body.shared)
+    _written(request)
+    return b.to_dict()
+
+
+@router.get("/banks/{name}", summary="Get a bank")
+def get_bank(request: Request, name: str, _p=Depends(require(*READ_BANKS))) -> dict:
+    return state(request).banks.get_bank(name).to_dict()
+
+
+@router.patch("/banks/{name}", summary="Update a bank")
+def update_bank(request: Request, name: str, body: BankUpdate, _p=Depends(require(*WRITE_BANKS))) -> dict:
+    b = state(request).banks.update_bank(name, description=body.description, thresholds=body.thresholds,
+                                         kind=body.kind, shared=body.shared, new_name=body.name)
+    _written(request)
+    return b.to_dict()
+
+
+@router.delete("/banks/{name}", summary="Delete a bank and its entries")
+def delete_bank(request: Request, name: str, _p=Depends(require(*WRITE_BANKS))) -> dict:
+    n = state(request).banks.delete_bank(name)
+    _written(request)
+    return {"deleted": name, "entries": n}
+
+
+@router.get("/banks/{name}/entries", summary="List entries (cursor pagination)")
+def list_entries(
+    request: Request, name: str,
+    status: str | None = Query(None, pattern="^(active|disabled|withdrawn)$"),
+    signal_type: str | None = None,
+    cursor: int = Query(0, ge=0, description="The next_cursor of the previous page"),
+    limit: int = Query(100, ge=1, le=1000),
+    _p=Depends(require(*WRITE_BANKS)),
+) -> dict:
+    page = state(request).banks.list_entries(name, status=status, signal_type=signal_type, after_id=cursor,
+                                             limit=limit)
+    return {"entries": [e.to_dict() for e in page],
+            "next_cursor": page[-1].id if len(page) == limit else None}
+
+
+@router.post("/banks/{name}/entries", status_code=201, summary="Add an entry by hash")
+def add_entry(request: Request, name: str, body: EntryCreate,
+              p: Principal = Depends(require(*WRITE_BANKS))) -> dict:
+    value = json.dumps(body.value) if isinstance(body.value, list) else body.value
+    try:
+        entry, created = state(request).banks.add_entry(
+            name, body.signal_type, value, quality=body.quality, source=body.source or "api",
+            external_ids=body.external_ids, tags=body.tags, category=body.category, added_by=_who(p))
+    except KeyError as exc:
+        raise Problem(422, "bad-signal-type", str(exc.args[0])) from None
+    _written(request)
+    return {"entry": entry.to_dict(), "created": created}
+
+
+@router.post("/banks/{name}/entries/file", status_code=201, summary="Hash an uploaded file and add its signals")
+def add_entry_file(
+    request: Request, name: str, file: UploadFile = File(...),
+    tag: list[str] | None = Query(None), category: str | None = Query(None),
+    p: Principal = Depends(require(*WRITE_BANKS)),
+) -> dict:
+    st = state(request)
+    st.banks.get_bank(name)
+    result = hash_content(read_upload(file, st.settings), file.filename or "-")
+    if result.error:
+        raise Problem(422, "bad-media", result.error)
+    tags = list(tag or [])
+    recs = [HashRecord("md5", result.md5, tags=tags, category=category, source="api-file"),
+            HashRecord("sha256", result.sha256, tags=tags, category=category, source="api-file")]
+    if result.pdq:
+        recs.append(HashRecord("pdq", result.pdq, tags=tags, category=category, source="api-file",
+                               meta={"quality": result.pdq_quality}))
+    if result.vpdq:
+        recs.append(HashRecord("vpdq", json.dumps(result.vpdq), tags=tags, category=category, source="api-file"))
+    report = st.banks.add_records(name, recs, added_by=_who(p))
+    _written(request)
+    entries = [st.banks.find_entry(name, r.signal_type, r.value) for r in recs]
+    return {"entries": [e.to_dict() for e in entries if e], "added": report.added + report.reactivated,
+            "hash": result.to_dict()}
+
+
+@router.get("/banks/{name}/entries/{entry_id}", summary="Get an entry")
+def get_entry(request: Request, name: str, entry_id: int, _p=Depends(require(*WRITE_BANKS))) -> dict:
+    return state(request).banks.get_entry(entry_id, bank=name).to_dict()
+
+
+def _status(request: Request, name: str, entry_id: int, status: str) -> dict:
+    (e,) = state(request).banks.set_status(name, status, entry_id=entry_id)
+    _written(request)
+    return e.to_dict()
+
+
+@router.post("/banks/{name}/entries/{entry_id}/withdraw", summary="Withdraw an entry (stops matching at once)")
+def withdraw_entry(request: Request, name: str, entry_id: int, _p=Depends(require(*WRITE_BANKS))) -> dict:
+    return _status(request, name, entry_id, "withdrawn")
+
+
+@router.post("/banks/{name}/entries/{entry_id}/disable", summary="Disable an entry")
+def disable_entry(request: Request, name: str, entry_id: int, _p=Depends(require(*WRITE_BANKS))) -> dict:
+    return _status(request, name, entry_id, "disabled")
+
+
+@router.post("/banks/{name}/entries/{entry_id}/enable", summary="Re-enable an entry")
+def enable_entry(request: Request, name: str, entry_id: int, _p=Depends(require(*WRITE_BANKS))) -> dict:
+    return _status(request, name, entry_id, "active")
+
+
+@router.post("/banks/{name}/import", summary="Import a hash list (idempotent; withdrawals remove)")
+def import_list(
+    request: Request, name: str, file: UploadFile = File(...),
+    format: str = Query(..., description="te, stopncii, ncmec, vics or csv"),
+    p: Principal = Depends(require(*WRITE_BANKS)),
+) -> dict:
+    from consentry.banks.formats import get_format
+
+    if format not in FORMATS:
+        raise Problem(422, "bad-format", f"format must be one of: {', '.join(FORMATS)}")
+    st = state(request)
+    st.banks.get_bank(name)
+    file.file.seek(0)
+    report = st.banks.add_records(name, get_format(format).read(file.file, source_name=file.filename),
+                                  added_by=_who(p))
+    _written(request)
+    body: dict[str, Any] = report.to_dict()
+    body["error_records"] = [{"position": e.position, "error": e.message} for e in report.errors[:100]]
+    return body
+
+
+@router.get("/banks/{name}/export", summary="Export a bank as a hash list (streamed)")
+def export_list(
+    request: Request, name: str, format: str = Query(...), include_withdrawn: bool = False,
+    _p=Depends(require(*WRITE_BANKS)),
+):
+    from consentry.banks.formats import get_format
+
+    if format not in FORMATS:
+        raise Problem(422, "bad-format", f"format must be one of: {', '.join(FORMATS)}")
+    st = state(request)
+    st.banks.get_bank(name)
+    module = get_format(format)
+
+    # Written to a spooled file (memory up to 8 MiB, then disk) and streamed from there: bounded
+    # memory for any bank size, and a failure while writing becomes a clean error response.
+    spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)
+    module.write(st.banks.iter_records(name, include_withdrawn=include_withdrawn), spool)
+    spool.seek(0)
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            while chunk := spool.read(1 << 16):
+                yield chunk
+        finally:
+            spool.close()
+
+    ext = {"te": "txt", "csv": "csv", "ncmec": "xml"}.get(format, "json")
+    return StreamingResponse(chunks(), media_type=_MEDIA[format],
+                             headers={"Content-Disposition": f'attachment; filename="{name}.{ext}"'})
+
+
+@router.get("/changes", summary="The append-only change log (tail it with the cursor)")
+def changes(
+    request: Request, cursor: int = Query(0, ge=0), limit: int = Query(1000, ge=1, le=10_000),
+    _p=Depends(require(*CHANGES)),
+) -> dict:
+    st = state(request)
+    rows = st.banks.changes_since(cursor, limit)
+    ids = [r["entry_id"] for r in rows if r["entry_id"] is not None]
+    entries = st.banks.entries_by_id(ids)
+    banks = st.banks.banks_by_id()
+    for r in rows:
+        found = entries.get(r["entry_id"]) if r["entry_id"] is not None else None
+        bank = banks.get(r["bank_id"]) if r["bank_id"] is not None else None
+        r["bank"] = bank.name if bank else None
+        if found:
+            e, _ = found
+            r.update(signal_type=e.signal_type, value=e.value, status=e.status)
+    return {"changes": rows, "next_cursor": rows[-1]["cursor"] if rows else cursor}

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+
+from consentry.banks.matcher import MatchOutcome, QuerySignals, query_from_content
+from consentry.errors import ConsentryError
+from consentry.policy import default_verdict
+from consentry.signals import get_signal_type
+from consentry.web.api.schemas import MatchResponse
+from consentry.web.auth import MATCHERS, Principal, require
+from consentry.web.deps import AppState, read_upload, require_ready, state
+from consentry.web.problems import Problem
+
+router = APIRouter(prefix="/v1", tags=["match"])
+
+
+def _limit(st: AppState, principal: Principal) -> None:
+    wait = st.rate_limiter.check(principal.key_id)
+    if wait > 0:
+        raise Problem(429, "rate-limited", "too many match requests for this key",
+                      headers={"Retry-After": str(max(1, int(wait + 0.999)))})
+
+
+def _banks(st: AppState, banks: list[str] | None) -> list[str] | None:
+    if not banks:
+        return None
+    known = {b.name for b in st.matcher._bank_cache.values()}
+    unknown = [b for b in banks if b not in known]
+    if unknown:
+        known_now = {b.name for b in st.banks.list_banks()}
+        unknown = [b for b in unknown if b not in known_now]
+        if unknown:
+            raise Problem(404, "not-found", f"no bank named {unknown[0]!r}")
+    return banks
+
+
+def _respond(st: AppState, principal: Principal, route: str, query: dict[str, Any], signals: QuerySignals,
+             banks: list[str] | None) -> dict[str, Any]:
+    outcome: MatchOutcome = st.matcher.match(signals, banks)
+    types = list(signals.exact) + (["pdq"] if signals.pdq else []) + (["vpdq"] if signals.vpdq else [])
+    st.match_log.record(principal.key_id, route, types, len(outcome.matches))
+    body = outcome.to_dict()
+    body["query"] = query
+    body["verdict"] = default_verdict(outcome)
+    return body
+
+
+@router.get("/match", response_model=MatchResponse, summary="Look up one hash in the banks")
+def match_value(
+    request: Request,
+    signal_type: str = Query(..., description="md5, sha1, sha256, pdq or vpdq"),
+    value: str = Query(..., max_length=2_000_000),
+    bank: list[str] | None = Query(None, description="Only these banks (repeatable)"),
+    principal: Principal = Depends(require(*MATCHERS)),
+) -> dict[str, Any]:
+    st = state(request)
+    _limit(st, principal)
+    require_ready(st)
+    try:
+        stype = get_signal_type(signal_type)
+    except KeyError as exc:
+        raise Problem(422, "bad-signal-type", str(exc.args[0])) from None
+    if stype.name == "photodna":
+        raise Problem(422, "bad-signal-type", "PhotoDNA lookups need an operator plug-in")
+    canonical = stype.parse(value)
+    q = QuerySignals()
+    if stype.name == "pdq":
+        q.pdq = [canonical]
+    elif stype.name == "vpdq":
+        from consentry.signals.vpdq import parse_frames
+
+        q.vpdq = parse_frames(canonical)
+    else:
+        q.exact[stype.name] = canonical
+    shown = canonical if stype.name != "vpdq" else f"{len(q.vpdq or [])} frames"
+    return _respond(st, principal, "GET /v1/match", {"signal_type": stype.name, "value": shown}, q,
+                    _banks(st, bank))
+
+
+@router.post("/match", response_model=MatchResponse, summary="Match an uploaded file against the banks")
+def match_upload(
+    request: Request,
+    file: UploadFile = File(...),
+    bank: list[str] | None = Query(None, description="Only these banks (repeatable)"),
+    principal: Principal = Depends(require(*MATCHERS)),
+) -> dict[str, Any]:
+    st = state(request)
+    _limit(st, principal)
+    require_ready(st)
+    content = read_upload(file, st.settings)
+    try:
+        q = query_from_content(content)
+    except ConsentryError:
+        raise
+    query = {"filename": file.filename, "content_type": content.content_type, "size": content.size,
+             "sha256": q.exact.get("sha256"), "pdq": q.pdq[0] if q.pdq else None, "pdq_quality": q.pdq_quality}
+    return _respond(st, principal, "POST /v1/match", query, q, _banks(st, bank))

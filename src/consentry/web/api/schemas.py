@@ -1,0 +1,71 @@
+"""Pydantic models at the HTTP edge (request bodies and the one match-response schema)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class Provenance(BaseModel):
+    source: str | None = None
+    external_ids: list[str] = []
+    tags: list[str] = []
+    category: str | None = None
+    added_by: str | None = None
+    added_at: str | None = None
+
+
+class MatchItem(BaseModel):
+    bank: str
+    bank_kind: str
+    entry_id: int
+    signal_type: str
+    distance: float = Field(description="Hamming distance for PDQ, 0 for exact hashes, "
+                                        "100 - best match percentage for vPDQ")
+    transform: str | None = Field(None, description="Dihedral transform of the query that matched (PDQ)")
+    provenance: Provenance
+    query_match_percent: float | None = None
+    compared_match_percent: float | None = None
+    query_matched_seconds: list[float] | None = None
+    compared_matched_seconds: list[float] | None = None
+
+
+class Verdict(BaseModel):
+    decision: Literal["block", "review", "allow", "no_match"]
+    block: bool
+    reasons: list[str]
+
+
+class MatchResponse(BaseModel):
+    query: dict[str, Any]
+    matches: list[MatchItem]
+    suppressed: list[MatchItem] = Field([], description="Matches hidden because the content is on an allow bank")
+    allowed_by: list[MatchItem] = []
+    verdict: Verdict
+
+
+class BankCreate(BaseModel):
+    name: str
+    kind: Literal["ncii", "csam", "ai-abuse", "terror", "allow", "custom"] = "custom"
+    description: str = ""
+    thresholds: dict[str, int] = {}
+    shared: bool = False
+
+
+class BankUpdate(BaseModel):
+    name: str | None = None
+    kind: Literal["ncii", "csam", "ai-abuse", "terror", "allow", "custom"] | None = None
+    description: str | None = None
+    thresholds: dict[str, int] | None = None
+    shared: bool | None = None
+
+
+class EntryCreate(BaseModel):
+    signal_type: str
+    value: str | list[str] = Field(description="Hash string; for vPDQ a list of 'hex,quality,seconds'")
+    quality: int | None = Field(None, ge=0, le=100)
+    source: str | None = None
+    external_ids: list[str] = []
+    tags: list[str] = []
+    category: str | None = None

@@ -1,0 +1,46 @@
+"""Shared request helpers: app state access and reading uploads within limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request, UploadFile
+
+from consentry.banks.matcher import Matcher
+from consentry.banks.service import BankService
+from consentry.config import Settings
+from consentry.keys import KeyStore
+from consentry.media.content import Content
+from consentry.web.limits import MatchLogWriter, RateLimiter
+from consentry.web.problems import Problem
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    banks: BankService
+    matcher: Matcher
+    keys: KeyStore
+    match_log: MatchLogWriter
+    rate_limiter: RateLimiter
+
+
+def state(request: Request) -> AppState:
+    return request.app.state.consentry
+
+
+def read_upload(file: UploadFile, settings: Settings) -> Content:
+    """The uploaded file as ``Content`` (never stored beyond the request)."""
+    limit = settings.max_upload_bytes
+    data = file.file.read(limit + 1)
+    if len(data) > limit:
+        raise Problem(413, "too-large", f"upload is over the limit of {limit} bytes")
+    if not data:
+        raise Problem(422, "bad-media", "the uploaded file is empty")
+    return Content.from_bytes(data, settings.limits)
+
+
+def require_ready(st: AppState) -> None:
+    if not st.matcher.loaded:
+        raise Problem(503, "unavailable", "the index is still loading; retry shortly",
+                      headers={"Retry-After": "2"})
