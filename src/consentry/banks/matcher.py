@@ -231,6 +231,8 @@ class Matcher:
                 self.cursor = max(self.cursor, start)
                 if len(changes) < 10_000:
                     break
+            if applied:
+                self.pdq.maybe_compact()
             return applied
 
     def _apply(self, changes: list[dict[str, Any]]) -> None:
