@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Exact PDQ index at 1M and 10M entries vs FAISS, in one run (a benchmark, not a test).
+
+For each size and each distribution (uniform random hashes; clustered: families of
+near-duplicates plus a hot bucket of hashes sharing their first 64 bits, as real lists have),
+with planted queries at every distance 0-31 and as many random misses, it prints: build time,
+peak RSS, index bytes per entry, p50/p99 latency per query on one thread (plain, and 8 dihedral
+variants), batch throughput on 2 threads, recall vs brute force, time from add to matchable and
+from remove to unmatchable; then the same queries on FAISS IndexBinaryFlat and
+IndexBinaryMultiHash(256, 16, 16) with nflip=1 (range_search, radius 32 = distance <= 31), with
+the ratios. All data is random bits (benign by construction).
+
+Usage: python bench/index_bench.py [--sizes 1000000,10000000] [--queries 1024] [--faiss-queries 256]
+       python bench/index_bench.py --quick        (100k entries, a smoke run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from consentry.index.pdq_index import PDQIndex  # noqa: E402
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def flip_bits(words: np.ndarray, count: int, rng) -> np.ndarray:
+    out = words.copy()
+    for b in rng.choice(256, size=count, replace=False):
+        out[b // 64] ^= np.uint64(1) << np.uint64(63 - b % 64)
+    return out
+
+
+def make_data(n: int, kind: str, rng) -> np.ndarray:
+    words = rng.integers(0, 2**64, size=(n, 4), dtype=np.uint64)
+    if kind == "clustered":
+        # 60% of rows in families of ~10 near-duplicates (0-24 bits from their seed) ...
+        fam = int(n * 0.6)
+        seeds = words[rng.integers(0, n, size=fam // 10)]
+        owner = rng.integers(0, len(seeds), size=fam)
+        noise = np.zeros((fam, 4), dtype=np.uint64)
+        for k in range(24):  # each bit flipped with probability ~ k-th trial
+            pos = rng.integers(0, 256, size=fam)
+            keep = rng.random(fam) < 0.5
+            noise[np.arange(fam)[keep], pos[keep] // 64] ^= np.uint64(1) << (63 - (pos[keep] % 64)).astype(np.uint64)
+        words[:fam] = seeds[owner] ^ noise
+        # ... and a hot bucket: 0.2% of rows share their first 64 bits (a flat image region)
+        hot = max(1, n // 500)
+        words[fam : fam + hot, 0] = np.uint64(0x00FF00FF00FF00FF)
+    return words
+
+
+def brute(words: np.ndarray, q: np.ndarray, t: int = 31) -> set[int]:
+    d = np.bitwise_count(words ^ q).sum(axis=1, dtype=np.int32)
+    return set(np.flatnonzero(d <= t).tolist())
+
+
+def time_queries(fn, queries) -> tuple[np.ndarray, list]:
+    lat, out = [], []
+    for q in queries:
+        t0 = time.perf_counter()
+        out.append(fn(q))
+        lat.append(time.perf_counter() - t0)
+    return np.array(lat) * 1000, out
+
+
+def pct(a, p):
+    return float(np.percentile(a, p))
+
+
+def run(n: int, kind: str, nq: int, nfaiss: int, rng) -> dict:
+    print(f"\n=== {n:,} entries, {kind} ===", flush=True)
+    words = make_data(n, kind, rng)
+    ids = np.arange(n, dtype=np.int64)
+    # planted: every distance 0..31 evenly, from random stored rows; plus as many random misses
+    planted, truth = [], []
+    for i in range(nq // 2):
+        d = i % 32
+        row = int(rng.integers(0, n))
+        planted.append(flip_bits(words[row], d, rng))
+        truth.append((row, d))
+    misses = [rng.integers(0, 2**64, size=4, dtype=np.uint64) for _ in range(nq - nq // 2)]
+    queries = planted + misses
+    variants = [np.stack([q] + [rng.integers(0, 2**64, size=4, dtype=np.uint64) for _ in range(7)])
+                for q in queries[: nq // 4]]
+
+    gc.collect()
+    rss0 = peak_rss_mb()
+    t0 = time.perf_counter()
+    idx = PDQIndex.build(ids, words)
+    build_s = time.perf_counter() - t0
+    rss1 = peak_rss_mb()
+    r: dict = {"n": n, "kind": kind, "build_s": build_s, "bytes_per_entry": idx.nbytes / n,
+               "index_mb": idx.nbytes / 2**20, "peak_rss_mb": rss1, "layout": idx.describe()}
+    idx.query(queries[0])  # compile/warm
+    lat, res = time_queries(lambda q: idx.query(q, 31), queries)
+    r["p50_ms"], r["p99_ms"], r["mean_ms"] = pct(lat, 50), pct(lat, 99), float(lat.mean())
+    found = sum(1 for (row, d), hits in zip(truth, res[: len(truth)]) if (row, d) in hits)
+    r["planted_found"] = f"{found}/{len(truth)}"
+    sample = list(range(0, len(queries), max(1, len(queries) // 48)))
+    exact = all({i for i, _ in res[k]} == brute(words, queries[k]) for k in sample)
+    r["recall_vs_brute_force"] = "100%" if exact and found == len(truth) else "MISSED"
+    lat8, _ = time_queries(lambda v: idx.query_variants(v, 31), variants)
+    r["dihedral_p50_ms"], r["dihedral_p99_ms"] = pct(lat8, 50), pct(lat8, 99)
+    t0 = time.perf_counter()
+    idx.query_batch(np.stack(queries), 31, threads=2)
+    r["batch_2threads_qps"] = len(queries) / (time.perf_counter() - t0)
+    # add -> matchable, remove -> unmatchable
+    new = rng.integers(0, 2**64, size=4, dtype=np.uint64)
+    t0 = time.perf_counter()
+    idx.add(n + 1, new)
+    ok_add = idx.query(new, 0) == [(n + 1, 0)]
+    r["add_to_match_ms"] = (time.perf_counter() - t0) * 1000
+    t0 = time.perf_counter()
+    idx.remove(n + 1)
+    ok_rm = idx.query(new, 0) == []
+    r["remove_to_unmatch_ms"] = (time.perf_counter() - t0) * 1000
+    assert ok_add and ok_rm
+    print(f"ours: build {build_s:.1f} s, index {r['index_mb']:.0f} MB ({r['bytes_per_entry']:.0f} B/entry), "
+          f"peak RSS {rss1:.0f} MB (was {rss0:.0f}), layout {r['layout']['bands']} bands r={r['layout']['radius']}",
+          flush=True)
+    print(f"ours: p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms; dihedral p50 {r['dihedral_p50_ms']:.3f} "
+          f"p99 {r['dihedral_p99_ms']:.3f} ms; 2-thread batch {r['batch_2threads_qps']:.0f} q/s; "
+          f"recall {r['recall_vs_brute_force']} (planted {r['planted_found']}); add->match "
+          f"{r['add_to_match_ms']:.3f} ms, remove->unmatch {r['remove_to_unmatch_ms']:.3f} ms", flush=True)
+    del idx
+    gc.collect()
+
+    try:
+        import faiss
+    except ImportError:
+        print("faiss not installed: pip install faiss-cpu")
+        return r
+    faiss.omp_set_num_threads(1)
+    codes = words.astype(">u8").view(np.uint8).reshape(n, 32)
+    fq = [np.ascontiguousarray(q.astype(">u8").view(np.uint8).reshape(1, 32)) for q in queries[:nfaiss]]
+    for name, make in (("IndexBinaryFlat", lambda: faiss.IndexBinaryFlat(256)),
+                       ("IndexBinaryMultiHash(256,16,16) nflip=1", lambda: faiss.IndexBinaryMultiHash(256, 16, 16))):
+        t0 = time.perf_counter()
+        fi = make()
+        if hasattr(fi, "nflip"):
+            fi.nflip = 1
+        fi.add(codes)
+        fb = time.perf_counter() - t0
+        fi.range_search(fq[0], 32)
+        flat, fres = time_queries(lambda q: fi.range_search(q, 32), fq)
+        agree = all(set(I.tolist()) == {i for i, _ in res[k]} for k, (_lims, _D, I) in enumerate(fres))
+        key = "flat" if "Flat" in name else "mih"
+        r[f"faiss_{key}_p50_ms"], r[f"faiss_{key}_p99_ms"] = pct(flat, 50), pct(flat, 99)
+        r[f"faiss_{key}_build_s"] = fb
+        print(f"FAISS {name}: build {fb:.1f} s, p50 {pct(flat, 50):.3f} ms, p99 {pct(flat, 99):.3f} ms over "
+              f"{len(fq)} queries; same results as ours: {agree}; ours is {pct(flat, 50) / r['p50_ms']:.0f}x "
+              f"faster at p50, {pct(flat, 99) / r['p99_ms']:.0f}x at p99", flush=True)
+        del fi
+        gc.collect()
+    return r
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="1000000,10000000")
+    ap.add_argument("--kinds", default="uniform,clustered")
+    ap.add_argument("--queries", type=int, default=1024)
+    ap.add_argument("--faiss-queries", type=int, default=256)
+    ap.add_argument("--quick", action="store_true", help="100k entries, fewer queries")
+    args = ap.parse_args()
+    if args.quick:
+        args.sizes, args.queries, args.faiss_queries = "100000", 256, 64
+    rng = np.random.default_rng(12345)
+    rows = [run(int(n), kind, args.queries, args.faiss_queries, rng)
+            for n in args.sizes.split(",") for kind in args.kinds.split(",")]
+    print("\n| entries | data | build s | index MB | B/entry | p50 ms | p99 ms | dihedral p99 ms | 2-thread q/s "
+          "| recall | FAISS flat p50/p99 ms | FAISS MIH p50/p99 ms | speed-up p99 vs flat / MIH |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        fl = f"{r.get('faiss_flat_p50_ms', float('nan')):.2f} / {r.get('faiss_flat_p99_ms', float('nan')):.2f}"
+        mi = f"{r.get('faiss_mih_p50_ms', float('nan')):.2f} / {r.get('faiss_mih_p99_ms', float('nan')):.2f}"
+        sp = (f"{r.get('faiss_flat_p99_ms', float('nan')) / r['p99_ms']:.0f}x / "
+              f"{r.get('faiss_mih_p99_ms', float('nan')) / r['p99_ms']:.0f}x")
+        print(f"| {r['n']:,} | {r['kind']} | {r['build_s']:.1f} | {r['index_mb']:.0f} | {r['bytes_per_entry']:.0f} | "
+              f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['dihedral_p99_ms']:.3f} | {r['batch_2threads_qps']:.0f} | "
+              f"{r['recall_vs_brute_force']} | {fl} | {mi} | {sp} |")
+    print(f"\npeak RSS of the whole run: {peak_rss_mb():.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
