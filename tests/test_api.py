@@ -199,3 +199,13 @@ def test_match_requests_are_logged_without_media(db, client, keys):
         rows = list(s.scalars(select(MatchLog)))
     assert len(rows) == 1 and rows[0].route == "GET /v1/match" and rows[0].signal_types == "md5"
     assert not hasattr(rows[0], "value")
+
+
+def test_slow_requests_time_out_with_504(db, tmp_path, keys, testvectors):
+    app = create_app(Settings(home=tmp_path, request_timeout=0.001), db, background=False)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        with open(testvectors / "pdq" / "bridge-mods" / "aaa-orig.jpg", "rb") as fh:
+            r = c.post("/v1/hash", files={"file": ("a.jpg", fh)}, headers=auth(keys["matcher"]))
+        assert r.status_code == 504 and r.headers["content-type"].startswith("application/problem+json")
+        assert c.get("/healthz").status_code in (200, 504)
+    app.state.consentry.match_log.close()

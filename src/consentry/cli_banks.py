@@ -274,40 +274,23 @@ def _set_status(name: str, status: str, entry: Optional[int], pdq: Optional[str]
         print(json.dumps({"entry_id": e.id, "bank": e.bank, "signal_type": e.signal_type, "status": e.status}))
 
 
-@bank_app.command("withdraw")
-def bank_withdraw(
-    name: str,
-    entry: Optional[int] = typer.Option(None, "--entry", help="Entry id."),
-    pdq: Optional[str] = typer.Option(None, "--pdq"),
-    md5: Optional[str] = typer.Option(None, "--md5"),
-    sha256: Optional[str] = typer.Option(None, "--sha256"),
-) -> None:
-    """Withdraw an entry: it stops matching immediately."""
-    _set_status(name, "withdrawn", entry, pdq, md5, sha256)
+def _status_command(command: str, status: str, doc: str) -> None:
+    def command_fn(
+        name: str,
+        entry: Optional[int] = typer.Option(None, "--entry", help="Entry id."),
+        pdq: Optional[str] = typer.Option(None, "--pdq"),
+        md5: Optional[str] = typer.Option(None, "--md5"),
+        sha256: Optional[str] = typer.Option(None, "--sha256"),
+    ) -> None:
+        _set_status(name, status, entry, pdq, md5, sha256)
+
+    command_fn.__doc__ = doc
+    bank_app.command(command)(command_fn)
 
 
-@bank_app.command("disable")
-def bank_disable(
-    name: str,
-    entry: Optional[int] = typer.Option(None, "--entry"),
-    pdq: Optional[str] = typer.Option(None, "--pdq"),
-    md5: Optional[str] = typer.Option(None, "--md5"),
-    sha256: Optional[str] = typer.Option(None, "--sha256"),
-) -> None:
-    """Disable an entry (reversible with `bank enable`)."""
-    _set_status(name, "disabled", entry, pdq, md5, sha256)
-
-
-@bank_app.command("enable")
-def bank_enable(
-    name: str,
-    entry: Optional[int] = typer.Option(None, "--entry"),
-    pdq: Optional[str] = typer.Option(None, "--pdq"),
-    md5: Optional[str] = typer.Option(None, "--md5"),
-    sha256: Optional[str] = typer.Option(None, "--sha256"),
-) -> None:
-    """Re-enable a disabled or withdrawn entry."""
-    _set_status(name, "active", entry, pdq, md5, sha256)
+_status_command("withdraw", "withdrawn", "Withdraw an entry: it stops matching immediately.")
+_status_command("disable", "disabled", "Disable an entry (reversible with `bank enable`).")
+_status_command("enable", "active", "Re-enable a disabled or withdrawn entry.")
 
 
 def match_cmd(

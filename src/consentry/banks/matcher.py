@@ -25,9 +25,9 @@ from consentry.signals import DIHEDRAL_TRANSFORMS, PDQ_MIN_QUALITY, PDQ_THRESHOL
 from consentry.signals.vpdq import (
     VPDQ_DISTANCE_THRESHOLD,
     VPDQ_MATCH_PERCENT,
-    VPDQ_QUALITY_THRESHOLD,
     VpdqFrame,
     parse_frames,
+    usable_unique_frames,
 )
 
 EXACT_TYPES = ("md5", "sha1", "sha256", "photodna")
@@ -92,12 +92,7 @@ class _VpdqStore:
     def add(self, entry_id: int, value: str) -> None:
         if entry_id in self.entry_frames:
             self.remove(entry_id)
-        seen: set[str] = set()
-        frames = []
-        for f in parse_frames(value):
-            if f.quality >= VPDQ_QUALITY_THRESHOLD and f.pdq_hex not in seen:
-                seen.add(f.pdq_hex)
-                frames.append(f)
+        frames = usable_unique_frames(parse_frames(value))
         if not frames:
             return
         ids = list(range(self._next, self._next + len(frames)))
@@ -115,12 +110,7 @@ class _VpdqStore:
                 self.frame_owner.pop(fid, None)
 
     def query(self, frames: Sequence[VpdqFrame], threshold: int) -> dict[int, dict[str, Any]]:
-        seen: set[str] = set()
-        usable = []
-        for f in frames:
-            if f.quality >= VPDQ_QUALITY_THRESHOLD and f.pdq_hex not in seen:
-                seen.add(f.pdq_hex)
-                usable.append(f)
+        usable = usable_unique_frames(frames)
         if not usable:
             return {}
         q_hits: dict[int, set[int]] = {}  # entry -> query frames found in it

@@ -91,7 +91,8 @@ def frames_to_json(frames: Sequence[VpdqFrame]) -> str:
     return json.dumps([str(f) for f in frames])
 
 
-def _usable_unique(frames: Sequence[VpdqFrame]) -> list[VpdqFrame]:
+def usable_unique_frames(frames: Sequence[VpdqFrame]) -> list[VpdqFrame]:
+    """Frames with quality >= 50, first occurrence of each hash (pytx's dedupe + filter)."""
     seen: set[str] = set()
     out = []
     for f in frames:
@@ -112,7 +113,7 @@ def compare_frames(
     query: Sequence[VpdqFrame], stored: Sequence[VpdqFrame], threshold: int = VPDQ_DISTANCE_THRESHOLD
 ) -> VpdqMatch:
     """Brute-force vPDQ comparison, both directions (pytx semantics, plus the reverse rule)."""
-    q, s = _usable_unique(query), _usable_unique(stored)
+    q, s = usable_unique_frames(query), usable_unique_frames(stored)
     if not q or not s:
         return VpdqMatch(0.0, 0.0, [], [])
     qw, sw = _words(q), _words(s)
