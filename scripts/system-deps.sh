@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Install the Debian packages Consentry needs to build and test, only when something is missing.
 #   scripts/system-deps.sh          build deps (FFmpeg headers for vpdq, pkg-config, compilers)
-#   scripts/system-deps.sh --test   also the test services (PostgreSQL, Chromium)
+#   scripts/system-deps.sh --test   also the test services (PostgreSQL, Chromium, pdftoppm)
 set -euo pipefail
 
 want=(pkg-config gcc g++ cmake libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
-      libswresample-dev libavdevice-dev libavfilter-dev)
+      libswresample-dev libavdevice-dev libavfilter-dev
+      libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core)
 if [[ "${1:-}" == "--test" ]]; then
-  want+=(postgresql)
+  want+=(postgresql chromium poppler-utils)
 fi
 
 missing=()

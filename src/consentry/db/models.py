@@ -144,3 +144,9 @@ class MatchLog(Base):
     route: Mapped[str] = mapped_column(String(64))
     signal_types: Mapped[str] = mapped_column(String(200), default="")
     result_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# Models of other areas live in their own modules on the same Base; importing them here puts
+# their tables in Base.metadata for Alembic and for create-all in tests.
+from consentry.db import models_review as _models_review  # noqa: E402,F401
+from consentry.db import models_victims as _models_victims  # noqa: E402,F401

@@ -94,6 +94,16 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     app.include_router(matching.router)
     app.include_router(banks.router)
 
+    import importlib
+
+    from fastapi.staticfiles import StaticFiles
+
+    from consentry.web.pages import PAGE_ROUTERS, STATIC_DIR
+
+    for module in PAGE_ROUTERS:
+        app.include_router(importlib.import_module(module).router)
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+
     app.add_middleware(TimeoutMiddleware, seconds=settings.request_timeout)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     return app
