@@ -119,9 +119,9 @@ def main() -> None:
         port = 8765
         env = dict(os.environ, CONSENTRY_HOME=tmp, DATABASE_URL=url, CONSENTRY_MATCH_RATE_LIMIT="0")
         server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "consentry.web.app:create_app", "--factory", "--host", "127.0.0.1",
-             "--port", str(port), "--workers", str(args.workers), "--log-level", "warning"],
-            env=env)
+            [sys.executable, "-m", "consentry", "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", str(args.workers)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             import httpx
 

@@ -17,10 +17,10 @@ from conftest import _free_port
 DEMO_PDQ = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
 
 
-def _serve(home, port):
+def _serve(home, port, *extra):
     env = dict(os.environ, CONSENTRY_HOME=str(home))
     env.pop("DATABASE_URL", None)
-    return subprocess.Popen([sys.executable, "-m", "consentry", "serve", "--port", str(port)], env=env,
+    return subprocess.Popen([sys.executable, "-m", "consentry", "serve", "--port", str(port), *extra], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -66,6 +66,39 @@ def test_first_start_prints_url_and_key_and_demo_bank_matches(tmp_path):
     try:
         out = _read_until_ready(proc, f"http://127.0.0.1:{port}")
         assert "cst_" not in out
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_listening_socket_for_several_workers_disables_nagle():
+    """uvicorn's multi-process mode would otherwise leave Nagle on: ~40 ms per response."""
+    import socket
+
+    from consentry.cli import _listen_socket
+
+    sock = _listen_socket("127.0.0.1", _free_port())
+    try:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        client = socket.create_connection(sock.getsockname())
+        conn, _ = sock.accept()
+        assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1  # inherited by accepted sockets
+        conn.close()
+        client.close()
+    finally:
+        sock.close()
+
+
+def test_serve_with_two_workers_answers(tmp_path):
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = _serve(tmp_path, port, "--workers", "2")
+    try:
+        out = _read_until_ready(proc, base, timeout=90)
+        key = re.search(r"(cst_[A-Za-z0-9_\-]{20,})", out).group(1)
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as c:
+            for _ in range(6):  # connections land on either worker; every one serves the demo bank
+                assert c.get("/v1/match", params={"signal_type": "pdq", "value": DEMO_PDQ}).json()["matches"]
     finally:
         proc.terminate()
         proc.wait(20)

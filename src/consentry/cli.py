@@ -15,6 +15,7 @@ from rich.table import Table
 
 from consentry import __version__
 from consentry.cli_banks import bank_app, db_app, keys_app, match_cmd
+from consentry.cli_evidence import analyze_cmd
 from consentry.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err_console, fail, progress_bar  # noqa: F401
 from consentry.config import get_settings
 
@@ -30,6 +31,7 @@ app.add_typer(bank_app, name="bank")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.command("match")(match_cmd)
+app.command("analyze")(analyze_cmd)
 
 
 class OutputFormat(str, Enum):
@@ -118,10 +120,30 @@ def serve_cmd(
         print(f"Try the demo bank ({DEMO_BANK!r}, benign example hashes):\n"
               f"    curl -H 'Authorization: Bearer <key>' '{url}v1/match?signal_type=pdq&value={DEMO_PDQ}'\n",
               flush=True)
-    uvicorn.run(
-        "consentry.web.app:create_app", factory=True, host=host, port=port, workers=workers,
-        log_level="info",
-    )
+    if workers > 1:
+        # uvicorn's multi-process mode leaves Nagle's algorithm on for accepted connections, which
+        # costs ~40 ms per request (delayed ACKs); a listening socket with TCP_NODELAY passes it on.
+        sock = _listen_socket(host, port)
+        uvicorn.run("consentry.web.app:create_app", factory=True, fd=sock.fileno(), workers=workers,
+                    log_level="info")
+    else:
+        uvicorn.run("consentry.web.app:create_app", factory=True, host=host, port=port, log_level="info")
+
+
+def _listen_socket(host: str, port: int):
+    import socket
+
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind(addr)
+        sock.listen(2048)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    sock.set_inheritable(True)
+    return sock
 
 
 @app.command("version")
