@@ -1,0 +1,242 @@
+"""Combine the findings of every analyser into one :class:`Assessment` for one content.
+
+The one function behind ``consentry analyze``, ``POST /v1/analyze`` and scans.  Analysers:
+C2PA provenance (:mod:`.c2pa`), generator metadata (:mod:`.metadata`) and invisible watermarks
+(:mod:`.watermark`).  Each runs in isolation: a failure in one becomes a note, never a crash, and
+never hides what the others found.
+
+Verdict (never overstated; absence of indicators is never "authentic"):
+
+* the AI claims (``ai_generated``/``ai_edited``) of strength ``proof`` or ``strong`` decide:
+  the strongest wins, ``ai_generated`` on a tie — unless a *proof*-level ``camera_captured`` claim
+  stands against AI claims that are only ``strong``, which is ``inconclusive``;
+* only ``weak`` AI claims (e.g. a C2PA AI claim whose integrity check failed) → ``inconclusive``;
+* ``edited`` claims and no AI claim → ``edited_no_ai_indicated``;
+* anything else (camera-capture claims, or nothing) → ``no_indicators_found``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from consentry import __version__
+from consentry.config import MediaLimits
+from consentry.errors import ConsentryError
+from consentry.evidence.model import STRENGTH_RANK, Evidence, Findings
+from consentry.hashing import hash_content
+from consentry.media.content import Content
+from consentry.media.sniff import PHOTO, UNKNOWN, VIDEO
+
+AI_CLAIMS = ("ai_generated", "ai_edited")
+FIRM = ("proof", "strong")
+#: C2PA manifests are read from the file bytes; larger videos are not searched for one.
+MAX_C2PA_BYTES = 512 * 1024 * 1024
+
+VERDICT_WORDS = {
+    "ai_generated": "AI-generated",
+    "ai_edited": "edited with AI",
+    "edited_no_ai_indicated": "edited, with no indication of AI",
+    "no_indicators_found": "no indicators found",
+    "inconclusive": "inconclusive",
+}
+
+
+@dataclass
+class Assessment:
+    path: str
+    content_type: str
+    mime: str | None
+    size: int | None
+    sha256: str | None
+    md5: str | None
+    pdq: str | None
+    pdq_quality: int | None
+    verdict: str
+    summary: str
+    evidence: list[Evidence] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)
+    limitations: list[str] = field(default_factory=list)
+    error: str | None = None
+    tool: str = f"consentry {__version__}"
+    analysed_at: str = field(
+        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    )
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "content_type": self.content_type,
+            "mime": self.mime,
+            "size": self.size,
+            "sha256": self.sha256,
+            "md5": self.md5,
+            "pdq": self.pdq,
+            "pdq_quality": self.pdq_quality,
+            "verdict": self.verdict,
+            "summary": self.summary,
+            "evidence": [e.to_dict() for e in self.evidence],
+            "notes": list(self.notes),
+            "limitations": list(self.limitations),
+            "error": self.error,
+            "tool": self.tool,
+            "analysed_at": self.analysed_at,
+        }
+
+
+def decide(evidence: list[Evidence]) -> tuple[str, str]:
+    """The verdict and a one-sentence summary for a list of evidence items."""
+    def best(items: list[Evidence]) -> Evidence | None:
+        return max(items, key=lambda e: (STRENGTH_RANK[e.strength], e.claim == "ai_generated"), default=None)
+
+    ai = [e for e in evidence if e.claim in AI_CLAIMS]
+    firm_ai = [e for e in ai if e.strength in FIRM]
+    camera_proof = [e for e in evidence if e.claim == "camera_captured" and e.strength == "proof"]
+    edited = [e for e in evidence if e.claim == "edited"]
+    if firm_ai:
+        top = best(firm_ai)
+        assert top is not None
+        if camera_proof and top.strength != "proof":
+            return "inconclusive", (
+                "Findings conflict: a trusted signature claims a camera capture, while "
+                f"{_source_words(top)} indicates AI ({top.summary.rstrip('.')}).")
+        verdict = top.claim
+        others = len(firm_ai) - 1
+        extra = f" ({others} more indicator{'s' if others != 1 else ''} agree{'s' if others == 1 else ''})" if others else ""
+        return verdict, f"{VERDICT_WORDS[verdict].capitalize()}: {top.summary.rstrip('.')}{extra}."
+    if ai:
+        top = best(ai)
+        assert top is not None
+        return "inconclusive", (
+            f"Only weak indications of AI were found: {top.summary.rstrip('.')}"
+            f"{'; ' + top.caveats[0] if top.caveats else ''}.")
+    if edited:
+        top = best(edited)
+        assert top is not None
+        return "edited_no_ai_indicated", f"Edited, with no indication of AI: {top.summary.rstrip('.')}."
+    cams = [e for e in evidence if e.claim == "camera_captured"]
+    if cams:
+        top = best(cams)
+        assert top is not None
+        return "no_indicators_found", (
+            f"No indicator of AI generation or editing was found; {top.summary.rstrip('.')}. "
+            "This does not prove the content is authentic.")
+    return "no_indicators_found", (
+        "No indicator of AI generation or editing was found. This does not prove the content is "
+        "authentic: provenance data, metadata and watermarks are easily lost or removed.")
+
+
+def _source_words(e: Evidence) -> str:
+    kind = e.source.split(":", 1)[0]
+    return {"c2pa": "a C2PA manifest", "watermark": "an invisible watermark"}.get(kind, "metadata")
+
+
+def limitations_for(verdict: str, evidence: list[Evidence]) -> list[str]:
+    """What the findings do not show: plain sentences for reports."""
+    out = []
+    if any(e.source == "c2pa" for e in evidence):
+        out.append("A valid C2PA signature shows who signed the manifest and that the file has not "
+                   "changed since; the claims in it are the signer's assertions.")
+    if any(e.strength == "strong" for e in evidence):
+        out.append("Unsigned metadata and watermarks can be added, copied or forged; they show how a "
+                   "file presents itself, not who made it.")
+    if verdict in ("ai_generated", "ai_edited"):
+        out.append("The findings do not show who made or shared the content, or who it depicts.")
+    if verdict in ("no_indicators_found", "edited_no_ai_indicated", "inconclusive"):
+        out.append("Absence of indicators does not show that the content is authentic or unedited: "
+                   "re-saving, screenshots and most uploads remove provenance data, metadata and "
+                   "many watermarks.")
+    out.append("No statistical or learned detector was used; such detectors are not proof.")
+    return out
+
+
+def _run(name: str, fn: Callable[[], Findings], into: Findings) -> None:
+    try:
+        into.extend(fn())
+    except ConsentryError as exc:
+        into.notes.append(f"{name}: skipped ({exc})")
+    except MemoryError:
+        into.notes.append(f"{name}: skipped (out of memory)")
+    except Exception as exc:  # noqa: BLE001 - one analyser's bug must not hide the others' findings
+        into.notes.append(f"{name}: failed ({type(exc).__name__}: {str(exc)[:200]})")
+
+
+def _content_bytes(content: Content, limit: int) -> bytes | None:
+    if content.data is not None:
+        return content.data
+    if content.path is None or content.size > limit:
+        return None
+    return content.path.read_bytes()
+
+
+def assess_content(content: Content, path: str = "-", *, trust=None, watermarks: bool = True) -> Assessment:
+    """Hash and analyse one content; never raises for bad input (see ``Assessment.error``)."""
+    hashed = hash_content(content, path)
+    a = Assessment(
+        path=path, content_type=content.content_type, mime=content.sniffed.mime, size=content.size,
+        sha256=hashed.sha256, md5=hashed.md5, pdq=hashed.pdq, pdq_quality=hashed.pdq_quality,
+        verdict="no_indicators_found", summary="", error=None,
+    )
+    if content.content_type == UNKNOWN:
+        a.error = hashed.error or "unrecognised or unsupported file format"
+        a.verdict, a.summary = "inconclusive", "The file could not be analysed."
+        return a
+    found = Findings()
+    data = None
+    try:
+        data = _content_bytes(content, MAX_C2PA_BYTES)
+    except OSError as exc:
+        found.notes.append(f"cannot read file: {exc.strerror or exc}")
+    if data is not None:
+        from consentry.evidence.c2pa import analyze_c2pa
+
+        _run("c2pa", lambda: analyze_c2pa(data, content.sniffed.mime, trust=trust), found)
+    elif content.content_type == VIDEO:
+        found.notes.append(f"c2pa: skipped (video over {MAX_C2PA_BYTES} bytes)")
+    if content.content_type == PHOTO and data is not None:
+        image = None
+        try:
+            image = content.image()
+        except ConsentryError as exc:
+            found.notes.append(f"image could not be decoded: {exc}")
+        from consentry.evidence.metadata import analyze_metadata
+
+        _run("metadata", lambda: analyze_metadata(data, content.sniffed.mime, None), found)
+        if watermarks and image is not None:
+            from consentry.evidence.watermark import analyze_watermarks
+
+            _run("watermark", lambda: analyze_watermarks(image), found)
+    elif content.content_type == VIDEO:
+        found.notes.append("metadata and watermark analysis cover photos only; videos are checked for C2PA")
+    if hashed.error and content.content_type == PHOTO:
+        found.notes.append(f"hashing: {hashed.error}")
+    a.evidence, a.notes, a.raw = found.evidence, found.notes, found.raw
+    a.verdict, a.summary = decide(a.evidence)
+    a.limitations = limitations_for(a.verdict, a.evidence)
+    if hashed.error and not a.evidence and content.content_type == PHOTO:
+        a.error = hashed.error
+        a.verdict, a.summary = "inconclusive", f"The file could not be analysed: {hashed.error}."
+    return a
+
+
+def assess_bytes(data: bytes, *, limits: MediaLimits | None = None, name: str = "-", trust=None) -> Assessment:
+    return assess_content(Content.from_bytes(data, limits or MediaLimits()), name, trust=trust)
+
+
+def assess_path(path: str | os.PathLike, *, limits: MediaLimits | None = None, trust=None) -> Assessment:
+    """Assess one file; never raises for bad input (the error is in ``Assessment.error``)."""
+    shown = str(path)
+    try:
+        content = Content.from_path(path, limits or MediaLimits())
+        content.check_size()
+    except ConsentryError as exc:
+        return Assessment(shown, UNKNOWN, None, None, None, None, None, None, "inconclusive",
+                          "The file could not be analysed.", error=str(exc))
+    return assess_content(content, shown, trust=trust)
