@@ -198,3 +198,33 @@ def test_matcher_equals_brute_force_with_changes(tmp_path_factory, data):
                     want.add((bank, eid, d))
             assert got == want
     db.dispose()
+
+
+def test_change_committed_out_of_order_is_not_missed(db):
+    """PostgreSQL: a change with a smaller id can commit after a larger one is seen."""
+    pdq_b = "".join(f"{15 - int(c, 16):x}" for c in PDQ_A)  # every bit flipped: distance 256
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer: commits cannot interleave")
+    from consentry.db.models import Change, Entry
+
+    svc = BankService(db)
+    bank = svc.create_bank("hub", "ncii")
+    m = Matcher(db).load()
+    early = db.session()
+    s = early.__enter__()
+    try:
+        e = Entry(bank_id=bank.id, signal_type="pdq", value=PDQ_A, value_key=PDQ_A, status="active")
+        s.add(e)
+        s.flush()
+        s.add(Change(op="add", bank_id=bank.id, entry_id=e.id, signal_type="pdq"))
+        s.flush()  # change id allocated, not yet committed
+        late, _ = svc.add_entry("hub", "pdq", pdq_b)  # a later id, committed first
+        assert m.refresh() == 1
+        assert m.match(_q(pdq_b)).matches and not m.match(_q(PDQ_A)).matches
+        assert m.refresh() == 0  # a quiet log: nothing re-applied
+    finally:
+        early.__exit__(None, None, None)  # commits
+    assert m.refresh() == 1
+    (hit,) = m.match(_q(PDQ_A)).matches
+    assert hit.distance == 0
+    assert m.refresh() == 0

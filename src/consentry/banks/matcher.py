@@ -10,6 +10,7 @@ the next query without rebuilding anything.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
@@ -33,6 +34,9 @@ from consentry.signals.vpdq import (
 EXACT_TYPES = ("md5", "sha1", "sha256", "photodna")
 #: changes re-read behind the cursor, so ids committed out of order (PostgreSQL) are not missed
 LOOKBACK = 2000
+#: How long a skipped change id is waited for before it is taken as rolled back (seconds).
+GAP_SECONDS = 600.0
+MAX_GAPS = 200_000
 
 
 @dataclass
@@ -150,6 +154,7 @@ class Matcher:
         self.vpdq = _VpdqStore()
         self.cursor = 0
         self._applied: OrderedDict[int, None] = OrderedDict()
+        self._gaps: dict[int, float] = {}  # change ids skipped over -> when first noticed
         self._bank_cache: dict[int, BankInfo] = {}
         self.loaded = False
 
@@ -195,17 +200,32 @@ class Matcher:
             self.exact, self.vpdq = exact, vpdq
             self.cursor = cursor
             self._applied.clear()
+            self._gaps.clear()
             self._bank_cache = self.banks.banks_by_id()
             self.loaded = True
             # anything committed while we were reading is replayed (idempotently)
             self.refresh(lookback=LOOKBACK)
             return self
 
-    def refresh(self, lookback: int = LOOKBACK) -> int:
-        """Apply changes since the cursor; returns how many were applied."""
+    def refresh(self, lookback: int = 0) -> int:
+        """Apply changes since the cursor; returns how many were applied.
+
+        Change ids come from a sequence, but on PostgreSQL transactions commit out of order: a
+        change with a smaller id can become visible after a larger one.  Ids skipped over are
+        remembered as *gaps* and re-read from the oldest open gap until they appear (or, after
+        ``GAP_SECONDS``, are given up as rolled back), so a quiet change log costs one empty query
+        per refresh, not a re-read of the last ``lookback`` changes.  ``lookback`` forces such a
+        re-read (after a full load, to pick up what committed while the snapshot was read).
+        """
         with self._lock:
             applied = 0
-            start = max(0, self.cursor - lookback)
+            now = time.monotonic()
+            for gid in [g for g, t in self._gaps.items() if now - t > GAP_SECONDS]:
+                del self._gaps[gid]
+            start = self.cursor - lookback if lookback else self.cursor
+            if self._gaps:
+                start = min(start, min(self._gaps) - 1)
+            start = max(0, start)
             while True:
                 changes = self.banks.changes_since(start, limit=10_000)
                 if not changes:
@@ -214,13 +234,23 @@ class Matcher:
                 self._apply(todo)
                 for c in todo:
                     self._applied[c["cursor"]] = None
+                    self._gaps.pop(c["cursor"], None)
                 applied += len(todo)
-                while len(self._applied) > 4 * LOOKBACK:
-                    self._applied.popitem(last=False)
-                start = changes[-1]["cursor"]
-                self.cursor = max(self.cursor, start)
+                # ids we jumped over beyond the old cursor may still commit
+                newest = changes[-1]["cursor"]
+                if newest > self.cursor:
+                    seen = {c["cursor"] for c in changes if c["cursor"] > self.cursor}
+                    for gid in range(self.cursor + 1, newest):
+                        if gid not in seen and len(self._gaps) < MAX_GAPS:
+                            self._gaps[gid] = now
+                    self.cursor = newest
+                start = newest
                 if len(changes) < 10_000:
                     break
+            # forget applied ids below anything we will read again
+            floor = min([self.cursor - max(lookback, LOOKBACK)] + [g - 1 for g in self._gaps])
+            while self._applied and next(iter(self._applied)) < floor:
+                self._applied.popitem(last=False)
             if applied:
                 self.pdq.maybe_compact()
             return applied
