@@ -215,12 +215,12 @@ def assess_content(content: Content, path: str = "-", *, trust=None, watermarks:
             _run("watermark", lambda: analyze_watermarks(image), found)
     elif content.content_type == VIDEO:
         found.notes.append("metadata and watermark analysis cover photos only; videos are checked for C2PA")
-    if hashed.error and content.content_type == PHOTO:
+    if hashed.error:
         found.notes.append(f"hashing: {hashed.error}")
     a.evidence, a.notes, a.raw = found.evidence, found.notes, found.raw
     a.verdict, a.summary = decide(a.evidence)
     a.limitations = limitations_for(a.verdict, a.evidence)
-    if hashed.error and not a.evidence and content.content_type == PHOTO:
+    if hashed.error and not a.evidence:
         a.error = hashed.error
         a.verdict, a.summary = "inconclusive", f"The file could not be analysed: {hashed.error}."
     return a
