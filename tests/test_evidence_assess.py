@@ -196,3 +196,30 @@ def test_pdf_report_renders_with_pdftoppm(tmp_path):
     assert pages and pages[0].stat().st_size > 5_000
     text = subprocess.run(["pdftotext", str(out), "-"], capture_output=True, text=True, check=True).stdout
     assert "Evidence report" in text and "edited" in text.lower()
+
+
+def test_analyze_route_returns_the_assessment(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from consentry.config import Settings
+    from consentry.db import open_database
+    from consentry.keys import KeyStore
+    from consentry.web.app import create_app
+
+    settings = Settings(home=tmp_path)
+    db = open_database(settings)
+    app = create_app(settings, db, background=False)
+    key, _ = KeyStore(db).create("matcher", "t")
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.post("/v1/analyze", files={"file": ("cat.jpg", FIREFLY.read_bytes(), "image/jpeg")},
+                   headers={"Authorization": f"Bearer {key}"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["verdict"] == "ai_generated" and body["path"] == "cat.jpg"
+        assert body["sha256"] == assess_path(FIREFLY).sha256
+        assert any(e["strength"] == "proof" for e in body["evidence"])
+        r = c.post("/v1/analyze", files={"file": ("x.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 50, "image/png")},
+                   headers={"Authorization": f"Bearer {key}"})
+        assert r.status_code in (200, 422)
+        assert "Traceback" not in r.text
+    db.dispose()

@@ -15,7 +15,9 @@ from rich.table import Table
 
 from consentry import __version__
 from consentry.cli_banks import bank_app, db_app, keys_app, match_cmd
+from consentry.cli_victims import exchange_app, victim_app
 from consentry.cli_evidence import analyze_cmd
+from consentry.cli_scan import scan_cmd
 from consentry.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err_console, fail, progress_bar  # noqa: F401
 from consentry.config import get_settings
 
@@ -30,8 +32,21 @@ app = typer.Typer(
 app.add_typer(bank_app, name="bank")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+app.add_typer(victim_app, name="victim")
+app.add_typer(exchange_app, name="exchange")
+from consentry.cli_review import cases_app, users_app  # noqa: E402  (review console, issue 6 part B)
+
+app.add_typer(users_app, name="users")
+app.add_typer(cases_app, name="cases")
+from consentry.cli_review import audit_app, rules_app, vault_app, webhooks_app  # noqa: E402  (issue 6 part A)
+
+app.add_typer(rules_app, name="rules")
+app.add_typer(audit_app, name="audit")
+app.add_typer(vault_app, name="vault")
+app.add_typer(webhooks_app, name="webhooks")
 app.command("match")(match_cmd)
 app.command("analyze")(analyze_cmd)
+app.command("scan")(scan_cmd)
 
 
 class OutputFormat(str, Enum):

@@ -36,6 +36,16 @@ class ListFormat(str, Enum):
     json = "json"
 
 
+def _cli_actor() -> str:
+    """Who the audit log names for a CLI change: ``cli:<login name>``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"[:200]
+    except Exception:  # noqa: BLE001 - no login name in some containers
+        return "cli"
+
+
 def _parse_thresholds(items: list[str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items or []:
@@ -58,7 +68,8 @@ def bank_create(
 ) -> None:
     """Create a bank."""
     try:
-        bank = _service().create_bank(name, kind, description, _parse_thresholds(threshold), shared=shared)
+        bank = _service().create_bank(name, kind, description, _parse_thresholds(threshold), shared=shared,
+                                      actor=_cli_actor())
     except ConsentryError as exc:
         fail(str(exc))
     print(json.dumps(bank.to_dict()))
@@ -108,7 +119,7 @@ def bank_delete(name: str, yes: bool = typer.Option(False, "--yes", "-y", help="
         if not sys.stdin.isatty():
             fail("refusing to delete without --yes when not interactive", EXIT_USAGE)
         typer.confirm(f"Delete bank {name!r} and its {total} entries?", abort=True)
-    n = svc.delete_bank(name)
+    n = svc.delete_bank(name, actor=_cli_actor())
     err_console.print(f"deleted bank {name!r} ({n} entries)", highlight=False)
 
 
@@ -265,9 +276,10 @@ def _set_status(name: str, status: str, entry: Optional[int], pdq: Optional[str]
         fail("give exactly one of --entry, --pdq, --md5, --sha256", EXIT_USAGE)
     try:
         if entry is not None:
-            changed = _service().set_status(name, status, entry_id=entry)
+            changed = _service().set_status(name, status, entry_id=entry, actor=_cli_actor())
         else:
-            changed = _service().set_status(name, status, signal_type=picked[0][0], value=picked[0][1])
+            changed = _service().set_status(name, status, signal_type=picked[0][0], value=picked[0][1],
+                                            actor=_cli_actor())
     except ConsentryError as exc:
         fail(str(exc))
     for e in changed:
@@ -411,7 +423,7 @@ def keys_create(
 ) -> None:
     """Create an API key and print it once (it cannot be shown again)."""
     try:
-        secret, info = _keystore().create(role, name)
+        secret, info = _keystore().create(role, name, actor=_cli_actor())
     except ConsentryError as exc:
         fail(str(exc), EXIT_USAGE)
     err_console.print(f"API key {info.id} ({info.role}) created; it will not be shown again:", highlight=False)
@@ -429,7 +441,7 @@ def keys_list() -> None:
 def keys_revoke(key_id: int = typer.Argument(..., help="Key id (from `keys list`).")) -> None:
     """Revoke a key at once."""
     try:
-        info = _keystore().revoke(key_id)
+        info = _keystore().revoke(key_id, actor=_cli_actor())
     except ConsentryError as exc:
         fail(str(exc))
     print(json.dumps(info.to_dict()))

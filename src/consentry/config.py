@@ -72,6 +72,27 @@ class Settings:
     request_timeout: float = 120.0  # seconds; 0 = none
     match_rate_limit: float = 2000.0  # match requests per second per API key (per worker); 0 = off
     index_refresh_seconds: float = 0.2  # how often each worker tails the change log
+    # policy rules YAML (None = the packaged default rules); evidence vault: base64 of a 32-byte
+    # key (None = vault off) and the default retention of preserved items
+    rules_path: Path | None = None
+    vault_key: str | None = field(default=None, repr=False)
+    vault_retain_days: int = 90
+    # review console: reveals per reviewer per UTC day before the break prompt; claim and login lifetimes
+    exposure_budget: int = 50
+    review_claim_minutes: int = 30
+    console_session_hours: float = 8.0
+    # victim hub: the bank victims' hashes go to ("" turns the public victim routes off), limits,
+    # and where to send someone whose images show a person under 18 ("Title|URL;Title|URL")
+    victim_hub_bank: str = "victim-hub"
+    victim_max_hashes: int = 100
+    victim_submissions_per_hour: float = 20.0  # per client IP (per worker)
+    victim_lookups_per_minute: float = 30.0  # status/withdraw requests per client IP (per worker)
+    victim_pin_attempts: int = 5  # wrong PINs before a case is locked (the lock then doubles)
+    victim_minor_text: str = ("Images of anyone under 18 are handled by child-protection services, "
+                              "not by this service. They can help you remove them:")
+    victim_minor_links: str = "NCMEC Take It Down|https://takeitdown.ncmec.org/"
+    exchange_pull_seconds: float = 300.0  # background pull of every exchange; 0 = off
+    secret_key: str | None = None  # encrypts exchange keys; default: $CONSENTRY_HOME/secret.key
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -85,6 +106,23 @@ class Settings:
             request_timeout=_env_float("CONSENTRY_REQUEST_TIMEOUT", d.request_timeout),
             match_rate_limit=_env_float("CONSENTRY_MATCH_RATE_LIMIT", d.match_rate_limit),
             index_refresh_seconds=_env_float("CONSENTRY_INDEX_REFRESH_SECONDS", d.index_refresh_seconds),
+            rules_path=Path(os.environ["CONSENTRY_RULES_PATH"]).expanduser()
+            if os.environ.get("CONSENTRY_RULES_PATH") else None,
+            vault_key=os.environ.get("CONSENTRY_VAULT_KEY") or None,
+            vault_retain_days=_env_int("CONSENTRY_VAULT_RETAIN_DAYS", d.vault_retain_days),
+            exposure_budget=_env_int("CONSENTRY_EXPOSURE_BUDGET", d.exposure_budget),
+            review_claim_minutes=_env_int("CONSENTRY_REVIEW_CLAIM_MINUTES", d.review_claim_minutes),
+            console_session_hours=_env_float("CONSENTRY_CONSOLE_SESSION_HOURS", d.console_session_hours),
+            victim_hub_bank=os.environ.get("CONSENTRY_VICTIM_HUB_BANK", d.victim_hub_bank).strip(),
+            victim_max_hashes=_env_int("CONSENTRY_VICTIM_MAX_HASHES", d.victim_max_hashes),
+            victim_submissions_per_hour=_env_float("CONSENTRY_VICTIM_SUBMISSIONS_PER_HOUR",
+                                                   d.victim_submissions_per_hour),
+            victim_lookups_per_minute=_env_float("CONSENTRY_VICTIM_LOOKUPS_PER_MINUTE", d.victim_lookups_per_minute),
+            victim_pin_attempts=_env_int("CONSENTRY_VICTIM_PIN_ATTEMPTS", d.victim_pin_attempts),
+            victim_minor_text=os.environ.get("CONSENTRY_VICTIM_MINOR_TEXT") or d.victim_minor_text,
+            victim_minor_links=os.environ.get("CONSENTRY_VICTIM_MINOR_LINKS") or d.victim_minor_links,
+            exchange_pull_seconds=_env_float("CONSENTRY_EXCHANGE_PULL_SECONDS", d.exchange_pull_seconds),
+            secret_key=os.environ.get("CONSENTRY_SECRET_KEY") or None,
         )
 
     def with_(self, **changes) -> "Settings":

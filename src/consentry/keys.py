@@ -56,7 +56,7 @@ class KeyStore:
         self._cache: dict[str, tuple[float, KeyInfo | None]] = {}
         self._lock = threading.Lock()
 
-    def create(self, role: str, name: str = "") -> tuple[str, KeyInfo]:
+    def create(self, role: str, name: str = "", actor: str | None = None) -> tuple[str, KeyInfo]:
         """Create a key; returns (secret, info). The secret is never stored or shown again."""
         if role not in ROLES:
             raise KeyError_(f"role must be one of: {', '.join(ROLES)}")
@@ -65,6 +65,10 @@ class KeyStore:
             k = ApiKey(name=name or "", role=role, prefix=token[:12], key_hash=_digest(token))
             s.add(k)
             s.flush()
+            from consentry.review.audit import AuditLog
+
+            AuditLog(self.db).record("key.create", actor or "system",
+                                     {"key_id": k.id, "role": role, "name": k.name, "prefix": k.prefix}, session=s)
             return token, _info(k)
 
     def list(self) -> list[KeyInfo]:
@@ -75,13 +79,18 @@ class KeyStore:
         with self.db.session() as s:
             return int(s.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None))) or 0)
 
-    def revoke(self, key_id: int) -> KeyInfo:
+    def revoke(self, key_id: int, actor: str | None = None) -> KeyInfo:
         with self.db.session() as s:
             k = s.get(ApiKey, key_id)
             if k is None:
                 raise KeyError_(f"no key with id {key_id}")
             if k.revoked_at is None:
                 k.revoked_at = utcnow()
+                from consentry.review.audit import AuditLog
+
+                AuditLog(self.db).record("key.revoke", actor or "system",
+                                         {"key_id": k.id, "role": k.role, "name": k.name, "prefix": k.prefix},
+                                         session=s)
             s.flush()
             info = _info(k)
         with self._lock:

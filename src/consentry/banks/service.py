@@ -22,6 +22,7 @@ from consentry.banks.formats.records import HashRecord, RecordError
 from consentry.db.models import BANK_KINDS, ENTRY_STATUSES, Bank, Change, Entry, utcnow, value_key
 from consentry.db.session import Database
 from consentry.errors import ConsentryError, SignalValueError
+from consentry.review.audit import AuditLog
 from consentry.signals import get_signal_type, signal_types
 
 
@@ -150,6 +151,7 @@ class BankService:
     def create_bank(
         self, name: str, kind: str = "custom", description: str = "",
         thresholds: dict[str, Any] | None = None, source: str = "local", shared: bool = False,
+        actor: str | None = None,
     ) -> BankInfo:
         if not _NAME.match(name or ""):
             raise BankError("bank name must be 1-100 characters: letters, digits, '.', '_', '-'")
@@ -163,6 +165,9 @@ class BankService:
             s.add(bank)
             s.flush()
             s.add(Change(op="bank", bank_id=bank.id))
+            AuditLog(self.db).record("bank.create", actor or "system", {
+                "bank": name, "bank_id": bank.id, "kind": kind, "thresholds": bank.thresholds,
+                "shared": bool(shared), "source": source}, session=s)
             return _bank_info(bank)
 
     def _bank(self, s: Session, name: str) -> Bank:
@@ -197,7 +202,7 @@ class BankService:
         with self.db.session() as s:
             return {b.id: _bank_info(b) for b in s.scalars(select(Bank))}
 
-    def update_bank(self, name: str, **changes: Any) -> BankInfo:
+    def update_bank(self, name: str, actor: str | None = None, **changes: Any) -> BankInfo:
         allowed = {"description", "thresholds", "kind", "shared", "new_name"}
         unknown = set(changes) - allowed
         if unknown:
@@ -222,9 +227,12 @@ class BankService:
                 bank.name = changes["new_name"]
             s.add(Change(op="bank", bank_id=bank.id))
             s.flush()
+            AuditLog(self.db).record("bank.update", actor or "system", {
+                "bank": name, "bank_id": bank.id,
+                "changes": {k: v for k, v in changes.items() if v is not None}}, session=s)
             return _bank_info(bank, self._counts(s, [bank.id])[bank.id])
 
-    def delete_bank(self, name: str) -> int:
+    def delete_bank(self, name: str, actor: str | None = None) -> int:
         """Delete a bank and all its entries; returns how many entries went with it."""
         with self.db.session() as s:
             bank = self._bank(s, name)
@@ -232,6 +240,8 @@ class BankService:
             s.execute(Entry.__table__.delete().where(Entry.bank_id == bank.id))
             s.delete(bank)
             s.add(Change(op="bank_deleted", bank_id=bank.id))
+            AuditLog(self.db).record("bank.delete", actor or "system",
+                                     {"bank": name, "bank_id": bank.id, "entries": int(n)}, session=s)
             return int(n)
 
     # -------------------------------------------------------------- entries
@@ -380,6 +390,10 @@ class BankService:
                 changes += [{"op": "withdraw", "bank_id": bank_id, "entry_id": i, "at": now} for i in withdraw]
             if changes:
                 s.execute(Change.__table__.insert(), changes)
+                AuditLog(self.db).record("bank.entries", added_by or "system", {
+                    "bank_id": bank_id, "added": len(changes) - len(revive) - len(withdraw),
+                    "reactivated": len(revive), "withdrawn": len(withdraw),
+                    "entry_ids": [c["entry_id"] for c in changes][:50]}, session=s)
 
     def _remove_by_external_ids(self, bank_id: int, rec: HashRecord, report: ImportReport) -> None:
         ids = [str(x) for x in rec.external_ids if x]
@@ -405,6 +419,9 @@ class BankService:
             s.execute(update(Entry).where(Entry.id.in_(hit)).values(status="withdrawn", updated_at=now))
             s.execute(Change.__table__.insert(),
                       [{"op": "withdraw", "bank_id": bank_id, "entry_id": i, "at": now} for i in hit])
+            AuditLog(self.db).record("bank.entries", "system", {
+                "bank_id": bank_id, "withdrawn": len(hit), "entry_ids": hit[:50],
+                "by_external_ids": ids[:20]}, session=s)
             report.removed += len(hit)
 
     def find_entry(self, bank: str, signal_type: str, value: str) -> EntryInfo | None:
@@ -436,7 +453,7 @@ class BankService:
 
     def set_status(
         self, bank: str, status: str, *, entry_id: int | None = None,
-        signal_type: str | None = None, value: str | None = None,
+        signal_type: str | None = None, value: str | None = None, actor: str | None = None,
     ) -> list[EntryInfo]:
         """Withdraw, disable or re-enable entries picked by id or by value; takes effect at once."""
         if status not in ENTRY_STATUSES:
@@ -456,12 +473,18 @@ class BankService:
             if not entries:
                 raise NotFound("no such entry in bank " + repr(bank))
             now = utcnow()
+            changed: list[int] = []
             for e in entries:
                 if e.status != status:
                     e.status = status
                     e.updated_at = now
                     s.add(Change(op=op, bank_id=b.id, entry_id=e.id, signal_type=e.signal_type, at=now))
+                    changed.append(e.id)
             s.flush()
+            if changed:
+                AuditLog(self.db).record("bank.entries", actor or "system", {
+                    "bank": bank, "bank_id": b.id, "status": status, "entry_ids": changed[:50],
+                    "count": len(changed)}, session=s)
             return [_entry_info(e, b.name) for e in entries]
 
     def withdraw(self, bank: str, **which: Any) -> list[EntryInfo]:
@@ -506,12 +529,15 @@ class BankService:
         with self.db.session() as s:
             return int(s.scalar(select(func.max(Change.id))) or 0)
 
-    def changes_since(self, cursor: int, limit: int = 10_000) -> list[dict[str, Any]]:
+    def changes_since(self, cursor: int, limit: int = 10_000,
+                      bank_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """Changes after ``cursor``; only those of ``bank_ids`` when given (published banks)."""
         with self.db.session() as s:
-            rows = s.execute(
-                select(Change.id, Change.op, Change.bank_id, Change.entry_id, Change.signal_type, Change.at)
-                .where(Change.id > cursor).order_by(Change.id).limit(limit)
-            )
+            q = select(Change.id, Change.op, Change.bank_id, Change.entry_id, Change.signal_type, Change.at)
+            q = q.where(Change.id > cursor)
+            if bank_ids is not None:
+                q = q.where(Change.bank_id.in_(list(bank_ids) or [-1]))
+            rows = s.execute(q.order_by(Change.id).limit(limit))
             return [
                 {"cursor": r.id, "op": r.op, "bank_id": r.bank_id, "entry_id": r.entry_id,
                  "signal_type": r.signal_type, "at": r.at.isoformat() if r.at else None}

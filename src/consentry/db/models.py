@@ -150,3 +150,4 @@ class MatchLog(Base):
 # their tables in Base.metadata for Alembic and for create-all in tests.
 from consentry.db import models_review as _models_review  # noqa: E402,F401
 from consentry.db import models_victims as _models_victims  # noqa: E402,F401
+from consentry.db import models_audit as _models_audit  # noqa: E402,F401

@@ -64,15 +64,21 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
         match_log=MatchLogWriter(db), rate_limiter=RateLimiter(settings.match_rate_limit),
     )
     tailer = _Tailer(matcher, settings.index_refresh_seconds)
+    from consentry.exchanges.base import ExchangePuller  # subscribed hubs (issue 8)
+
+    puller = ExchangePuller(consentry_state.banks, settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         if background:
             tailer.start()
+            puller.start()
         yield
         if background:
             tailer.stop()
+            puller.stop()
         consentry_state.match_log.close()
+        _app.state.policy.close()
 
     if not background:
         matcher.load()
@@ -85,14 +91,29 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     )
     app.state.consentry = consentry_state
     app.state.keys = consentry_state.keys
+    from consentry.policy.runtime import PolicyRuntime  # rules, webhooks, vault (issue 6 part A)
+
+    app.state.policy = PolicyRuntime(settings, db)
+    from consentry.review.cases import CaseService  # enqueue actions open review cases
+
+    app.state.policy.on_enqueue(CaseService(
+        db, consentry_state.banks, vault=app.state.policy.vault, limits=settings.limits,
+        claim_minutes=settings.review_claim_minutes).enqueue_handler())
     problems.install(app)
 
-    from consentry.web.api import banks, hashing, health, matching
+    from consentry.web.api import analysis, banks, hashing, health, matching
 
     app.include_router(health.router)
     app.include_router(hashing.router)
     app.include_router(matching.router)
     app.include_router(banks.router)
+    from consentry.web.api import audit as audit_api  # audit log and webhook deliveries (issue 6 part A)
+
+    app.include_router(audit_api.router)
+    from consentry.web.api import cases as cases_api  # review cases (issue 6 part B)
+
+    app.include_router(cases_api.router)
+    app.include_router(analysis.router)
 
     import importlib
 

@@ -54,9 +54,22 @@ def require(*roles: str):
     return dependency
 
 
+def public(reason: str):
+    """A dependency marking a route as deliberately open to anonymous callers (the victim page and
+    its API). ``reason`` is read by the route-enumeration test and the docs."""
+    if not reason:
+        raise ValueError("a public route must say why it is public")
+
+    def dependency() -> None:
+        return None
+
+    dependency.public_reason = reason  # type: ignore[attr-defined]
+    return dependency
+
+
 # Role sets used by the routers (one place to read who may do what).
 READ_BANKS = ("curator", "moderator", "auditor")
 WRITE_BANKS = ("curator",)
 MATCHERS = ("matcher", "curator", "moderator")
 HASHERS = ("matcher", "curator", "moderator", "submitter")
-CHANGES = ("curator",)
+CHANGES = ("curator", "matcher")  # matchers (partner platforms) see published banks only

@@ -38,9 +38,9 @@ def list_banks(request: Request, _p=Depends(require(*READ_BANKS))) -> dict:
 
 
 @router.post("/banks", status_code=201, summary="Create a bank")
-def create_bank(request: Request, body: BankCreate, _p=Depends(require(*WRITE_BANKS))) -> dict:
+def create_bank(request: Request, body: BankCreate, p: Principal = Depends(require(*WRITE_BANKS))) -> dict:
     b = state(request).banks.create_bank(body.name, body.kind, body.description, body.thresholds,
-                                         shared=body.shared)
+                                         shared=body.shared, actor=_who(p))
     _written(request)
     return b.to_dict()
 
@@ -51,16 +51,16 @@ def get_bank(request: Request, name: str, _p=Depends(require(*READ_BANKS))) -> d
 
 
 @router.patch("/banks/{name}", summary="Update a bank")
-def update_bank(request: Request, name: str, body: BankUpdate, _p=Depends(require(*WRITE_BANKS))) -> dict:
-    b = state(request).banks.update_bank(name, description=body.description, thresholds=body.thresholds,
+def update_bank(request: Request, name: str, body: BankUpdate, p: Principal = Depends(require(*WRITE_BANKS))) -> dict:
+    b = state(request).banks.update_bank(name, actor=_who(p), description=body.description, thresholds=body.thresholds,
                                          kind=body.kind, shared=body.shared, new_name=body.name)
     _written(request)
     return b.to_dict()
 
 
 @router.delete("/banks/{name}", summary="Delete a bank and its entries")
-def delete_bank(request: Request, name: str, _p=Depends(require(*WRITE_BANKS))) -> dict:
-    n = state(request).banks.delete_bank(name)
+def delete_bank(request: Request, name: str, p: Principal = Depends(require(*WRITE_BANKS))) -> dict:
+    n = state(request).banks.delete_bank(name, actor=_who(p))
     _written(request)
     return {"deleted": name, "entries": n}
 
@@ -125,25 +125,25 @@ def get_entry(request: Request, name: str, entry_id: int, _p=Depends(require(*WR
     return state(request).banks.get_entry(entry_id, bank=name).to_dict()
 
 
-def _status(request: Request, name: str, entry_id: int, status: str) -> dict:
-    (e,) = state(request).banks.set_status(name, status, entry_id=entry_id)
+def _status(request: Request, name: str, entry_id: int, status: str, p: Principal | None = None) -> dict:
+    (e,) = state(request).banks.set_status(name, status, entry_id=entry_id, actor=_who(p) if p else None)
     _written(request)
     return e.to_dict()
 
 
 @router.post("/banks/{name}/entries/{entry_id}/withdraw", summary="Withdraw an entry (stops matching at once)")
-def withdraw_entry(request: Request, name: str, entry_id: int, _p=Depends(require(*WRITE_BANKS))) -> dict:
-    return _status(request, name, entry_id, "withdrawn")
+def withdraw_entry(request: Request, name: str, entry_id: int, p: Principal = Depends(require(*WRITE_BANKS))) -> dict:
+    return _status(request, name, entry_id, "withdrawn", p)
 
 
 @router.post("/banks/{name}/entries/{entry_id}/disable", summary="Disable an entry")
-def disable_entry(request: Request, name: str, entry_id: int, _p=Depends(require(*WRITE_BANKS))) -> dict:
-    return _status(request, name, entry_id, "disabled")
+def disable_entry(request: Request, name: str, entry_id: int, p: Principal = Depends(require(*WRITE_BANKS))) -> dict:
+    return _status(request, name, entry_id, "disabled", p)
 
 
 @router.post("/banks/{name}/entries/{entry_id}/enable", summary="Re-enable an entry")
-def enable_entry(request: Request, name: str, entry_id: int, _p=Depends(require(*WRITE_BANKS))) -> dict:
-    return _status(request, name, entry_id, "active")
+def enable_entry(request: Request, name: str, entry_id: int, p: Principal = Depends(require(*WRITE_BANKS))) -> dict:
+    return _status(request, name, entry_id, "active", p)
 
 
 @router.post("/banks/{name}/import", summary="Import a hash list (idempotent; withdrawals remove)")
@@ -201,10 +201,14 @@ def export_list(
 @router.get("/changes", summary="The append-only change log (tail it with the cursor)")
 def changes(
     request: Request, cursor: int = Query(0, ge=0), limit: int = Query(1000, ge=1, le=10_000),
-    _p=Depends(require(*CHANGES)),
+    published: bool = Query(False, description="Only banks published to partners (always so for matchers)"),
+    p: Principal = Depends(require(*CHANGES)),
 ) -> dict:
+    from consentry.victims.hub import published_bank_ids
+
     st = state(request)
-    rows = st.banks.changes_since(cursor, limit)
+    scoped = published or p.role not in ("curator", "admin")
+    rows = st.banks.changes_since(cursor, limit, bank_ids=published_bank_ids(st.banks) if scoped else None)
     ids = [r["entry_id"] for r in rows if r["entry_id"] is not None]
     entries = st.banks.entries_by_id(ids)
     banks = st.banks.banks_by_id()
@@ -214,5 +218,5 @@ def changes(
         r["bank"] = bank.name if bank else None
         if found:
             e, _ = found
-            r.update(signal_type=e.signal_type, value=e.value, status=e.status)
+            r.update(signal_type=e.signal_type, value=e.value, status=e.status, quality=e.quality)
     return {"changes": rows, "next_cursor": rows[-1]["cursor"] if rows else cursor}

@@ -6,7 +6,6 @@ from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 
 from consentry.banks.matcher import MatchOutcome, QuerySignals, query_from_content
 from consentry.errors import ConsentryError
-from consentry.policy import default_verdict
 from consentry.signals import get_signal_type
 from consentry.web.api.schemas import MatchResponse
 from consentry.web.auth import MATCHERS, Principal, require
@@ -37,14 +36,24 @@ def _banks(st: AppState, banks: list[str] | None) -> list[str] | None:
 
 
 def _respond(st: AppState, principal: Principal, route: str, query: dict[str, Any], signals: QuerySignals,
-             banks: list[str] | None) -> dict[str, Any]:
+             banks: list[str] | None, request: Request | None = None, context: dict[str, Any] | None = None,
+             content: Any = None) -> dict[str, Any]:
     outcome: MatchOutcome = st.matcher.match(signals, banks)
     types = list(signals.exact) + (["pdq"] if signals.pdq else []) + (["vpdq"] if signals.vpdq else [])
     st.match_log.record(principal.key_id, route, types, len(outcome.matches))
     body = outcome.to_dict()
     body["query"] = query
-    body["verdict"] = default_verdict(outcome)
+    # the policy rules (policy/rules.py) decide the verdict and their actions run here
+    policy = request.app.state.policy
+    decision, ctx = policy.decide(outcome, **(context or {}))
+    body["verdict"] = decision.verdict()
+    policy.apply(decision, ctx, query=query, content=getattr(content, "data", None),
+                 content_type=getattr(content, "content_type", None))
     return body
+
+
+_UPLOADER = Query(None, max_length=200, description="The platform's id of the uploader (for the rules)")
+_SURFACE = Query(None, max_length=100, description="Where the content was posted, e.g. 'profile-photo'")
 
 
 @router.get("/match", response_model=MatchResponse, summary="Look up one hash in the banks")
@@ -53,6 +62,8 @@ def match_value(
     signal_type: str = Query(..., description="md5, sha1, sha256, pdq or vpdq"),
     value: str = Query(..., max_length=2_000_000),
     bank: list[str] | None = Query(None, description="Only these banks (repeatable)"),
+    uploader_id: str | None = _UPLOADER,
+    surface: str | None = _SURFACE,
     principal: Principal = Depends(require(*MATCHERS)),
 ) -> dict[str, Any]:
     st = state(request)
@@ -76,7 +87,7 @@ def match_value(
         q.exact[stype.name] = canonical
     shown = canonical if stype.name != "vpdq" else f"{len(q.vpdq or [])} frames"
     return _respond(st, principal, "GET /v1/match", {"signal_type": stype.name, "value": shown}, q,
-                    _banks(st, bank))
+                    _banks(st, bank), request, {"uploader_id": uploader_id, "surface": surface})
 
 
 @router.post("/match", response_model=MatchResponse, summary="Match an uploaded file against the banks")
@@ -84,16 +95,29 @@ def match_upload(
     request: Request,
     file: UploadFile = File(...),
     bank: list[str] | None = Query(None, description="Only these banks (repeatable)"),
+    uploader_id: str | None = _UPLOADER,
+    surface: str | None = _SURFACE,
+    analyze: bool = Query(False, description="Also assess the file for AI generation or editing (as "
+                          "POST /v1/analyze); the assessment is returned and the rules can use its evidence"),
     principal: Principal = Depends(require(*MATCHERS)),
 ) -> dict[str, Any]:
     st = state(request)
     _limit(st, principal)
     require_ready(st)
     content = read_upload(file, st.settings)
+    assessment = None
+    if analyze:
+        from consentry.evidence.assess import assess_content
+
+        assessment = assess_content(content, file.filename or "-").to_dict()
     try:
         q = query_from_content(content)
     except ConsentryError:
         raise
     query = {"filename": file.filename, "content_type": content.content_type, "size": content.size,
              "sha256": q.exact.get("sha256"), "pdq": q.pdq[0] if q.pdq else None, "pdq_quality": q.pdq_quality}
-    return _respond(st, principal, "POST /v1/match", query, q, _banks(st, bank))
+    body = _respond(st, principal, "POST /v1/match", query, q, _banks(st, bank), request,
+                    {"uploader_id": uploader_id, "surface": surface, "assessment": assessment}, content)
+    if assessment is not None:
+        body["assessment"] = assessment
+    return body

@@ -35,6 +35,7 @@ class Verdict(BaseModel):
     decision: Literal["block", "review", "allow", "no_match"]
     block: bool
     reasons: list[str]
+    rules: list[str] = Field([], description="Names of the policy rules that fired, in order (docs/rules.md)")
 
 
 class MatchResponse(BaseModel):
@@ -43,6 +44,8 @@ class MatchResponse(BaseModel):
     suppressed: list[MatchItem] = Field([], description="Matches hidden because the content is on an allow bank")
     allowed_by: list[MatchItem] = []
     verdict: Verdict
+    assessment: dict[str, Any] | None = Field(
+        None, description="With POST /v1/match?analyze=true: the evidence assessment (as POST /v1/analyze)")
 
 
 class BankCreate(BaseModel):

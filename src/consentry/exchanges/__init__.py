@@ -1,0 +1,1 @@
+"""Exchanges: external hash sources this instance subscribes to, pulled with a checkpoint."""

@@ -1,0 +1,95 @@
+"""``consentry-hub``: subscribe to another Consentry instance acting as a victim hub.
+
+The partner holds a ``matcher`` key on the hub. It tails the hub's ``GET /v1/changes`` (which for
+a matcher carries only the banks the hub publishes), adds what the hub adds and **withdraws what
+the hub withdraws** (HMA keeps withdrawn hashes; a victim who withdraws must be obeyed), and
+posts per-hash feedback to ``POST /v1/feedback``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from consentry import __version__
+from consentry.banks.formats.records import HashRecord
+from consentry.exchanges.base import ExchangeError
+
+MAX_RESPONSE = 64 * 1024 * 1024
+PAGE = 1000
+_ADD_OPS = {"add", "enable"}
+_REMOVE_OPS = {"withdraw", "disable"}
+
+
+class ConsentryHubClient:
+    def __init__(self, url: str, key: str, *, timeout: float = 30.0, transport: httpx.BaseTransport | None = None):
+        self.url = url.rstrip("/")
+        self._client = httpx.Client(
+            timeout=timeout, transport=transport, follow_redirects=False,
+            headers={"Authorization": f"Bearer {key}", "User-Agent": f"consentry/{__version__} exchange"})
+
+    @staticmethod
+    def _json(status: int, content: bytes) -> Any:
+        if status in (401, 403):
+            raise ExchangeError(f"the hub refused the key ({status}): it needs a matcher key")
+        if status >= 400:
+            detail = ""
+            try:
+                detail = str(json.loads(content).get("detail", ""))[:200]
+            except (ValueError, AttributeError):
+                pass
+            raise ExchangeError(f"the hub answered {status}" + (f": {detail}" if detail else ""))
+        try:
+            return json.loads(content)
+        except ValueError:
+            raise ExchangeError("the hub sent something that is not JSON") from None
+
+    def _get(self, path: str, params: dict[str, Any]) -> Any:
+        try:
+            with self._client.stream("GET", self.url + path, params=params) as r:
+                body = bytearray()
+                for chunk in r.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_RESPONSE:
+                        raise ExchangeError(f"the hub's answer is over {MAX_RESPONSE} bytes")
+                status = r.status_code
+        except httpx.HTTPError as exc:
+            raise ExchangeError(f"cannot reach the hub at {self.url}: {type(exc).__name__}") from None
+        return self._json(status, bytes(body))
+
+    def changes(self, cursor: int, limit: int = PAGE) -> tuple[list[dict[str, Any]], int]:
+        body = self._get("/v1/changes", {"cursor": cursor, "limit": limit, "published": "true"})
+        if not isinstance(body, dict) or not isinstance(body.get("changes"), list):
+            raise ExchangeError("the hub's change log has an unexpected shape")
+        try:
+            next_cursor = int(body.get("next_cursor", cursor))
+        except (TypeError, ValueError):
+            raise ExchangeError("the hub's change log has a bad cursor") from None
+        return [r for r in body["changes"] if isinstance(r, dict)], next_cursor
+
+    def feedback(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        try:
+            r = self._client.post(self.url + "/v1/feedback", json={"items": items})
+        except httpx.HTTPError as exc:
+            raise ExchangeError(f"cannot reach the hub at {self.url}: {type(exc).__name__}") from None
+        return self._json(r.status_code, r.content[:MAX_RESPONSE])
+
+
+def records_from_changes(rows: list[dict[str, Any]], exchange: str) -> tuple[list[HashRecord], int]:
+    """Hub change rows -> add/remove records for the local bank, in order; bank events are skipped."""
+    records: list[HashRecord] = []
+    skipped = 0
+    for row in rows:
+        op, st, value = row.get("op"), row.get("signal_type"), row.get("value")
+        if not isinstance(st, str) or not isinstance(value, str) or op not in _ADD_OPS | _REMOVE_OPS:
+            skipped += 1
+            continue
+        meta: dict[str, Any] = {"hub_entry_id": row.get("entry_id")}
+        quality = row.get("quality")
+        if isinstance(quality, int) and 0 <= quality <= 100:
+            meta["quality"] = quality
+        records.append(HashRecord(st, value, "add" if op in _ADD_OPS else "remove", [], [f"exchange:{exchange}"],
+                                  "ncii", f"exchange:{exchange}", meta, f"change {row.get('cursor')}"))
+    return records, skipped

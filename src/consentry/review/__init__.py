@@ -1,0 +1,1 @@
+"""Review: cases, queue, decisions, console users, audit log, webhooks, evidence vault."""

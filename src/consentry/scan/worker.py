@@ -1,0 +1,150 @@
+"""The per-file function of a scan: bytes in, a JSON-ready :class:`FileResult` out.
+
+Pure (no database, no shared state), so the local process pool and Ray run exactly the same
+code. It never raises for bad input: whatever went wrong is in ``FileResult.error`` and the
+signals computed before the failure are kept (a corrupt JPEG still has its digests).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from consentry.config import MediaLimits
+from consentry.errors import ConsentryError
+from consentry.media.content import Content
+from consentry.media.sniff import PHOTO, VIDEO
+from consentry.scan.walk import WorkItem
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    limits: MediaLimits = field(default_factory=MediaLimits)
+    evidence: bool = True  # run the AI-generation evidence analysis on photos
+    thumbnails: bool = True  # keep a small JPEG of each photo for the report
+    thumb_side: int = 160
+
+
+@dataclass
+class FileResult:
+    path: str
+    kind: str  # file | member
+    parent: str | None
+    size: int
+    mtime_ns: int | None
+    content_type: str = "unknown"  # photo | video | unknown
+    format: str | None = None
+    md5: str | None = None
+    sha1: str | None = None
+    sha256: str | None = None
+    pdq: str | None = None
+    pdq_quality: int | None = None
+    pdq_variants: list[str] | None = None  # the 8 dihedral variants (DIHEDRAL_TRANSFORMS order)
+    vpdq: list[str] | None = None  # "frame,quality,pdq,seconds" lines
+    assessment: dict[str, Any] | None = None  # Assessment.to_dict()
+    evidence_error: str | None = None
+    thumbnail: str | None = field(default=None, repr=False)  # base64 JPEG
+    error: str | None = None
+    note: str | None = None
+    elapsed_ms: float = 0.0
+
+    @property
+    def status(self) -> str:
+        return "error" if self.error else "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def assess_evidence(content: Content, path: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The evidence assessment (``Assessment.to_dict()``) of one content; (None, why) when it
+    cannot run. ``assess_content`` reuses the decoded image and digests of this worker;
+    ``assess_bytes`` (the public contract) is the fallback."""
+    try:
+        from consentry.evidence import assess
+    except ImportError:
+        return None, "evidence analysis is not available in this installation"
+    try:
+        if hasattr(assess, "assess_content"):
+            return assess.assess_content(content, path).to_dict(), None
+        if content.data is None:
+            return None, "evidence analysis skipped: file too large to read into memory"
+        return assess.assess_bytes(content.data).to_dict(), None
+    except ConsentryError as exc:
+        return None, str(exc)
+    except MemoryError:
+        return None, "out of memory during evidence analysis"
+    except Exception as exc:  # noqa: BLE001 - one analyser's bug must not stop a seizure scan
+        return None, f"evidence analysis failed ({type(exc).__name__})"
+
+
+def _thumbnail(image, side: int) -> str:
+    from PIL import Image
+
+    factor = max(1, max(image.size) // (2 * side))
+    im = image.reduce(factor) if factor > 1 else image.copy()  # box-filter first: cheap
+    im.thumbnail((side, side), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=70)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _digests(content: Content) -> dict[str, str]:
+    md5, sha1, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha1(usedforsecurity=False), hashlib.sha256()
+    for chunk in content.iter_chunks():
+        md5.update(chunk)
+        sha1.update(chunk)
+        sha256.update(chunk)
+    d = {"md5": md5.hexdigest(), "sha1": sha1.hexdigest(), "sha256": sha256.hexdigest()}
+    content._digests = {"md5": d["md5"], "sha256": d["sha256"]}
+    return d
+
+
+def scan_item(item: WorkItem, opts: WorkerOptions) -> FileResult:
+    """Hash, fingerprint and assess one file or archive member."""
+    from consentry.signals.pdq import pdq_dihedral_from_image
+    from consentry.signals.vpdq import VPDQSignal
+
+    t0 = time.perf_counter()
+    r = FileResult(item.path, item.kind, item.parent, item.size, item.mtime_ns)
+    try:
+        if item.data is not None:
+            content = Content.from_bytes(item.data, opts.limits)
+        else:
+            assert item.fs_path is not None
+            content = Content.from_path(item.fs_path, opts.limits)
+        r.content_type, r.format = content.content_type, content.sniffed.format
+        r.size = content.size
+        d = _digests(content)  # first: even an empty or corrupt file has digests for the record
+        r.md5, r.sha1, r.sha256 = d["md5"], d["sha1"], d["sha256"]
+        if content.size == 0:
+            content.check_size()  # "empty file"
+        try:
+            if content.content_type == PHOTO:
+                image = content.image()
+                variants, quality = pdq_dihedral_from_image(image)
+                r.pdq, r.pdq_quality, r.pdq_variants = variants[0], quality, variants
+                if opts.thumbnails:
+                    r.thumbnail = _thumbnail(image, opts.thumb_side)
+            elif content.content_type == VIDEO:
+                r.vpdq = [str(f) for f in VPDQSignal.compute_frames(content)]
+            else:
+                r.format = None
+                r.note = "not a photo or video: digests only"
+        finally:
+            # after the signals (the decoded image is reused), and also when decoding failed:
+            # metadata and C2PA can still be read from a picture that does not decode
+            if opts.evidence and content.content_type in (PHOTO, VIDEO):
+                r.assessment, r.evidence_error = assess_evidence(content, item.path)
+    except ConsentryError as exc:
+        r.error = str(exc)
+    except MemoryError:
+        r.error = "out of memory while decoding"
+    except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not stop the scan
+        r.error = f"unexpected error ({type(exc).__name__})"
+    r.elapsed_ms = round((time.perf_counter() - t0) * 1000, 2)
+    return r

@@ -1,0 +1,1 @@
+"""Victim hub: cases submitted as hashes only (case number + PIN), partner feedback."""

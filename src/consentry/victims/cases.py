@@ -1,0 +1,303 @@
+"""Victim cases: hashes submitted by a victim (or a helpline), a case number and a PIN.
+
+- The case number is 100 random bits from :mod:`secrets` (20 Crockford base-32 characters,
+  shown in groups of four). Only its SHA-256 is stored, like an API key: it cannot be recovered,
+  and a copy of the database does not reveal it.
+- The PIN is chosen by the person and stored as an Argon2id hash (slow KDF); it cannot be
+  recovered either. Wrong PINs count against the case: after ``victim_pin_attempts`` the case is
+  locked for a minute, and the lock doubles with every further wrong PIN (up to a day).
+- Every hash becomes an entry of the hub bank (``Settings.victim_hub_bank``, kind ``ncii``,
+  published to partners) with provenance source ``victim-hub`` and an opaque random external id
+  per hash: partners never learn case numbers.
+- Withdrawing a case withdraws its entries through :class:`BankService`, so the change log carries
+  the withdrawal to every worker and every partner (who must delete the hash).
+- No IP address, file name or image is ever stored here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable, Sequence
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import func, select
+
+from consentry.banks.formats.records import HashRecord
+from consentry.banks.service import BankService, NotFound
+from consentry.config import Settings
+from consentry.db.models import Bank, Entry, utcnow
+from consentry.db.models_victims import FEEDBACK_STATUSES, PartnerFeedback, VictimCase, VictimHash
+from consentry.errors import ConsentryError, SignalValueError
+from consentry.signals import get_signal_type
+
+#: Crockford base 32 (no I, L, O, U): easy to read out over the phone.
+ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+CASE_CHARS = 20  # 20 x 5 = 100 bits
+PIN_MIN, PIN_MAX = 6, 64
+SOURCE = "victim-hub"
+MAX_LOCK = timedelta(days=1)
+_hasher = PasswordHasher()  # Argon2id, argon2-cffi's RFC 9106 low-memory defaults
+
+
+class VictimError(ConsentryError):
+    code = "victim_error"
+
+
+class BadSubmission(VictimError):
+    code = "bad_submission"
+
+
+class MinorRefused(VictimError):
+    """The person depicted was under 18: adult NCII banks are the wrong place."""
+
+    code = "under_18"
+
+
+class WrongCredentials(VictimError):
+    """Unknown case number or wrong PIN (deliberately the same error)."""
+
+    code = "wrong_case_or_pin"
+
+
+class CaseLocked(VictimError):
+    code = "case_locked"
+
+    def __init__(self, retry_after: float):
+        super().__init__("too many wrong PINs for this case; try again later")
+        self.retry_after = retry_after
+
+
+# ------------------------------------------------------------------ case numbers
+def new_case_number() -> str:
+    raw = "".join(secrets.choice(ALPHABET) for _ in range(CASE_CHARS))
+    return "-".join(raw[i : i + 4] for i in range(0, CASE_CHARS, 4))
+
+
+def normalize_case_number(text: str) -> str | None:
+    """Canonical form (groups of four) of what a person typed, or None if it cannot be one."""
+    if not isinstance(text, str) or len(text) > 64:
+        return None
+    s = text.strip().upper().translate(str.maketrans({"O": "0", "I": "1", "L": "1", "-": None, " ": None}))
+    if len(s) != CASE_CHARS or any(c not in ALPHABET for c in s):
+        return None
+    return "-".join(s[i : i + 4] for i in range(0, CASE_CHARS, 4))
+
+
+def _number_hash(number: str) -> str:
+    return hashlib.sha256(("consentry-case:" + number).encode()).hexdigest()
+
+
+def check_pin(pin: Any) -> str:
+    if not isinstance(pin, str) or not (PIN_MIN <= len(pin) <= PIN_MAX):
+        raise BadSubmission(f"the PIN must be {PIN_MIN} to {PIN_MAX} characters")
+    return pin
+
+
+# ------------------------------------------------------------------ submissions
+@dataclass
+class SubmittedMedia:
+    """What the victim page (or ``consentry victim hash``) sends for one image or video."""
+
+    md5: str | None = None
+    pdq: str | None = None
+    pdq_quality: int | None = None
+    vpdq: list[str] | None = None
+
+    def signals(self) -> list[tuple[str, str, int | None]]:
+        """Validated ``(signal_type, canonical value, quality)``; raises :class:`BadSubmission`."""
+        out: list[tuple[str, str, int | None]] = []
+        try:
+            if self.md5 is not None:
+                out.append(("md5", get_signal_type("md5").parse(self.md5), None))
+            if self.pdq is not None:
+                q = self.pdq_quality
+                if q is not None and (not isinstance(q, int) or not 0 <= q <= 100):
+                    raise BadSubmission("pdq_quality must be an integer from 0 to 100")
+                out.append(("pdq", get_signal_type("pdq").parse(self.pdq), q))
+            if self.vpdq:
+                import json
+
+                out.append(("vpdq", get_signal_type("vpdq").parse(json.dumps(list(self.vpdq))), None))
+        except SignalValueError as exc:
+            raise BadSubmission(str(exc)) from None
+        if not out:
+            raise BadSubmission("each item needs at least one of md5, pdq, vpdq")
+        return out
+
+
+@dataclass
+class CaseStatus:
+    status: str  # active | withdrawn
+    received: int  # hashes received with the case
+    active: int  # of those, how many partners are currently asked to match
+    matched: int  # hashes at least one partner reported having found
+    feedback: dict[str, int] = field(default_factory=dict)  # partner reports by status (counts only)
+    created_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "received": self.received, "active": self.active,
+                "matched": self.matched, "feedback": self.feedback,
+                "created_on": self.created_at.date().isoformat() if self.created_at else None}
+
+
+@dataclass
+class SubmitResult:
+    case_number: str  # shown once; only its hash is stored
+    received: int  # hashes (an image gives an MD5 and a PDQ)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"case_number": self.case_number, "received": self.received, "status": "active"}
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    if dt is not None and dt.tzinfo is None:  # SQLite hands back naive UTC
+        return dt.replace(tzinfo=timezone.utc)
+    return dt
+
+
+class VictimCases:
+    def __init__(self, banks: BankService, settings: Settings):
+        self.banks, self.db, self.settings = banks, banks.db, settings
+
+    # -------------------------------------------------------------- hub bank
+    def hub_bank(self) -> str:
+        """The hub bank's name, created (kind ncii, published) on first use."""
+        name = self.settings.victim_hub_bank
+        if not name:
+            raise VictimError("this instance does not accept victim submissions")
+        try:
+            self.banks.get_bank(name)
+        except NotFound:
+            from consentry.banks.service import Conflict
+
+            try:
+                self.banks.create_bank(name, "ncii", "Hashes submitted by victims through the victim page "
+                                       "or a helpline (published to partners).", source=SOURCE, shared=True)
+            except Conflict:  # created by another worker meanwhile
+                pass
+        return name
+
+    # -------------------------------------------------------------- submit
+    def submit(self, items: Sequence[SubmittedMedia], pin: str, *, depicted_adult: bool | None) -> SubmitResult:
+        if depicted_adult is not True:
+            raise MinorRefused("the hub only takes images of adults; see where to go instead")
+        check_pin(pin)
+        if not items:
+            raise BadSubmission("no hashes were sent")
+        if len(items) > self.settings.victim_max_hashes:
+            raise BadSubmission(f"at most {self.settings.victim_max_hashes} images or videos per case")
+        signals: dict[tuple[str, str], int | None] = {}
+        for item in items:
+            for st, value, quality in item.signals():
+                signals[(st, value)] = quality
+        bank = self.hub_bank()
+        number = new_case_number()
+        pin_hash = _hasher.hash(pin)
+        opaque = {key: secrets.token_hex(16) for key in signals}
+        records = [
+            HashRecord(st, value, "add", [opaque[(st, value)]], [SOURCE], "ncii", SOURCE,
+                       {"quality": q} if q is not None else {})
+            for (st, value), q in signals.items()
+        ]
+        with self.db.session() as s:
+            bank_id = s.scalar(select(Bank.id).where(Bank.name == bank))
+            case = VictimCase(number_hash=_number_hash(number), pin_hash=pin_hash, status="active",
+                              bank_id=bank_id, failed_pins=0)
+            s.add(case)
+            s.flush()
+            case_id = case.id
+        report = self.banks.add_records(bank, records, added_by=SOURCE)
+        if report.errors:  # validated above, so this is a bug, not bad input
+            raise VictimError(report.errors[0].message)
+        with self.db.session() as s:
+            for st, value in signals:
+                entry = self.banks.find_entry(bank, st, value)
+                s.add(VictimHash(case_id=case_id, signal_type=st, entry_id=entry.id if entry else None,
+                                 opaque_id=opaque[(st, value)]))
+        return SubmitResult(number, len(signals))
+
+    # -------------------------------------------------------------- access
+    def _open(self, s, number: str, pin: str) -> VictimCase:
+        """The case for ``number`` if ``pin`` is right; counts wrong PINs and enforces the lock."""
+        canonical = normalize_case_number(number)
+        if canonical is None or not isinstance(pin, str) or len(pin) > PIN_MAX:
+            raise WrongCredentials("the case number or the PIN is wrong")
+        case = s.scalar(select(VictimCase).where(VictimCase.number_hash == _number_hash(canonical)))
+        if case is None:
+            _hasher.hash("timing-equaliser")  # do the same slow work as a real check
+            raise WrongCredentials("the case number or the PIN is wrong")
+        now = utcnow()
+        locked = _aware(case.locked_until)
+        if locked is not None and locked > now:
+            raise CaseLocked((locked - now).total_seconds())
+        try:
+            _hasher.verify(case.pin_hash, pin)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            case.failed_pins += 1
+            over = case.failed_pins - self.settings.victim_pin_attempts
+            if over >= 0:
+                case.locked_until = now + min(MAX_LOCK, timedelta(minutes=1) * (2 ** min(over, 20)))
+            s.commit()
+            raise WrongCredentials("the case number or the PIN is wrong") from None
+        if case.failed_pins or case.locked_until is not None:
+            case.failed_pins, case.locked_until = 0, None
+        return case
+
+    def status(self, number: str, pin: str) -> CaseStatus:
+        with self.db.session() as s:
+            case = self._open(s, number, pin)
+            return self._status(s, case)
+
+    def withdraw(self, number: str, pin: str) -> CaseStatus:
+        with self.db.session() as s:
+            case = self._open(s, number, pin)
+            case_id = case.id
+            entry_ids = [e for e in s.scalars(select(VictimHash.entry_id).where(VictimHash.case_id == case_id)) if e]
+            if case.status != "withdrawn":
+                case.status, case.withdrawn_at = "withdrawn", utcnow()
+            # entries another active case still needs stay active
+            shared = set(s.scalars(
+                select(VictimHash.entry_id).join(VictimCase, VictimCase.id == VictimHash.case_id)
+                .where(VictimHash.entry_id.in_(entry_ids or [-1]), VictimCase.status == "active",
+                       VictimCase.id != case_id)))
+            rows = s.execute(select(Entry.id, Bank.name, Entry.status).join(Bank, Bank.id == Entry.bank_id)
+                             .where(Entry.id.in_(entry_ids or [-1]))).all()
+        for entry_id, bank, entry_status in rows:
+            if entry_id not in shared and entry_status != "withdrawn":
+                self.banks.set_status(bank, "withdrawn", entry_id=entry_id)
+        with self.db.session() as s:
+            return self._status(s, s.get(VictimCase, case_id))
+
+    def _status(self, s, case: VictimCase) -> CaseStatus:
+        entry_ids = [e for e in s.scalars(select(VictimHash.entry_id).where(VictimHash.case_id == case.id)) if e]
+        received = int(s.scalar(select(func.count()).select_from(VictimHash)
+                                .where(VictimHash.case_id == case.id)) or 0)
+        active = int(s.scalar(select(func.count()).select_from(Entry)
+                              .where(Entry.id.in_(entry_ids or [-1]), Entry.status == "active")) or 0)
+        feedback = {k: 0 for k in FEEDBACK_STATUSES}
+        matched: set[int] = set()
+        for entry_id, st in s.execute(select(PartnerFeedback.entry_id, PartnerFeedback.status)
+                                      .where(PartnerFeedback.entry_id.in_(entry_ids or [-1]))):
+            feedback[st] = feedback.get(st, 0) + 1
+            matched.add(entry_id)
+        return CaseStatus(case.status, received, active, len(matched), feedback, _aware(case.created_at))
+
+
+def media_from_json(items: Iterable[Any]) -> list[SubmittedMedia]:
+    """Parse the ``items`` of a hashes document (what the page and ``victim hash`` produce)."""
+    out = []
+    for i, raw in enumerate(items):
+        if not isinstance(raw, dict):
+            raise BadSubmission(f"item {i + 1} is not an object")
+        unknown = set(raw) - {"md5", "pdq", "pdq_quality", "vpdq", "kind"}
+        if unknown:
+            raise BadSubmission(f"item {i + 1} has unknown fields: {', '.join(sorted(unknown))}")
+        vpdq = raw.get("vpdq")
+        if vpdq is not None and (not isinstance(vpdq, list) or len(vpdq) > 20_000):
+            raise BadSubmission(f"item {i + 1}: vpdq must be a list of at most 20000 frames")
+        out.append(SubmittedMedia(raw.get("md5"), raw.get("pdq"), raw.get("pdq_quality"), vpdq))
+    return out

@@ -1,0 +1,48 @@
+"""The victim pages: ``/submit`` (hash images in the browser, send only hashes) and ``/case``
+(status and withdrawal with case number + PIN). Public by design; no login, no cookies.
+
+Everything the pages need is served from ``/static/victim/`` (no CDN, no external resource), and
+a strict Content-Security-Policy keeps it so: scripts, styles and requests go to this origin
+only, images only from local ``blob:`` URLs (the thumbnails never leave the browser).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse
+
+from consentry.victims.cases import PIN_MAX, PIN_MIN
+from consentry.victims.hub import minor_links
+from consentry.web.api import victims as victims_api
+from consentry.web.auth import public
+from consentry.web.deps import state
+from consentry.web.pages import templates
+
+router = APIRouter(tags=["victim pages"])
+router.include_router(victims_api.router)
+
+_PUBLIC = public("the victim page is for people without an account; it sends hashes only")
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; media-src blob:; "
+       "connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'")
+HEADERS = {"Content-Security-Policy": CSP, "Referrer-Policy": "no-referrer", "Cache-Control": "no-store",
+           "X-Content-Type-Options": "nosniff", "Permissions-Policy": "camera=(), microphone=(), geolocation=()"}
+
+
+def _render(request: Request, name: str, **context) -> HTMLResponse:
+    s = state(request).settings
+    if not s.victim_hub_bank:
+        return HTMLResponse("<!doctype html><title>Not found</title><p>This service does not take victim "
+                            "submissions.</p>", status_code=404, headers=HEADERS)
+    context.update(minor_text=s.victim_minor_text, minor_links=minor_links(s.victim_minor_links),
+                   pin_min=PIN_MIN, pin_max=PIN_MAX, max_items=s.victim_max_hashes)
+    return templates.TemplateResponse(request, f"victim/{name}", context, headers=HEADERS)
+
+
+@router.get("/submit", response_class=HTMLResponse, include_in_schema=False, dependencies=[Depends(_PUBLIC)])
+def submit_page(request: Request) -> HTMLResponse:
+    return _render(request, "submit.html", title="Stop intimate images spreading")
+
+
+@router.get("/case", response_class=HTMLResponse, include_in_schema=False, dependencies=[Depends(_PUBLIC)])
+def case_page(request: Request) -> HTMLResponse:
+    return _render(request, "case.html", title="Your case")

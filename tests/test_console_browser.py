@@ -1,0 +1,228 @@
+"""The review console in a real browser: Debian's Chromium (headless) driven by Playwright against
+a real uvicorn server on a free port, SQLite, evidence vault on.
+
+Acceptance (issue 6, part B): log in, open a case, the image is blurred and greyscale (computed
+style), a reveal shows it and is logged (audit log + exposure counter) and fades back; confirm
+adds the hash to the bank and the next ``GET /v1/match`` finds it; four-eyes holds a shared-bank
+addition until a second reviewer approves. Screenshots of the queue and the case view are saved
+under ``$CONSENTRY_TEST_OUTPUT`` (or pytest's tmp_path); the path is printed.
+
+Only benign pictures (landscapes drawn by ``imagegen``).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from consentry.banks.service import BankService
+from consentry.config import Settings
+from consentry.db import Database
+from consentry.db.models_review import Decision, Reveal
+from consentry.keys import KeyStore
+from consentry.review.audit import AuditLog
+from consentry.review.cases import CaseService, ItemInput
+from consentry.review.users import UserService
+from consentry.review.vault import Vault
+from imagegen import encode, scene
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync"]
+PASSWORD = "a long benign passphrase"
+FILTER = "() => getComputedStyle(document.querySelector('.media-frame .media')).filter"
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def world(tmp_path):
+    """A seeded database, a running server and a matcher API key."""
+    import uvicorn
+
+    from consentry.web.app import create_app
+
+    settings = Settings(home=tmp_path, index_refresh_seconds=0.1).with_(
+        vault_key=base64.b64encode(os.urandom(32)).decode(), exposure_budget=5)
+    url = f"sqlite:///{tmp_path / 'consentry.db'}"
+    db = Database(url)
+    db.upgrade()
+    banks = BankService(db)
+    banks.create_bank("known", "ncii")
+    banks.create_bank("partners", "ncii", shared=True)
+    users = UserService(db)
+    for name in ("alice", "bob"):
+        users.create(name, PASSWORD, "moderator")
+    users.create("audrey", PASSWORD, "auditor")
+    cases = CaseService(db, banks, vault=Vault.from_settings(settings, db))
+    seeded = {
+        "a": cases.submit(ItemInput(media=encode(scene(seed=21), "PNG")), uploader_id="acct-a", priority=90),
+        "b": cases.submit(ItemInput(media=encode(scene(seed=22), "PNG")), uploader_id="acct-b", priority=60),
+        "c": cases.submit(ItemInput(media=encode(scene(seed=23), "PNG")), uploader_id="acct-c", priority=10),
+    }
+    key = KeyStore(db).create("matcher", "browser test")[0]
+
+    server_db = Database(url)
+    app = create_app(settings, server_db, background=True)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    base = f"http://127.0.0.1:{port}"
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    else:
+        pytest.fail("the server did not become ready")
+    out = Path(os.environ.get("CONSENTRY_TEST_OUTPUT") or tmp_path / "screenshots")
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        yield {"base": base, "db": db, "cases": seeded, "key": key, "out": out}
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        server_db.dispose()
+        db.dispose()
+
+
+def _match(world, pdq: str) -> list[dict]:
+    r = httpx.get(world["base"] + "/v1/match", params={"signal_type": "pdq", "value": pdq},
+                  headers={"Authorization": f"Bearer {world['key']}"}, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()["matches"]
+
+
+def _login(page, base: str, username: str) -> None:
+    page.goto(base + "/console/queue")
+    assert "/console/login" in page.url  # anonymous → the login page
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_url("**/console/queue")
+
+
+def _logout(page) -> None:
+    page.click("text=Log out")
+    page.wait_for_url("**/console/login")
+
+
+def test_review_flow_in_chromium(world):
+    from playwright.sync_api import sync_playwright
+
+    base, db, seeded, out = world["base"], world["db"], world["cases"], world["out"]
+    pdq_a, pdq_b = seeded["a"].items[0].pdq, seeded["b"].items[0].pdq
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1200, "height": 900})
+        page = context.new_page()
+        try:
+            # a wrong password is refused and audited
+            page.goto(base + "/console/login")
+            page.fill("#username", "alice")
+            page.fill("#password", "not the password")
+            page.click("#login-submit")
+            assert page.locator("p.error").is_visible()
+
+            _login(page, base, "alice")
+            cookie = next(c for c in context.cookies() if c["name"] == "consentry_session")
+            assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+            rows = page.locator("#cases tbody tr")
+            assert rows.count() == 3
+            assert rows.first.get_attribute("data-case") == str(seeded["a"].id)  # highest priority first
+            page.screenshot(path=str(out / "queue.png"), full_page=True)
+
+            # open case A: the image is blurred and greyscale until a logged reveal
+            page.click(f"a[href='/console/cases/{seeded['a'].id}']")
+            page.wait_for_selector(".media-frame img.media")
+            page.wait_for_function("() => document.querySelector('.media-frame img.media').naturalWidth > 0")
+            before = page.evaluate(FILTER)
+            assert "blur" in before and "grayscale" in before, before
+            assert page.locator("#exposure-count").inner_text() == "0"
+            page.screenshot(path=str(out / "case_view.png"), full_page=True)
+            media = context.request.get(base + f"/console/items/{seeded['a'].items[0].id}/media")
+            assert media.status == 200 and "no-store" in media.headers["cache-control"]
+            assert media.headers["content-type"] == "image/png"
+            assert httpx.get(base + f"/console/items/{seeded['a'].items[0].id}/media").status_code == 401
+
+            page.focus(".media-frame")
+            page.keyboard.press("r")
+            page.wait_for_function(f"() => ({FILTER})() === 'none'", timeout=5000)
+            assert page.locator("#exposure-count").inner_text() == "1"
+            page.screenshot(path=str(out / "case_view_revealed.png"), full_page=True)
+            with db.session() as s:
+                reveals = list(s.scalars(select(Reveal)))
+            assert [(r.reviewer, r.item_id) for r in reveals] == [("alice", seeded["a"].items[0].id)]
+            logged = [e for e in AuditLog(db).list(limit=1000) if e.event_type == "reveal"]
+            assert [(e.actor, e.data["item_id"]) for e in logged] == [("alice", seeded["a"].items[0].id)]
+            # the reveal fades back by itself
+            page.wait_for_function(f"() => ({FILTER})().includes('blur')", timeout=8000)
+
+            # confirm into a normal bank → the next match finds it
+            assert _match(world, pdq_a) == []
+            page.select_option("#confirm-bank", "known")
+            page.click("#confirm")
+            page.wait_for_url("**/console/queue?done=confirmed")
+            hits = _match(world, pdq_a)
+            assert [(h["bank"], h["distance"]) for h in hits] == [("known", 0)]
+
+            # four-eyes: alice's confirm into the shared bank waits, and matches nothing yet
+            page.goto(base + f"/console/cases/{seeded['b'].id}")
+            page.select_option("#confirm-bank", "partners")
+            page.click("#confirm")
+            page.wait_for_url("**/console/queue?done=pending")
+            assert _match(world, pdq_b) == []
+            assert page.locator("#approvals").count() == 0  # not offered to the first reviewer
+            page.goto(base + f"/console/cases/{seeded['b'].id}")
+            assert page.locator("#approve").count() == 0
+
+            # keyboard shortcut: e escalates case C
+            page.goto(base + f"/console/cases/{seeded['c'].id}")
+            page.keyboard.press("e")
+            page.wait_for_url("**/console/queue?done=escalated")
+            _logout(page)
+
+            # bob approves → applied, and the match finds it
+            _login(page, base, "bob")
+            approve = page.locator(f"#approvals tr[data-decision] button.approve")
+            assert approve.count() == 1
+            approve.click()
+            page.wait_for_url("**/console/queue?done=approved")
+            assert [h["bank"] for h in _match(world, pdq_b)] == ["partners"]
+            with db.session() as s:
+                d = s.scalar(select(Decision).where(Decision.case_id == seeded["b"].id))
+            assert (d.reviewer, d.second_reviewer, d.status) == ("alice", "bob", "applied")
+
+            # an auditor sees the audit trail, not the queue
+            _logout(page)
+            page.goto(base + "/console/login")
+            page.fill("#username", "audrey")
+            page.fill("#password", PASSWORD)
+            page.click("#login-submit")
+            page.wait_for_url("**/console/audit")
+            kinds = set(page.locator("#audit tbody tr").evaluate_all("rs => rs.map(r => r.dataset.event)"))
+            assert {"login.ok", "login.failed", "reveal", "decision", "decision.approved"} <= kinds
+            assert context.request.get(base + "/console/queue").status == 403
+        finally:
+            context.close()
+            browser.close()
+    print(f"\nconsole screenshots: {out}")
+    assert (out / "queue.png").stat().st_size > 0 and (out / "case_view.png").stat().st_size > 0

@@ -1,0 +1,269 @@
+"""The victim page in a real browser (Playwright + Debian's chromium) against a real uvicorn:
+the page hashes Meta's test vectors on the device (JS PDQ within 4 of pdqhash for PNGs and 10 for
+JPEGs, bit-identical on the same pixels; MD5 exact), sends nothing but the JSON of hashes (every
+request recorded), refuses to submit for under-18s, and the case page shows status and withdraws.
+
+The measured distance table is written to docs/victims.md (between the distance markers).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO, _free_port
+from imagegen import scene
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync"]
+PIN = "quiet-harbour-19"
+DOC = REPO / "docs" / "victims.md"
+START, END = "<!-- distances:start -->", "<!-- distances:end -->"
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+
+
+def _key(home, role):
+    from consentry.db import Database
+    from consentry.keys import KeyStore
+
+    home.mkdir(parents=True, exist_ok=True)
+    db = Database(f"sqlite:///{home / 'consentry.db'}")
+    db.upgrade()
+    secret, _ = KeyStore(db).create(role, f"test {role}")
+    db.dispose()
+    return secret
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("hub")
+    key = _key(home, "admin")
+    port = _free_port()
+    env = dict(os.environ, CONSENTRY_HOME=str(home), CONSENTRY_EXCHANGE_PULL_SECONDS="0")
+    env.pop("DATABASE_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "consentry.web.app:create_app", "--factory",
+                             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        proc.terminate()
+        raise AssertionError("server did not start")
+    yield base, {"Authorization": f"Bearer {key}"}
+    proc.terminate()
+    proc.wait(20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def files(testvectors, tmp_path_factory):
+    """Meta's PNG and JPEG vectors plus benign drawn pictures (alpha PNG, EXIF-rotated JPEG)."""
+    pdq = testvectors / "pdq"
+    out = sorted((pdq / "misc-images").rglob("*.png"))
+    out += sorted((pdq / "misc-images").rglob("*.jpg")) + sorted((pdq / "bridge-mods").glob("*.jpg"))
+    out += sorted((pdq / "reg-test-input" / "dih").glob("*.jpg"))
+    out += sorted((pdq / "reg-test-input" / "labelme-subset").glob("*.jpg"))
+    d = tmp_path_factory.mktemp("drawn")
+    rgba = scene(401, 299, seed=3).convert("RGBA")
+    alpha = np.full((299, 401), 255, np.uint8)
+    alpha[:, :120] = 90
+    rgba.putalpha(Image.fromarray(alpha))
+    rgba.save(d / "drawn-alpha.png")
+    scene(333, 517, seed=4).save(d / "drawn-rgb.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 CW to display
+    scene(640, 360, seed=5).save(d / "drawn-exif-rotated.jpg", quality=92, exif=exif)
+    return out + [d / "drawn-alpha.png", d / "drawn-rgb.png", d / "drawn-exif-rotated.jpg"]
+
+
+def _reference(path: Path):
+    from consentry.config import MediaLimits
+    from consentry.hashing import hash_path
+
+    return hash_path(path, MediaLimits())
+
+
+def _distance(a: str, b: str) -> int:
+    return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+def _hash_in_page(page, base, files):
+    page.goto(base + "/submit")
+    page.set_input_files("#files", [str(f) for f in files])
+    page.wait_for_selector("body[data-hashing=done]", state="attached", timeout=240_000)
+    return page.eval_on_selector_all(
+        "#items tbody tr",
+        "rs => rs.map(r => ({i: +r.dataset.index, pdq: r.dataset.pdq, quality: r.dataset.quality,"
+        " md5: r.dataset.md5, error: r.dataset.error || null}))")
+
+
+def _write_table(rows: list[tuple[str, str, int, int, int, int]]) -> None:
+    lines = ["| file | format | size | JS PDQ vs pdqhash (distance) | JS quality | pdqhash quality |",
+             "|---|---|---|---:|---:|---:|"]
+    for name, fmt, size, dist, jq, pq in rows:
+        lines.append(f"| `{name}` | {fmt} | {size} | {dist} | {jq} | {pq} |")
+    for fmt in ("PNG", "JPEG"):
+        ds = [r[3] for r in rows if r[1] == fmt]
+        lines.append(f"| **all {len(ds)} {fmt}** | | | max {max(ds)}, mean {sum(ds) / len(ds):.2f} | | |")
+    table = "\n".join(lines)
+    text = DOC.read_text() if DOC.exists() else f"# Victims\n\n{START}\n{END}\n"
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        _, tail = rest.split(END, 1)
+        new = f"{head}{START}\n{table}\n{END}{tail}"
+        if new != text:
+            DOC.write_text(new)
+
+
+def test_page_hashes_vectors_like_pdqhash_and_sends_only_hashes(server, browser, files):
+    base, admin = server
+    page = browser.new_page()
+    requests = []
+    page.on("request", lambda req: requests.append(req))
+    rows = _hash_in_page(page, base, files)
+    assert len(rows) == len(files)
+    table = []
+    for row in sorted(rows, key=lambda r: r["i"]):
+        path = files[row["i"]]
+        ref = _reference(path)
+        assert row["error"] is None, (path.name, row["error"])
+        assert row["md5"] == ref.md5, path.name  # MD5 of the file bytes: exact
+        dist = _distance(row["pdq"], ref.pdq)
+        fmt = "PNG" if path.suffix == ".png" else "JPEG"
+        assert dist <= (4 if fmt == "PNG" else 10), (path.name, dist)
+        size = "x".join(map(str, Image.open(path).size))
+        table.append((path.name, fmt, size, dist, int(row["quality"]), ref.pdq_quality))
+        assert abs(int(row["quality"]) - ref.pdq_quality) <= 10, path.name
+    _write_table(table)
+
+    # nothing has left the page yet: only the page itself and its own static files were fetched
+    # (blob: URLs are the local thumbnails, read from memory inside the browser)
+    def local(url: str) -> bool:
+        return url.startswith(base + "/") or url.startswith("blob:" + base + "/")
+
+    assert all(r.method == "GET" and local(r.url) for r in requests), [r.url for r in requests]
+    assert {r.url for r in requests if not r.url.startswith("blob:")} == {
+        base + p for p in ("/submit", "/static/victim/victim.css", "/static/victim/md5.js",
+                           "/static/victim/pdq.js", "/static/victim/submit.js")}
+    # the send button stays off until the age question is answered
+    assert page.is_disabled("#send")
+    page.check("#age-adult")
+    page.fill("#pin", PIN)
+    page.fill("#pin2", PIN)
+    with page.expect_response(lambda r: r.url.endswith("/v1/victim/cases")) as resp:
+        page.click("#send")
+    assert resp.value.status == 201
+    page.wait_for_selector("#result:not([hidden])")
+    case = page.text_content("#case-number").strip()
+    assert re.fullmatch(r"([0-9A-Z]{4}-){4}[0-9A-Z]{4}", case)
+
+    # every request the page made: same origin; one POST, carrying only the JSON of hashes
+    assert all(local(r.url) for r in requests), [r.url for r in requests]
+    posts = [r for r in requests if r.method != "GET"]
+    assert [r.url for r in posts] == [base + "/v1/victim/cases"]
+    body = posts[0].post_data_buffer
+    assert posts[0].headers["content-type"] == "application/json"
+    sent = json.loads(body)
+    assert set(sent) == {"version", "items", "pin", "depicted_adult"} and sent["depicted_adult"] is True
+    assert all(set(item) <= {"kind", "md5", "pdq", "pdq_quality"} for item in sent["items"])
+    assert sorted(i["md5"] for i in sent["items"]) == sorted(r["md5"] for r in rows)
+    assert len(body) < 300 * len(files)  # hashes only: a few hundred bytes per file
+    for path in files:
+        data = path.read_bytes()
+        for off in (len(data) // 3, len(data) // 2, (2 * len(data)) // 3):
+            chunk = data[off : off + 24]
+            assert chunk not in body and base64.b64encode(chunk)[:24] not in body, path.name
+        assert path.name.encode() not in body  # no file names either
+
+    # the hub bank holds the hashes (md5 + pdq per file, fewer where files share a hash)
+    bank = httpx.get(base + "/v1/banks/victim-hub", headers=admin).json()
+    assert bank["counts"]["active"] == len({r["md5"] for r in rows}) + len({r["pdq"] for r in rows})
+
+    # the case page: status, then withdrawal
+    page.goto(base + "/case")
+    page.fill("#case", case.lower().replace("-", " "))
+    page.fill("#case-pin", PIN)
+    page.click("#check")
+    page.wait_for_selector("#case-status:not([hidden])")
+    assert page.text_content("#st-received") == str(bank["counts"]["active"])
+    assert page.get_attribute("#case-status", "data-status") == "active"
+    page.click("#withdraw")
+    assert "Tick the box" in page.text_content("#case-error")
+    page.check("#confirm-withdraw")
+    page.click("#withdraw")
+    page.wait_for_selector("#case-status[data-status=withdrawn]")
+    assert page.text_content("#st-active") == "0"
+    assert httpx.get(base + "/v1/banks/victim-hub", headers=admin).json()["counts"]["active"] == 0
+    page.close()
+
+
+def test_js_pdq_is_bit_identical_on_the_same_pixels(server, browser, testvectors):
+    """Decoders aside, the JS algorithm is the reference's: same pixels, same 256 bits and quality."""
+    from consentry.signals.pdq import pdq_from_image
+
+    base, _ = server
+    page = browser.new_page()
+    page.goto(base + "/submit")
+    images = [scene(64, 64, 1), scene(7, 5, 2), scene(300, 130, 3), scene(1031, 771, 6),
+              Image.open(testvectors / "pdq" / "misc-images" / "c.png").convert("RGB")]
+    for img in images:
+        rgba = np.asarray(img.convert("RGBA"))
+        got = page.evaluate(
+            "([b64, w, h]) => { const s = atob(b64); const a = new Uint8Array(s.length);"
+            " for (let i = 0; i < s.length; i++) a[i] = s.charCodeAt(i);"
+            " return ConsentryPDQ.fromRGBA(a, w, h); }",
+            [base64.b64encode(rgba.tobytes()).decode(), img.width, img.height])
+        want, quality = pdq_from_image(img)
+        assert (got["hash"], got["quality"]) == (want, quality), img.size
+    page.close()
+
+
+def test_under_18_shows_where_to_go_and_sends_nothing(server, browser, files):
+    base, admin = server
+    before = httpx.get(base + "/v1/banks", headers=admin).json()
+    page = browser.new_page()
+    requests = []
+    page.on("request", lambda req: requests.append(req))
+    _hash_in_page(page, base, files[:2])
+    page.check("#age-minor")
+    assert page.is_visible("#minor-help")
+    assert page.get_attribute("#minor-help a", "href") == "https://takeitdown.ncmec.org/"
+    assert page.is_hidden("#pin-section") and page.is_disabled("#send")
+    # even forcing the form's submit event sends nothing
+    page.evaluate("document.getElementById('submit-form').requestSubmit()")
+    page.check("#age-unsure")
+    assert page.is_visible("#minor-help")
+    time.sleep(0.5)
+    assert [r.method for r in requests if r.method != "GET"] == []
+    assert "age question" in page.text_content("#form-error")
+    after = httpx.get(base + "/v1/banks", headers=admin).json()
+    assert after == before
+    page.close()
