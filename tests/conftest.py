@@ -125,3 +125,48 @@ def db(db_url):
         yield database
     finally:
         database.dispose()
+
+
+# ---------------------------------------------------------------- shared helpers for server tests
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync"]
+
+#: Browser tests: skipped on a developer machine without Debian's chromium, a failure under CI
+#: (where `.ci/run` installs it), so a missing browser can never turn the suite silently green.
+needs_chromium = pytest.mark.skipif(
+    not Path(CHROMIUM).exists() and not os.environ.get("CI"), reason="Debian's chromium is not installed")
+
+
+def wait_ready(base: str, proc=None, timeout: float = 60) -> None:
+    """Poll ``base``/readyz until it answers 200; fail early if ``proc`` exits."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else b""
+            out = out.decode(errors="replace") if isinstance(out, bytes) else (out or "")
+            raise AssertionError(f"server exited: {out[-2000:]}")
+        try:
+            if httpx.get(base + "/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{base} not ready")
+
+
+def make_key(home: Path, role: str) -> str:
+    """An API key of ``role`` in the SQLite database under ``home`` (created and migrated)."""
+    from consentry.db import Database
+    from consentry.keys import KeyStore
+
+    home.mkdir(parents=True, exist_ok=True)
+    db = Database(f"sqlite:///{home / 'consentry.db'}")
+    db.upgrade()
+    secret, _ = KeyStore(db).create(role, f"test {role}")
+    db.dispose()
+    return secret

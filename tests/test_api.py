@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 
 import pytest
 from fastapi.routing import APIRoute  # noqa: F401

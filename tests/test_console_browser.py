@@ -32,15 +32,13 @@ from consentry.review.audit import AuditLog
 from consentry.review.cases import CaseService, ItemInput
 from consentry.review.users import UserService
 from consentry.review.vault import Vault
+from conftest import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from imagegen import encode, scene
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync"]
 PASSWORD = "a long benign passphrase"
 FILTER = "() => getComputedStyle(document.querySelector('.media-frame .media')).filter"
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+pytestmark = needs_chromium
 
 
 def _free_port() -> int:
@@ -202,7 +200,7 @@ def test_review_flow_in_chromium(world):
 
             # bob approves → applied, and the match finds it
             _login(page, base, "bob")
-            approve = page.locator(f"#approvals tr[data-decision] button.approve")
+            approve = page.locator("#approvals tr[data-decision] button.approve")
             assert approve.count() == 1
             approve.click()
             page.wait_for_url("**/console/queue?done=approved")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 
 from consentry.evidence.assess import assess_bytes, assess_path, decide
 from consentry.evidence.model import Evidence
+from conftest import CHROMIUM, CHROMIUM_ARGS
 from imagegen import encode, scene
 
 FIXTURES = Path(os.environ.get("CONSENTRY_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
@@ -116,9 +116,7 @@ def _chromium_screenshot(html_path: Path, png: Path) -> dict:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync"])
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
             requests = []

@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from conftest import _free_port
+from conftest import _free_port, make_key, wait_ready
 
 PIN = "harbour-lights-7"
 
@@ -32,35 +32,10 @@ def _start(home, port, log):
         env=_env(home), stdout=log, stderr=subprocess.STDOUT)
 
 
-def _wait_ready(base, proc, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "server exited"
-        try:
-            if httpx.get(base + "/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{base} not ready")
-
-
 def _cli(home, *args, stdin=None):
     r = subprocess.run([sys.executable, "-m", "consentry", *args], env=_env(home), input=stdin,
                        capture_output=True, text=True, timeout=120)
     return r
-
-
-def _key(home, role):
-    from consentry.db import Database
-    from consentry.keys import KeyStore
-
-    home.mkdir(parents=True, exist_ok=True)
-    db = Database(f"sqlite:///{home / 'consentry.db'}")
-    db.upgrade()
-    secret, _ = KeyStore(db).create(role, f"test {role}")
-    db.dispose()
-    return secret
 
 
 def _until(predicate, timeout=3.0):
@@ -81,16 +56,16 @@ def test_submit_pull_match_feedback_withdraw_pull_no_match(tmp_path, testvectors
     edited = testvectors / "pdq" / "bridge-mods" / "shrink-a-little.jpg"
     hashed = hash_path(photo, MediaLimits())
     hub_home, partner_home = tmp_path / "hub", tmp_path / "partner"
-    partner_on_hub = _key(hub_home, "matcher")  # the hub operator gives the platform a matcher key
-    partner_admin = _key(partner_home, "admin")
+    partner_on_hub = make_key(hub_home, "matcher")  # the hub operator gives the platform a matcher key
+    partner_admin = make_key(partner_home, "admin")
     hub_port, partner_port = _free_port(), _free_port()
     hub, partner = f"http://127.0.0.1:{hub_port}", f"http://127.0.0.1:{partner_port}"
     hub_log = open(tmp_path / "hub.log", "w+")
     partner_log = open(tmp_path / "partner.log", "w")
     procs = [_start(hub_home, hub_port, hub_log), _start(partner_home, partner_port, partner_log)]
     try:
-        _wait_ready(hub, procs[0])
-        _wait_ready(partner, procs[1])
+        wait_ready(hub, procs[0])
+        wait_ready(partner, procs[1])
         # 1. the victim submits hashes only (as the page does)
         r = httpx.post(hub + "/v1/victim/cases", json={
             "version": 1, "depicted_adult": True, "pin": PIN,

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from conftest import _free_port, _fresh_postgres_db
+from conftest import _free_port, _fresh_postgres_db, wait_ready
 
 PDQ_A = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
 
@@ -23,20 +23,6 @@ def _start(url: str, home, port: int) -> subprocess.Popen:
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
-
-
-def _wait_ready(base: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError("worker exited: " + proc.stdout.read().decode(errors="replace")[-2000:])
-        try:
-            if httpx.get(base + "/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{base} not ready")
 
 
 def _until(predicate, timeout: float) -> float:
@@ -64,7 +50,7 @@ def test_add_and_withdraw_propagate_between_workers_within_a_second(postgres_ser
         procs = [_start(url, tmp_path, p) for p in ports]
         a, b = (f"http://127.0.0.1:{p}" for p in ports)
         for base, proc in zip((a, b), procs):
-            _wait_ready(base, proc)
+            wait_ready(base, proc)
         h = {"Authorization": f"Bearer {key}"}
         assert httpx.post(a + "/v1/banks", json={"name": "hub", "kind": "ncii"}, headers=h).status_code == 201
 

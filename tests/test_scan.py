@@ -22,11 +22,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, PngImagePlugin
 
+from conftest import CHROMIUM, CHROMIUM_ARGS
 from imagegen import encode, scene
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync"]
 
 
 def picture(k: int, w: int = 320, h: int = 240) -> Image.Image:

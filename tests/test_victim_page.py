@@ -22,35 +22,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, _free_port
+from conftest import CHROMIUM, CHROMIUM_ARGS, REPO, _free_port, make_key, needs_chromium
 from imagegen import scene
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync"]
 PIN = "quiet-harbour-19"
 DOC = REPO / "docs" / "victims.md"
 START, END = "<!-- distances:start -->", "<!-- distances:end -->"
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
-
-
-def _key(home, role):
-    from consentry.db import Database
-    from consentry.keys import KeyStore
-
-    home.mkdir(parents=True, exist_ok=True)
-    db = Database(f"sqlite:///{home / 'consentry.db'}")
-    db.upgrade()
-    secret, _ = KeyStore(db).create(role, f"test {role}")
-    db.dispose()
-    return secret
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     home = tmp_path_factory.mktemp("hub")
-    key = _key(home, "admin")
+    key = make_key(home, "admin")
     port = _free_port()
     env = dict(os.environ, CONSENTRY_HOME=str(home), CONSENTRY_EXCHANGE_PULL_SECONDS="0")
     env.pop("DATABASE_URL", None)
@@ -78,7 +63,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield b
         b.close()
 
