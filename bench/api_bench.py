@@ -87,6 +87,9 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=4000)
     ap.add_argument("--clients", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--default-rules", action="store_true",
+                    help="serve with the shipped rules (every match in the custom bank opens a review "
+                         "case); default: a rules file whose only rule blocks, so both sides do the same work")
     args = ap.parse_args()
     rng = np.random.default_rng(1)
 
@@ -118,6 +121,11 @@ def main() -> None:
         # over HTTP
         port = 8765
         env = dict(os.environ, CONSENTRY_HOME=tmp, DATABASE_URL=url, CONSENTRY_MATCH_RATE_LIMIT="0")
+        if not args.default_rules:
+            rules = Path(tmp) / "rules.yaml"
+            rules.write_text("version: 1\nrules:\n  - name: block-any-match\n    when: {matched: true}\n"
+                             "    actions: [block]\n")
+            env["CONSENTRY_RULES_PATH"] = str(rules)
         server = subprocess.Popen(
             [sys.executable, "-m", "consentry", "serve", "--host", "127.0.0.1", "--port", str(port),
              "--workers", str(args.workers)],
@@ -146,7 +154,8 @@ def main() -> None:
         http_lat = [x for r in results for x in r[0]]
         hits_http = sum(r[1] for r in results)
 
-    print(f"\n{args.entries:,} PDQ entries, {args.queries:,} queries (half planted at distance 0-31, half misses)")
+    print(f"\n{args.entries:,} PDQ entries, {args.queries:,} queries (half planted at distance 0-31, half misses); "
+          f"rules: {'shipped defaults (matches open review cases)' if args.default_rules else 'block only'}")
     print(f"{'':34s} {'lookups/s':>10s} {'p50 ms':>8s} {'p99 ms':>8s} {'matched':>8s}")
     print(f"{'in-process Matcher.match':34s} {len(queries) / in_total:10.0f} {pct(lat, 50):8.3f} "
           f"{pct(lat, 99):8.3f} {hits_in:8d}")
