@@ -26,7 +26,7 @@ from consentry import __version__
 from consentry.config import MediaLimits
 from consentry.errors import ConsentryError
 from consentry.evidence.model import STRENGTH_RANK, Evidence, Findings
-from consentry.hashing import hash_content
+from consentry.hashing import HashResult, hash_content
 from consentry.media.content import Content
 from consentry.media.sniff import PHOTO, UNKNOWN, VIDEO
 
@@ -176,9 +176,13 @@ def _content_bytes(content: Content, limit: int) -> bytes | None:
     return content.path.read_bytes()
 
 
-def assess_content(content: Content, path: str = "-", *, trust=None, watermarks: bool = True) -> Assessment:
-    """Hash and analyse one content; never raises for bad input (see ``Assessment.error``)."""
-    hashed = hash_content(content, path)
+def assess_content(content: Content, path: str = "-", *, trust=None, watermarks: bool = True,
+                   hashed: HashResult | None = None) -> Assessment:
+    """Hash and analyse one content; never raises for bad input (see ``Assessment.error``).
+
+    ``hashed``: the content's signals when the caller has computed them already (a scan), so
+    the PDQ hash is not computed twice."""
+    hashed = hashed or hash_content(content, path)
     a = Assessment(
         path=path, content_type=content.content_type, mime=content.sniffed.mime, size=content.size,
         sha256=hashed.sha256, md5=hashed.md5, pdq=hashed.pdq, pdq_quality=hashed.pdq_quality,

@@ -60,7 +60,7 @@ class FileResult:
         return asdict(self)
 
 
-def assess_evidence(content: Content, path: str) -> tuple[dict[str, Any] | None, str | None]:
+def assess_evidence(content: Content, path: str, r: "FileResult | None" = None) -> tuple[dict[str, Any] | None, str | None]:
     """The evidence assessment (``Assessment.to_dict()``) of one content; (None, why) when it
     cannot run. ``assess_content`` reuses the decoded image and digests of this worker;
     ``assess_bytes`` (the public contract) is the fallback."""
@@ -70,7 +70,13 @@ def assess_evidence(content: Content, path: str) -> tuple[dict[str, Any] | None,
         return None, "evidence analysis is not available in this installation"
     try:
         if hasattr(assess, "assess_content"):
-            return assess.assess_content(content, path).to_dict(), None
+            hashed = None
+            if r is not None and r.sha256 and r.error is None and (r.pdq or r.vpdq):
+                from consentry.hashing import HashResult
+
+                hashed = HashResult(path, content.content_type, content.size, r.sha256, r.md5, r.pdq,
+                                    r.pdq_quality, r.vpdq, None)
+            return assess.assess_content(content, path, hashed=hashed).to_dict(), None
         if content.data is None:
             return None, "evidence analysis skipped: file too large to read into memory"
         return assess.assess_bytes(content.data).to_dict(), None
@@ -139,7 +145,7 @@ def scan_item(item: WorkItem, opts: WorkerOptions) -> FileResult:
             # after the signals (the decoded image is reused), and also when decoding failed:
             # metadata and C2PA can still be read from a picture that does not decode
             if opts.evidence and content.content_type in (PHOTO, VIDEO):
-                r.assessment, r.evidence_error = assess_evidence(content, item.path)
+                r.assessment, r.evidence_error = assess_evidence(content, item.path, r)
     except ConsentryError as exc:
         r.error = str(exc)
     except MemoryError:
