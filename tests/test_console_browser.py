@@ -13,6 +13,7 @@ Only benign pictures (landscapes drawn by ``imagegen``).
 from __future__ import annotations
 
 import base64
+import io
 import os
 import socket
 import threading
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 import httpx
+from PIL import Image
 import pytest
 from sqlalchemy import select
 
@@ -156,15 +158,26 @@ def test_review_flow_in_chromium(world):
             assert "blur" in before and "grayscale" in before, before
             assert page.locator("#exposure-count").inner_text() == "0"
             page.screenshot(path=str(out / "case_view.png"), full_page=True)
-            media = context.request.get(base + f"/console/items/{seeded['a'].items[0].id}/media")
-            assert media.status == 200 and "no-store" in media.headers["cache-control"]
-            assert media.headers["content-type"] == "image/png"
-            assert httpx.get(base + f"/console/items/{seeded['a'].items[0].id}/media").status_code == 401
+            item_a = seeded["a"].items[0].id
+            # before a reveal the browser holds only a server-blurred greyscale preview
+            assert page.evaluate("() => document.querySelector('.media-frame img.media').src").endswith(
+                f"/console/items/{item_a}/preview")
+            preview = context.request.get(base + f"/console/items/{item_a}/preview")
+            assert preview.status == 200 and preview.headers["content-type"] == "image/jpeg"
+            assert Image.open(io.BytesIO(preview.body())).mode == "L"
+            assert context.request.get(base + f"/console/items/{item_a}/media").status == 403  # reveal first
+            assert httpx.get(base + f"/console/items/{item_a}/media").status_code == 401
 
             page.focus(".media-frame")
             page.keyboard.press("r")
             page.wait_for_function(f"() => ({FILTER})() === 'none'", timeout=5000)
             assert page.locator("#exposure-count").inner_text() == "1"
+            assert page.evaluate("() => document.querySelector('.media-frame img.media').src").endswith(
+                f"/console/items/{item_a}/media")
+            page.wait_for_function("() => document.querySelector('.media-frame img.media').naturalWidth > 0")
+            media = context.request.get(base + f"/console/items/{item_a}/media")  # granted after the reveal
+            assert media.status == 200 and "no-store" in media.headers["cache-control"]
+            assert media.headers["content-type"] == "image/png"
             page.screenshot(path=str(out / "case_view_revealed.png"), full_page=True)
             with db.session() as s:
                 reveals = list(s.scalars(select(Reveal)))

@@ -16,6 +16,8 @@ The CLI, the HTTP API and the console all call this class.
 
 from __future__ import annotations
 
+import io
+
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -402,6 +404,23 @@ class CaseService:
         data = self.vault.get(info.vault_item_id)
         mime = info.media_type if info.media_type in SAFE_MEDIA_TYPES else "application/octet-stream"
         return data, mime
+
+    def preview(self, item_id: int, side: int = 480) -> bytes:
+        """A blurred, greyscale JPEG of an item's photo, made on the server: what the console shows
+        until a reviewer reveals the item (the clear bytes never reach the browser before that)."""
+        from PIL import ImageFilter, ImageOps
+
+        from consentry.media.image import load_image
+
+        data, mime = self.media(item_id)
+        if not mime.startswith("image/"):
+            raise CaseNotFound("no preview for this item (not a photo)")
+        img = load_image(data, self.limits)
+        img.thumbnail((side, side))
+        img = ImageOps.grayscale(img).filter(ImageFilter.GaussianBlur(radius=max(6, max(img.size) // 24)))
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=60)
+        return buf.getvalue()
 
     def pending_approvals(self, *, exclude_reviewer: str | None = None, limit: int = 100) -> list[DecisionInfo]:
         with self.db.session() as s:

@@ -59,6 +59,16 @@ class ExposureLog:
         with self.db.session() as s:
             return Exposure(reviewer, self._count(s, reviewer, utcnow()), self.budget)
 
+    def revealed_recently(self, reviewer: str, item_id: int, within_seconds: float) -> bool:
+        """Whether ``reviewer`` logged a reveal of ``item_id`` in the last ``within_seconds``: the
+        clear media are served only then, so no view escapes the reveal log."""
+        from datetime import timedelta
+
+        since = utcnow() - timedelta(seconds=within_seconds)
+        with self.db.session() as s:
+            return s.scalar(select(Reveal.id).where(Reveal.reviewer == reviewer, Reveal.item_id == item_id,
+                                                    Reveal.at >= since).limit(1)) is not None
+
     def reveals_of_item(self, item_id: int) -> int:
         with self.db.session() as s:
             return int(s.scalar(select(func.count()).select_from(Reveal).where(Reveal.item_id == item_id)) or 0)

@@ -338,14 +338,34 @@ def _refresh_index(request: Request) -> None:
 
 
 # --------------------------------------------------------------------------- media and reveals
+_MEDIA_HEADERS = {
+    "Cache-Control": "no-store, private", "Pragma": "no-cache", "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox", "Content-Disposition": "inline",
+    "Cross-Origin-Resource-Policy": "same-origin"}
+#: The clear media of an item are served only this long after the reviewer's logged reveal.
+REVEAL_GRANT_SECONDS = 60
+
+
+@router.get("/items/{item_id}/preview")
+def item_preview(request: Request, item_id: int,
+                 user: ConsoleUser = Depends(require_session(*REVIEWERS))) -> Response:
+    """The blurred, greyscale stand-in shown until a reveal (made on the server)."""
+    try:
+        data = review(request).cases.preview(item_id)
+    except ConsentryError as exc:
+        raise Problem(404, "not-found", str(exc)) from None
+    return Response(data, media_type="image/jpeg", headers=_MEDIA_HEADERS)
+
+
 @router.get("/items/{item_id}/media")
 def item_media(request: Request, item_id: int,
                user: ConsoleUser = Depends(require_session(*REVIEWERS))) -> Response:
-    data, mime = review(request).cases.media(item_id)
-    return Response(data, media_type=mime, headers={
-        "Cache-Control": "no-store, private", "Pragma": "no-cache", "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "default-src 'none'; sandbox", "Content-Disposition": "inline",
-        "Cross-Origin-Resource-Policy": "same-origin"})
+    """The clear media: only after this reviewer's logged reveal of this item (POST .../reveal)."""
+    rv = review(request)
+    if not rv.exposure.revealed_recently(user.actor, item_id, REVEAL_GRANT_SECONDS):
+        raise Problem(403, "reveal-first", "reveal the item first: every view of the media is logged")
+    data, mime = rv.cases.media(item_id)
+    return Response(data, media_type=mime, headers=_MEDIA_HEADERS)
 
 
 @router.post("/items/{item_id}/reveal")

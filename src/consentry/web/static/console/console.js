@@ -6,8 +6,21 @@
   var FADE_MS = 4000, HOVER_DWELL_MS = 600;
   var active = null, fadeTimer = null, hoverTimer = null, pending = false;
 
+  // Swap the clear media in (after the server logged the reveal) and out again.
+  function showClear(frame) {
+    var m = frame.querySelector(".media");
+    if (m && m.getAttribute("data-full-src")) { m.src = m.getAttribute("data-full-src"); }
+  }
+  function showPreview(frame) {
+    var m = frame.querySelector(".media");
+    if (!m) return;
+    if (m.tagName === "VIDEO") { m.pause(); m.removeAttribute("src"); m.load(); }
+    else if (m.getAttribute("data-preview-src")) { m.src = m.getAttribute("data-preview-src"); }
+  }
+
   function hide(frame) {
     if (!frame) return;
+    showPreview(frame);
     frame.classList.remove("revealed");
     frame.setAttribute("aria-pressed", "false");
     if (active === frame) { active = null; }
@@ -36,6 +49,7 @@
       updateExposure(body);
       if (active) hide(active);
       active = frame;
+      showClear(frame);
       frame.classList.add("revealed");
       frame.setAttribute("aria-pressed", "true");
       schedule(frame);
