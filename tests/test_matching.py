@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from consentry.banks.formats.records import HashRecord
 from consentry.banks.matcher import Matcher, QuerySignals, query_from_content
 from consentry.banks.service import BankService
+from consentry.index import hex_to_words
 from consentry.config import MediaLimits
 from consentry.media.content import Content
 
@@ -228,3 +229,44 @@ def test_change_committed_out_of_order_is_not_missed(db):
     (hit,) = m.match(_q(PDQ_A)).matches
     assert hit.distance == 0
     assert m.refresh() == 0
+
+
+def test_matching_and_withdrawals_go_on_while_the_index_is_rebuilt(db, monkeypatch):
+    """The base rebuild (seconds at 10M) runs outside the matcher's lock."""
+    import threading
+
+    import consentry.index.pdq_index as P
+
+    svc = BankService(db)
+    svc.create_bank("hub", "ncii")
+    a, _ = svc.add_entry("hub", "pdq", PDQ_A)
+    m = Matcher(db).load()
+    started, release = threading.Event(), threading.Event()
+    real_build = P.CompactionJob.build
+
+    def slow_build(job):
+        started.set()
+        assert release.wait(30)
+        real_build(job)
+
+    monkeypatch.setattr(P.CompactionJob, "build", slow_build)
+    monkeypatch.setattr(P.PDQIndex, "needs_compaction", lambda self, delta_max=0: True)
+    pdq_b = "".join(f"{15 - int(c, 16):x}" for c in PDQ_A)
+    b, _ = svc.add_entry("hub", "pdq", pdq_b)
+    worker = threading.Thread(target=m.refresh)
+    worker.start()
+    try:
+        assert started.wait(30)
+        # during the build: matches answer, and a withdrawal takes effect
+        assert [h.entry_id for h in m.match(_q(pdq_b)).matches] == [b.id]
+        svc.withdraw("hub", entry_id=a.id)
+        assert m.refresh() == 1  # a second refresh does not start a second compaction
+        assert m.match(_q(PDQ_A)).matches == []
+    finally:
+        release.set()
+        worker.join(30)
+    monkeypatch.undo()
+    # after the new base is installed, the withdrawal made during the build still holds
+    assert m.match(_q(PDQ_A)).matches == [] and m.pdq.query(hex_to_words(PDQ_A)) == []
+    assert [h.entry_id for h in m.match(_q(pdq_b)).matches] == [b.id]
+    assert len(m.pdq) == 1

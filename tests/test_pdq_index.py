@@ -132,7 +132,7 @@ def test_batch_queries_from_two_threads():
     assert idx.query_batch(qs, threads=2) == [idx.query(q) for q in qs]
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(LAYOUTS), t=st.integers(0, 35))
 def test_index_equals_brute_force_with_interleaved_changes(seed, kind, t):
     rng = np.random.default_rng(seed)
@@ -152,7 +152,17 @@ def test_index_equals_brute_force_with_interleaved_changes(seed, kind, t):
         idx = PDQIndex.build(np.arange(n0), w0)
         live.update({i: w0[i] for i in range(n0)})
         next_id = n0
-        for _step in range(4):
+        removed: list[int] = []
+        job = None  # a compaction whose base is built "in the background" over several steps
+
+        def check():
+            ids = np.array(sorted(live), dtype=np.int64)
+            words = np.stack([live[i] for i in ids]) if len(ids) else np.zeros((0, 4), dtype=np.uint64)
+            for q in family(5):
+                assert idx.query(q, t) == brute_force(words, ids, q, t)
+            assert len(idx) == len(live)
+
+        for _step in range(6):
             k = int(rng.integers(0, 30))
             if k:
                 new = family(k)
@@ -162,12 +172,25 @@ def test_index_equals_brute_force_with_interleaved_changes(seed, kind, t):
             for victim in list(live)[: int(rng.integers(0, 10))]:
                 idx.remove(victim)
                 del live[victim]
-            if rng.random() < 0.3:
+                removed.append(victim)
+            if removed and rng.random() < 0.5:  # a withdrawn entry comes back under a new hash
+                back = removed.pop(int(rng.integers(0, len(removed))))
+                w = family(1)[0]
+                idx.add(back, w)
+                live[back] = w
+            r = rng.random()
+            if job is None and r < 0.3:
+                job = idx.begin_compaction()
+            elif job is not None and r < 0.7:
+                job.build()
+                idx.finish_compaction(job)
+                job = None
+            elif job is None and r < 0.45:
                 idx.compact()
-            ids = np.array(sorted(live), dtype=np.int64)
-            words = np.stack([live[i] for i in ids]) if len(ids) else np.zeros((0, 4), dtype=np.uint64)
-            for q in family(5):
-                assert idx.query(q, t) == brute_force(words, ids, q, t)
-            assert len(idx) == len(live)
+            check()
+        if job is not None:
+            job.build()
+            idx.finish_compaction(job)
+            check()
     finally:
         P.band_layout = orig

@@ -155,6 +155,7 @@ class Matcher:
         self.cursor = 0
         self._applied: OrderedDict[int, None] = OrderedDict()
         self._gaps: dict[int, float] = {}  # change ids skipped over -> when first noticed
+        self._compacting = False
         self._bank_cache: dict[int, BankInfo] = {}
         self.loaded = False
 
@@ -251,9 +252,30 @@ class Matcher:
             floor = min([self.cursor - max(lookback, LOOKBACK)] + [g - 1 for g in self._gaps])
             while self._applied and next(iter(self._applied)) < floor:
                 self._applied.popitem(last=False)
-            if applied:
-                self.pdq.maybe_compact()
-            return applied
+        if applied:
+            self._compact_if_needed()
+        return applied
+
+    def _compact_if_needed(self) -> None:
+        """Rebuild the PDQ base when its delta or tombstones have grown: the build (seconds at
+        10M entries) runs without the lock, so matching, adds and withdrawals go on meanwhile."""
+        with self._lock:
+            if self._compacting or not self.pdq.needs_compaction():
+                return
+            self._compacting = True
+            index = self.pdq
+            job = index.begin_compaction()
+        try:
+            job.build()
+            with self._lock:
+                if self.pdq is index:  # not replaced by a full reload meanwhile
+                    index.finish_compaction(job)
+        except BaseException:
+            with self._lock:
+                index.abort_compaction()
+            raise
+        finally:
+            self._compacting = False
 
     def _apply(self, changes: list[dict[str, Any]]) -> None:
         if any(c["op"] in ("bank", "bank_deleted") for c in changes):

@@ -116,6 +116,21 @@ class _Base:
                                       self.band_base))
 
 
+class CompactionJob:
+    """The rows of a snapshot and, once :meth:`build` has run (no lock needed), the new base."""
+
+    def __init__(self, base: tuple[np.ndarray, np.ndarray, np.ndarray], delta: tuple[np.ndarray, np.ndarray],
+                 threshold: int, delta_mark: int):
+        self._base, self._delta, self.threshold, self.delta_mark = base, delta, threshold, delta_mark
+        self.base: _Base | None = None
+
+    def build(self) -> None:
+        (ids, words, keep), (dids, dwords) = self._base, self._delta
+        self.base = _Base(np.concatenate([ids[keep], dids]), np.concatenate([words[keep], dwords]),
+                          self.threshold)
+        self._base = self._delta = None  # type: ignore[assignment]
+
+
 class PDQIndex:
     """Exact Hamming-radius search over PDQ hashes, with immediate adds and removals.
 
@@ -133,6 +148,8 @@ class PDQIndex:
         self._delta_n = 0
         self._delta_pos: dict[int, int] = {}
         self._lock = threading.Lock()
+        # while a compaction job is out: ids removed since its snapshot (see begin_compaction)
+        self._journal: list[int] | None = None
 
     # ----------------------------------------------------------------- build
     @classmethod
@@ -177,6 +194,8 @@ class PDQIndex:
         """Tombstone ids (unknown ids are ignored); effective for the next query."""
         for i in np.atleast_1d(np.asarray(ids, dtype=np.int64)):
             i = int(i)
+            if self._journal is not None:
+                self._journal.append(i)
             pos = self._base.position(i)
             if pos >= 0 and not self._base.dead[pos]:
                 self._base.dead[pos] = True
@@ -200,17 +219,61 @@ class PDQIndex:
         self._delta_n = 0
         self._delta_pos = {}
 
-    def maybe_compact(self, delta_max: int = DELTA_MAX) -> bool:
-        """Compact when the delta has grown past ``delta_max`` rows or a quarter of the base is
-        dead, or when the base has outgrown its layout (brute force -> bands)."""
+    def needs_compaction(self, delta_max: int = DELTA_MAX) -> bool:
+        """The delta has grown past ``delta_max`` rows or a quarter of the base is dead, or the
+        base has outgrown its layout (brute force -> bands)."""
         live_delta = len(self._delta_pos)
         dead = len(self._base.ids) - self._live_base
         outgrown = self._base.layout is None and self._live_base + live_delta >= BRUTE_FORCE_MAX
-        if live_delta > delta_max or dead > max(delta_max, len(self._base.ids) // 4) or (
-                outgrown and live_delta > 0):
+        return bool(live_delta > delta_max or dead > max(delta_max, len(self._base.ids) // 4) or (
+            outgrown and live_delta > 0))
+
+    def maybe_compact(self, delta_max: int = DELTA_MAX) -> bool:
+        """Compact now (synchronously) when :meth:`needs_compaction` says so."""
+        if self.needs_compaction(delta_max):
             self.compact()
             return True
         return False
+
+    # Compaction in three steps, so that the owner can build the new base (seconds at 10M rows)
+    # without holding its lock: queries, adds and removals go on meanwhile against the old base
+    # and delta, and are carried over when the new base is installed.
+    def begin_compaction(self) -> "CompactionJob":
+        """Snapshot the live rows (call under the owner's write lock; cheap: array copies)."""
+        if self._journal is not None:
+            raise RuntimeError("a compaction is already in progress")
+        d = self._delta_n
+        dkeep = ~self._delta_dead[:d]
+        # the base's id and hash arrays are never written after construction: share them; copy
+        # only the tombstone flags (1 byte a row) and the small delta
+        job = CompactionJob((self._base.ids, self._base.words, ~self._base.dead),
+                            (self._delta_ids[:d][dkeep], self._delta_words[:d][dkeep]), self.threshold, d)
+        self._journal = []
+        return job
+
+    def finish_compaction(self, job: "CompactionJob") -> None:
+        """Install the base built by ``job.build()`` (call under the owner's write lock): rows
+        removed since the snapshot are tombstoned in it, rows added since form the new delta."""
+        if self._journal is None or job.base is None:
+            raise RuntimeError("no built compaction to finish")
+        removed, self._journal = self._journal, None
+        d = self._delta_n
+        fresh = ~self._delta_dead[job.delta_mark:d]
+        new_ids = self._delta_ids[job.delta_mark:d][fresh].copy()
+        new_words = self._delta_words[job.delta_mark:d][fresh].copy()
+        self._base, self._live_base = job.base, len(job.base.ids)
+        self._delta_ids = np.zeros(0, dtype=np.int64)
+        self._delta_words = np.zeros((0, 4), dtype=np.uint64)
+        self._delta_dead = np.zeros(0, dtype=np.bool_)
+        self._delta_n = 0
+        self._delta_pos = {}
+        if removed:
+            self.remove(np.array(removed, dtype=np.int64))
+        if len(new_ids):
+            self.add(new_ids, new_words)
+
+    def abort_compaction(self) -> None:
+        self._journal = None
 
     # --------------------------------------------------------------- queries
     def _search(self, q: np.ndarray, t: int) -> list[tuple[int, int]]:
