@@ -117,6 +117,7 @@ def test_bank_and_entry_lifecycle_over_http(client, keys):
     assert m.status_code == 200
     body = m.json()
     assert body["matches"][0]["entry_id"] == entry_id and body["matches"][0]["distance"] == 0
+    assert isinstance(body["matches"][0]["distance"], int)  # PDQ distances are integers, as in pytx
     assert body["matches"][0]["provenance"]["tags"] == ["t"]
     assert body["verdict"]["decision"] == "block" and body["verdict"]["block"] is True
     r = client.post(f"/v1/banks/hub/entries/{entry_id}/withdraw", headers=cur)

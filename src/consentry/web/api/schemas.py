@@ -21,7 +21,7 @@ class MatchItem(BaseModel):
     bank_kind: str
     entry_id: int
     signal_type: str
-    distance: float = Field(description="Hamming distance for PDQ, 0 for exact hashes, "
+    distance: int | float = Field(description="Hamming distance for PDQ, 0 for exact hashes, "
                                         "100 - best match percentage for vPDQ")
     transform: str | None = Field(None, description="Dihedral transform of the query that matched (PDQ)")
     provenance: Provenance
