@@ -252,3 +252,51 @@ def test_under_18_shows_where_to_go_and_sends_nothing(server, browser, files):
     after = httpx.get(base + "/v1/banks", headers=admin).json()
     assert after == before
     page.close()
+
+
+def test_video_is_hashed_in_the_page_one_frame_per_second_and_matches(server, browser, testvectors):
+    """A video never leaves the device either: the page sends one PDQ per second (vPDQ), and the
+    hub's bank then matches the server-side vPDQ of the same file."""
+    from consentry.config import MediaLimits
+    from consentry.media.content import Content
+    from consentry.signals.vpdq import VPDQSignal
+
+    base, admin = server
+    video = testvectors / "videos" / "pattern-sd-grey-bar.mp4"
+    page = browser.new_page()
+    requests = []
+    page.on("request", lambda req: requests.append(req))
+    page.goto(base + "/submit")
+    page.set_input_files("#files", [str(video)])
+    page.wait_for_selector("body[data-hashing=done]", state="attached", timeout=240_000)
+    row = page.eval_on_selector("#items tbody tr", "r => ({frames: r.dataset.frames, error: r.dataset.error || null})")
+    if row["error"] and "cannot play" in row["error"]:
+        pytest.skip("this Chromium build cannot decode H.264 (no proprietary codecs)")
+    assert row["error"] is None and int(row["frames"]) > 0
+    page.check("#age-adult")
+    page.fill("#pin", PIN)
+    page.fill("#pin2", PIN)
+    with page.expect_response(lambda r: r.url.endswith("/v1/victim/cases")) as resp:
+        page.click("#send")
+    assert resp.value.status == 201
+    posts = [r for r in requests if r.method != "GET"]
+    sent = json.loads(posts[0].post_data_buffer)
+    (item,) = sent["items"]
+    assert item["kind"] == "video" and set(item) <= {"kind", "md5", "vpdq"}
+    js_frames = [f.split(",") for f in item["vpdq"]]
+    ours = VPDQSignal.compute_frames(Content.from_path(video, MediaLimits()))
+    assert abs(len(js_frames) - len(ours)) <= 1
+    # frame by frame, where both are usable: the browser's and FFmpeg's decoders agree closely
+    by_second = {round(f.timestamp): f for f in ours}
+    dists = [_distance(h, by_second[round(float(t))].pdq_hex) for h, q, t in js_frames
+             if round(float(t)) in by_second and int(q) >= 50 and by_second[round(float(t))].quality >= 50]
+    assert dists and max(dists) <= 31, dists
+    data = video.read_bytes()
+    assert data[len(data) // 2 : len(data) // 2 + 24] not in posts[0].post_data_buffer
+    # the bank built from the page's hashes matches the server's own vPDQ of the file
+    r = httpx.get(base + "/v1/match", params={"signal_type": "vpdq", "value": json.dumps([str(f) for f in ours]),
+                                             "bank": "victim-hub"}, headers=admin)
+    assert r.status_code == 200, r.text
+    hits = [m for m in r.json()["matches"] if m["signal_type"] == "vpdq"]
+    assert hits and hits[0]["query_match_percent"] >= 80
+    page.close()
