@@ -192,3 +192,68 @@ def test_sinks_come_from_the_rules_file():
     rs = RuleSet.from_yaml("sinks: {a: {url: 'https://h.example.org/x', secret_env: A_SECRET, max_attempts: 3}}\n"
                            "rules: [{name: r, actions: [{webhook: a}]}]")
     assert rs.sinks["a"].max_attempts == 3 and rs.sinks["a"].secret() is None
+
+
+def test_review_decisions_notify_the_sinks_the_rules_name(db, tmp_path, receiver_factory, monkeypatch):
+    """decisions: {confirm: [{webhook: S}]} -> a signed case.decision payload when a reviewer
+    confirms in the console (hashes only)."""
+    import json
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from consentry.banks.service import BankService
+    from consentry.config import Settings
+    from consentry.review.cases import CaseService, ItemInput
+    from consentry.review.users import UserService
+    from consentry.web.app import create_app
+    from imagegen import encode, scene
+
+    monkeypatch.setenv("TEST_WEBHOOK_SECRET", SECRET)
+    rx = receiver_factory()
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(f"""
+sinks:
+  hub: {{url: "{rx.url}", secret_env: TEST_WEBHOOK_SECRET}}
+rules: []
+decisions:
+  confirm: [{{webhook: hub}}]
+""")
+    banks = BankService(db)
+    banks.create_bank("known", "ncii")
+    case = CaseService(db, banks).submit(ItemInput(media=encode(scene(seed=41), "PNG")), uploader_id="acct")
+    UserService(db).create("rev", "a long benign passphrase", "moderator")
+    app = create_app(Settings(home=tmp_path, rules_path=rules), db, background=False)
+    try:
+        with TestClient(app, follow_redirects=False) as c:
+            form = c.get("/console/login")
+            token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+            c.post("/console/login", data={"username": "rev", "password": "a long benign passphrase",
+                                           "csrf_token": token})
+            page = c.get(f"/console/cases/{case.id}", headers={"Accept": "text/html"})
+            csrf = re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
+            r = c.post(f"/console/cases/{case.id}/decide", data={"kind": "confirm", "bank": "known",
+                                                                  "csrf_token": csrf})
+            assert r.status_code == 303
+            assert _wait(lambda: len(rx.requests) == 1)
+    finally:
+        app.state.policy.close()
+    (req,) = rx.requests
+    assert req["valid"] and req["headers"]["Consentry-Event"] == "case.decision"
+    body = json.loads(req["body"])
+    payload = body.get("data", body)
+    assert payload["decision"]["kind"] == "confirm" and payload["decision"]["bank"] == "known"
+    assert payload["case"]["items"][0]["pdq"] == case.items[0].pdq
+
+
+def test_decision_actions_are_validated():
+    from consentry.policy.rules import RuleSet, RulesError
+
+    ok = RuleSet.from_yaml("sinks: {s: {url: 'http://x/', secret_env: E}}\nrules: []\n"
+                           "decisions: {confirm: [{webhook: s}], escalate: [{webhook: s}]}")
+    assert ok.decision_sinks == {"confirm": ["s"], "escalate": ["s"]}
+    for bad, msg in [("decisions: {approve: []}", "unknown decision"),
+                     ("decisions: {confirm: [{webhook: nope}]}", "no sink named"),
+                     ("decisions: {confirm: [block]}", "only {webhook: SINK}")]:
+        with pytest.raises(RulesError, match=msg):
+            RuleSet.from_yaml("sinks: {s: {url: 'http://x/', secret_env: E}}\nrules: []\n" + bad)

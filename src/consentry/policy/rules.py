@@ -418,11 +418,17 @@ def _summary(ctx: RuleContext) -> list[str]:
     return out[:5]
 
 
+DECISION_KINDS = ("confirm", "dismiss", "escalate")
+
+
 @dataclass
 class RuleSet:
     rules: list[Rule]
     sinks: dict[str, Sink] = field(default_factory=dict)
     source: str = "<memory>"
+    #: review decisions -> webhook sinks notified when such a decision takes effect
+    #: (``decisions: {confirm: [{webhook: SINK}], ...}`` in the rules file)
+    decision_sinks: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "<memory>") -> "RuleSet":
@@ -464,10 +470,10 @@ class RuleSet:
     def from_dict(cls, data: Any, source: str = "<memory>") -> "RuleSet":
         if not isinstance(data, dict):
             raise RulesError(f"{source}: expected a mapping with 'rules' (and optionally 'version', 'sinks')")
-        unknown = set(data) - {"version", "rules", "sinks"}
+        unknown = set(data) - {"version", "rules", "sinks", "decisions"}
         if unknown:
             raise RulesError(f"{source}: unknown top-level key {sorted(unknown, key=str)[0]!r} "
-                             "(use version, sinks, rules)")
+                             "(use version, sinks, rules, decisions)")
         if data.get("version", 1) != 1:
             raise RulesError(f"{source}: version must be 1")
         sinks_spec = data.get("sinks") or {}
@@ -496,7 +502,11 @@ class RuleSet:
                 raise RulesError(f"{source}: {label}: the name is used by an earlier rule")
             seen.add(rule.name)
             rules.append(rule)
-        return cls(rules, sinks, source)
+        try:
+            decision_sinks = _parse_decisions(data.get("decisions"), sinks)
+        except RulesError as exc:
+            raise RulesError(f"{source}: decisions: {exc}") from None
+        return cls(rules, sinks, source, decision_sinks)
 
     def evaluate(self, ctx: RuleContext) -> Decision:
         fired: list[str] = []
@@ -542,6 +552,31 @@ class RuleSet:
             reasons += [f"on allow bank {m.get('bank')!r}" for m in ctx.allowed_by[:3]]
         reasons += [r for r in _summary(ctx) if r not in reasons]
         return Decision(decision, block, reasons, fired, enqueue, webhooks, preserve, retain_days)
+
+
+def _parse_decisions(spec: Any, sinks: dict[str, Sink]) -> dict[str, list[str]]:
+    """``{confirm|dismiss|escalate: [{webhook: SINK}, ...]}``: who hears of review decisions."""
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict):
+        raise RulesError("must be a mapping of decision (confirm, dismiss, escalate) -> actions")
+    out: dict[str, list[str]] = {}
+    for kind, actions in spec.items():
+        if kind not in DECISION_KINDS:
+            raise RulesError(f"unknown decision {kind!r} (use {', '.join(DECISION_KINDS)})")
+        if not isinstance(actions, list):
+            raise RulesError(f"{kind}: expected a list of actions")
+        names: list[str] = []
+        for i, a in enumerate(actions):
+            if not (isinstance(a, dict) and set(a) == {"webhook"} and isinstance(a["webhook"], str)):
+                raise RulesError(f"{kind}[{i}]: only {{webhook: SINK}} actions run on decisions")
+            if a["webhook"] not in sinks:
+                known = ", ".join(sorted(sinks)) or "none defined"
+                raise RulesError(f"{kind}[{i}].webhook: no sink named {a['webhook']!r} (sinks: {known})")
+            if a["webhook"] not in names:
+                names.append(a["webhook"])
+        out[kind] = names
+    return out
 
 
 def _parse_rule(spec: Any, sinks: dict[str, Sink]) -> Rule:

@@ -122,6 +122,24 @@ class PolicyRuntime:
                 out.errors.append(f"enqueue {e.queue}: backlog full")
         return out
 
+    def decided(self, decision: dict[str, Any], case: dict[str, Any]) -> list[str]:
+        """A review decision took effect (applied, or escalated): notify the sinks the rules name
+        under ``decisions:`` with a signed ``case.decision`` payload (hashes, never media).
+        Never raises; returns the sinks queued."""
+        queued: list[str] = []
+        try:
+            sinks = self.rules.current().decision_sinks.get(str(decision.get("kind")), [])
+            if not sinks:
+                return queued
+            payload = {"decision": decision, "case": case}
+            self.webhooks.start()
+            for sink in sinks:
+                if self.webhooks.enqueue(sink, "case.decision", payload):
+                    queued.append(sink)
+        except Exception:  # noqa: BLE001 - a notification must never undo or block a decision
+            log.exception("decision webhooks failed")
+        return queued
+
     def _start_worker(self) -> None:
         with self._worker_lock:
             if self._worker is None or not self._worker.is_alive():

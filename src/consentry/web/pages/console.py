@@ -298,6 +298,7 @@ def decide_case(
     except ConsentryError as exc:
         return _form_error(request, user, case_id, exc)
     _refresh_index(request)
+    _notify_decided(request, d)
     done = {"confirm": "confirmed", "dismiss": "dismissed", "escalate": "escalated"}[d.kind]
     return _see(f"/console/queue?done={'pending' if d.status == 'pending_second_review' else done}")
 
@@ -327,7 +328,19 @@ def _second_review(request: Request, decision_id: int, csrf_token: str, user: Co
             raise
         return _form_error(request, user, pending.case_id, exc)
     _refresh_index(request)
+    if d is not None and approve:
+        _notify_decided(request, d)
     return _see(f"/console/queue?done={'approved' if approve else 'rejected'}") if d else _see("/console/queue")
+
+
+def _notify_decided(request: Request, d) -> None:
+    """Run the rules' actions for a decision that took effect (not one awaiting a second review)."""
+    if d.status == "pending_second_review":
+        return
+    case = review(request).cases.get(d.case_id)
+    summary = {"id": case.id, "queue": case.queue, "uploader_id": case.uploader_id, "status": case.status,
+               "items": [{"sha256": i.sha256, "md5": i.md5, "pdq": i.pdq} for i in case.items]}
+    request.app.state.policy.decided(d.to_dict(), summary)
 
 
 def _refresh_index(request: Request) -> None:
