@@ -168,15 +168,15 @@ class Matcher:
             pdq_words: list[np.ndarray] = []
             exact = {t: ExactIndex() for t in EXACT_TYPES}
             vpdq = _VpdqStore()
-            with self.db.session() as s:
+            # a bare connection (Core rows, no ORM loading): this reads every active entry
+            with self.db.engine.connect() as conn:
                 q = (
                     select(Entry.id, Entry.signal_type, Entry.value, Entry.quality)
                     .where(Entry.status == "active").order_by(Entry.id)
-                    .execution_options(yield_per=50_000)
                 )
                 chunk_ids: list[int] = []
                 chunk_vals: list[str] = []
-                for entry_id, st, value, quality in s.execute(q):
+                for entry_id, st, value, quality in conn.execution_options(yield_per=50_000).execute(q):
                     if st == "pdq":
                         if quality is not None and quality < PDQ_MIN_QUALITY:
                             continue
