@@ -34,6 +34,19 @@ class Executor:
     def close(self) -> None:
         pass
 
+    def _top_up(self, it: Iterator[Walked], pending: dict[Any, WorkItem], submit) -> Iterator[Produced]:
+        """Submit work items until ``max_in_flight`` are pending, passing the walk's other records
+        (errors, archive notes) through; returns True once the source is exhausted."""
+        while len(pending) < self.max_in_flight:
+            w = next(it, None)
+            if w is None:
+                return True
+            if isinstance(w, WorkItem):
+                pending[submit(w)] = w
+            else:
+                yield w
+        return False
+
     def __enter__(self) -> "Executor":
         return self
 
@@ -74,22 +87,19 @@ class LocalExecutor(Executor):
 
         if self._pool is None:
             self._pool = self._new_pool()
+        def submit(w: WorkItem):
+            try:
+                return self._pool.submit(scan_item, w, opts)
+            except BrokenProcessPool:
+                self._restart()
+                return self._pool.submit(scan_item, w, opts)
+
         pending: dict[Any, WorkItem] = {}
         it = iter(source)
         exhausted = False
         while True:
-            while not exhausted and len(pending) < self.max_in_flight:
-                w = next(it, None)
-                if w is None:
-                    exhausted = True
-                elif isinstance(w, WorkItem):
-                    try:
-                        pending[self._pool.submit(scan_item, w, opts)] = w
-                    except BrokenProcessPool:
-                        self._restart()
-                        pending[self._pool.submit(scan_item, w, opts)] = w
-                else:
-                    yield w
+            if not exhausted:
+                exhausted = yield from self._top_up(it, pending, submit)
             if not pending:
                 return
             done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
@@ -153,14 +163,8 @@ class RayExecutor(Executor):
         it = iter(source)
         exhausted = False
         while True:
-            while not exhausted and len(pending) < self.max_in_flight:
-                w = next(it, None)
-                if w is None:
-                    exhausted = True
-                elif isinstance(w, WorkItem):
-                    pending[self._remote.remote(w, opts_ref)] = w
-                else:
-                    yield w
+            if not exhausted:
+                exhausted = yield from self._top_up(it, pending, lambda w: self._remote.remote(w, opts_ref))
             if not pending:
                 return
             done, _ = ray.wait(list(pending), num_returns=1, timeout=60.0)
