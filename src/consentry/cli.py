@@ -128,6 +128,8 @@ def serve_cmd(
     url = f"http://{host}:{port}/"
     print(f"Consentry {__version__} is running at {url}  (API docs: {url}docs; state in "
           f"{settings.home.resolve()})", flush=True)
+    print(f"  review console: {url}console  (add a reviewer: consentry users create NAME --role moderator)\n"
+          f"  victim hashing page: {url}submit", flush=True)
     if secret:
         print("\nFirst start: an admin API key was created. It is shown only this once:\n"
               f"\n    {secret}\n", flush=True)
