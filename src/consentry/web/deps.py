@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
+from fastapi import Path as PathParam
 from fastapi import Request, UploadFile
 
 from consentry.banks.matcher import Matcher
@@ -44,3 +46,9 @@ def require_ready(st: AppState) -> None:
     if not st.matcher.loaded:
         raise Problem(503, "unavailable", "the index is still loading; retry shortly",
                       headers={"Retry-After": "2"})
+
+
+#: Ids and cursors are 64-bit database integers: larger values are refused with a 422 up front
+#: (SQLite cannot even bind them).
+MAX_DB_INT = 2**63 - 1
+DbId = Annotated[int, PathParam(ge=0, le=MAX_DB_INT, description="A database id")]

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from consentry.review.audit import AuditLog
 from consentry.web.auth import require
+from consentry.web.deps import MAX_DB_INT
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 AUDITORS = ("auditor",)
@@ -16,7 +17,7 @@ AUDITORS = ("auditor",)
 @router.get("/audit", summary="Audit events in chain order (cursor pagination by seq)")
 def list_audit(
     request: Request,
-    cursor: int = Query(0, ge=0, description="The next_cursor of the previous page"),
+    cursor: int = Query(0, ge=0, le=MAX_DB_INT, description="The next_cursor of the previous page"),
     limit: int = Query(100, ge=1, le=1000),
     event_type: str | None = Query(None, max_length=64),
     actor: str | None = Query(None, max_length=200),
@@ -38,7 +39,7 @@ def list_deliveries(
     request: Request,
     sink: str | None = Query(None, max_length=100),
     status: str | None = Query(None, pattern="^(pending|sending|delivered|failed)$"),
-    cursor: int = Query(0, ge=0),
+    cursor: int = Query(0, ge=0, le=MAX_DB_INT),
     limit: int = Query(100, ge=1, le=1000),
     _p=Depends(require(*AUDITORS)),
 ) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from consentry.banks.formats.records import HashRecord
 from consentry.hashing import hash_content
 from consentry.web.api.schemas import BankCreate, BankUpdate, EntryCreate
 from consentry.web.auth import CHANGES, READ_BANKS, WRITE_BANKS, Principal, require
-from consentry.web.deps import read_upload, state
+from consentry.web.deps import DbId, MAX_DB_INT, read_upload, state
 from consentry.web.problems import Problem
 
 router = APIRouter(prefix="/v1", tags=["banks"])
@@ -70,7 +70,7 @@ def list_entries(
     request: Request, name: str,
     status: str | None = Query(None, pattern="^(active|disabled|withdrawn)$"),
     signal_type: str | None = None,
-    cursor: int = Query(0, ge=0, description="The next_cursor of the previous page"),
+    cursor: int = Query(0, ge=0, le=MAX_DB_INT, description="The next_cursor of the previous page"),
     limit: int = Query(100, ge=1, le=1000),
     _p=Depends(require(*WRITE_BANKS)),
 ) -> dict:
@@ -121,7 +121,7 @@ def add_entry_file(
 
 
 @router.get("/banks/{name}/entries/{entry_id}", summary="Get an entry")
-def get_entry(request: Request, name: str, entry_id: int, _p=Depends(require(*WRITE_BANKS))) -> dict:
+def get_entry(request: Request, name: str, entry_id: DbId, _p=Depends(require(*WRITE_BANKS))) -> dict:
     return state(request).banks.get_entry(entry_id, bank=name).to_dict()
 
 
@@ -132,17 +132,17 @@ def _status(request: Request, name: str, entry_id: int, status: str, p: Principa
 
 
 @router.post("/banks/{name}/entries/{entry_id}/withdraw", summary="Withdraw an entry (stops matching at once)")
-def withdraw_entry(request: Request, name: str, entry_id: int, p: Principal = Depends(require(*WRITE_BANKS))) -> dict:
+def withdraw_entry(request: Request, name: str, entry_id: DbId, p: Principal = Depends(require(*WRITE_BANKS))) -> dict:
     return _status(request, name, entry_id, "withdrawn", p)
 
 
 @router.post("/banks/{name}/entries/{entry_id}/disable", summary="Disable an entry")
-def disable_entry(request: Request, name: str, entry_id: int, p: Principal = Depends(require(*WRITE_BANKS))) -> dict:
+def disable_entry(request: Request, name: str, entry_id: DbId, p: Principal = Depends(require(*WRITE_BANKS))) -> dict:
     return _status(request, name, entry_id, "disabled", p)
 
 
 @router.post("/banks/{name}/entries/{entry_id}/enable", summary="Re-enable an entry")
-def enable_entry(request: Request, name: str, entry_id: int, p: Principal = Depends(require(*WRITE_BANKS))) -> dict:
+def enable_entry(request: Request, name: str, entry_id: DbId, p: Principal = Depends(require(*WRITE_BANKS))) -> dict:
     return _status(request, name, entry_id, "active", p)
 
 
@@ -200,7 +200,7 @@ def export_list(
 
 @router.get("/changes", summary="The append-only change log (tail it with the cursor)")
 def changes(
-    request: Request, cursor: int = Query(0, ge=0), limit: int = Query(1000, ge=1, le=10_000),
+    request: Request, cursor: int = Query(0, ge=0, le=MAX_DB_INT), limit: int = Query(1000, ge=1, le=10_000),
     published: bool = Query(False, description="Only banks published to partners (always so for matchers)"),
     p: Principal = Depends(require(*CHANGES)),
 ) -> dict:

@@ -15,7 +15,7 @@ from consentry.banks.matcher import QuerySignals, query_from_content
 from consentry.errors import ConsentryError
 from consentry.review.cases import OPEN_STATUSES, ItemInput
 from consentry.web.auth import Principal, require
-from consentry.web.deps import read_upload, state
+from consentry.web.deps import DbId, MAX_DB_INT, read_upload, state
 from consentry.web.problems import Problem
 from consentry.web.review_deps import review
 
@@ -80,7 +80,7 @@ def list_cases(
     queue: str | None = Query(None, max_length=100),
     status: list[str] | None = Query(None, description="open, claimed, pending_approval, escalated, decided"),
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_DB_INT),
     _p: Principal = Depends(require(*READ_CASES)),
 ) -> dict[str, Any]:
     statuses = status or list(OPEN_STATUSES)
@@ -92,5 +92,5 @@ def list_cases(
 
 
 @router.get("/cases/{case_id}", summary="Get a case with its items (hashes, matches, evidence) and decisions")
-def get_case(request: Request, case_id: int, _p: Principal = Depends(require(*READ_CASES))) -> dict[str, Any]:
+def get_case(request: Request, case_id: DbId, _p: Principal = Depends(require(*READ_CASES))) -> dict[str, Any]:
     return review(request).cases.get(case_id).to_dict(items=True)

@@ -29,7 +29,7 @@ from consentry.victims.cases import (
 )
 from consentry.victims.hub import FeedbackItem, minor_links, record_feedback
 from consentry.web.auth import Principal, public, require
-from consentry.web.deps import state
+from consentry.web.deps import MAX_DB_INT, state
 from consentry.web.limits import RateLimiter
 from consentry.web.problems import Problem
 
@@ -174,7 +174,7 @@ class FeedbackBodyItem(BaseModel):
     status: Literal["pending_review", "blocked", "not_blocked"]
     signal_type: str | None = Field(None, max_length=32)
     value: str | None = Field(None, max_length=200_000)
-    entry_id: int | None = None
+    entry_id: int | None = Field(None, ge=0, le=MAX_DB_INT)
 
 
 class FeedbackBody(BaseModel):

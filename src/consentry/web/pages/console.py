@@ -26,7 +26,7 @@ from consentry.errors import ConsentryError
 from consentry.review.events import record_event
 from consentry.review.users import SessionInfo
 from consentry.web.auth import public
-from consentry.web.deps import state
+from consentry.web.deps import DbId, MAX_DB_INT, state
 from consentry.web.pages import templates
 from consentry.web.problems import Problem, consentry_error_status
 from consentry.web.review_deps import review
@@ -242,7 +242,7 @@ def _case_page(request: Request, user: ConsoleUser, case_id: int, *, error: str 
 
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
-def case_page(request: Request, case_id: int, done: str | None = Query(None, max_length=20),
+def case_page(request: Request, case_id: DbId, done: str | None = Query(None, max_length=20),
               user: ConsoleUser = Depends(require_session(*REVIEWERS))) -> Response:
     rs = review(request)
     case = rs.cases.get(case_id)
@@ -261,7 +261,7 @@ def _form_error(request: Request, user: ConsoleUser, case_id: int, exc: Consentr
 
 
 @router.post("/cases/{case_id}/claim")
-def claim_case(request: Request, case_id: int, csrf_token: str = Form("", max_length=200),
+def claim_case(request: Request, case_id: DbId, csrf_token: str = Form("", max_length=200),
                user: ConsoleUser = Depends(require_session(*REVIEWERS))) -> Response:
     _check_csrf(user, csrf_token)
     try:
@@ -272,7 +272,7 @@ def claim_case(request: Request, case_id: int, csrf_token: str = Form("", max_le
 
 
 @router.post("/cases/{case_id}/release")
-def release_case(request: Request, case_id: int, csrf_token: str = Form("", max_length=200),
+def release_case(request: Request, case_id: DbId, csrf_token: str = Form("", max_length=200),
                  user: ConsoleUser = Depends(require_session(*REVIEWERS))) -> Response:
     _check_csrf(user, csrf_token)
     try:
@@ -284,7 +284,7 @@ def release_case(request: Request, case_id: int, csrf_token: str = Form("", max_
 
 @router.post("/cases/{case_id}/decide")
 def decide_case(
-    request: Request, case_id: int,
+    request: Request, case_id: DbId,
     kind: str = Form(..., max_length=20),
     bank: str = Form("", max_length=200),
     note: str = Form("", max_length=4000),
@@ -304,13 +304,13 @@ def decide_case(
 
 
 @router.post("/decisions/{decision_id}/approve")
-def approve_decision(request: Request, decision_id: int, csrf_token: str = Form("", max_length=200),
+def approve_decision(request: Request, decision_id: DbId, csrf_token: str = Form("", max_length=200),
                      user: ConsoleUser = Depends(require_session(*REVIEWERS))) -> Response:
     return _second_review(request, decision_id, csrf_token, user, approve=True)
 
 
 @router.post("/decisions/{decision_id}/reject")
-def reject_decision(request: Request, decision_id: int, csrf_token: str = Form("", max_length=200),
+def reject_decision(request: Request, decision_id: DbId, csrf_token: str = Form("", max_length=200),
                     note: str = Form("", max_length=2000),
                     user: ConsoleUser = Depends(require_session(*REVIEWERS))) -> Response:
     return _second_review(request, decision_id, csrf_token, user, approve=False, note=note)
@@ -360,7 +360,7 @@ REVEAL_GRANT_SECONDS = 60
 
 
 @router.get("/items/{item_id}/preview")
-def item_preview(request: Request, item_id: int,
+def item_preview(request: Request, item_id: DbId,
                  user: ConsoleUser = Depends(require_session(*REVIEWERS))) -> Response:
     """The blurred, greyscale stand-in shown until a reveal (made on the server)."""
     try:
@@ -371,7 +371,7 @@ def item_preview(request: Request, item_id: int,
 
 
 @router.get("/items/{item_id}/media")
-def item_media(request: Request, item_id: int,
+def item_media(request: Request, item_id: DbId,
                user: ConsoleUser = Depends(require_session(*REVIEWERS))) -> Response:
     """The clear media: only after this reviewer's logged reveal of this item (POST .../reveal)."""
     rv = review(request)
@@ -382,7 +382,7 @@ def item_media(request: Request, item_id: int,
 
 
 @router.post("/items/{item_id}/reveal")
-def reveal_item(request: Request, item_id: int,
+def reveal_item(request: Request, item_id: DbId,
                 user: ConsoleUser = Depends(require_session(*REVIEWERS))) -> JSONResponse:
     _check_csrf(user, request.headers.get("x-csrf-token"))
     exposure = review(request).exposure.record_reveal(user.actor, item_id)
@@ -397,7 +397,7 @@ def banks_page(request: Request, user: ConsoleUser = Depends(require_session(*BA
 
 
 @router.get("/banks/{name}", response_class=HTMLResponse)
-def bank_page(request: Request, name: str, after: int = Query(0, ge=0), status: str | None = Query(None),
+def bank_page(request: Request, name: str, after: int = Query(0, ge=0, le=MAX_DB_INT), status: str | None = Query(None),
               user: ConsoleUser = Depends(require_session(*BANK_READERS))) -> Response:
     svc = state(request).banks
     bank = svc.get_bank(name)
@@ -409,7 +409,7 @@ def bank_page(request: Request, name: str, after: int = Query(0, ge=0), status: 
 
 
 @router.get("/audit", response_class=HTMLResponse)
-def audit_page(request: Request, after: int = Query(0, ge=0), event_type: str | None = Query(None, max_length=64),
+def audit_page(request: Request, after: int = Query(0, ge=0, le=MAX_DB_INT), event_type: str | None = Query(None, max_length=64),
                user: ConsoleUser = Depends(require_session(*AUDITORS))) -> Response:
     from consentry.review.audit import AuditLog
 
