@@ -289,7 +289,7 @@ def _set_status(name: str, status: str, entry: Optional[int], pdq: Optional[str]
 def _status_command(command: str, status: str, doc: str) -> None:
     def command_fn(
         name: str,
-        entry: Optional[int] = typer.Option(None, "--entry", help="Entry id."),
+        entry: Optional[int] = typer.Option(None, "--entry", min=1, max=2**63 - 1, help="Entry id."),
         pdq: Optional[str] = typer.Option(None, "--pdq"),
         md5: Optional[str] = typer.Option(None, "--md5"),
         sha256: Optional[str] = typer.Option(None, "--sha256"),
