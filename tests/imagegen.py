@@ -33,3 +33,15 @@ def encode(img: Image.Image, fmt: str, **kw) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format=fmt, **kw)
     return buf.getvalue()
+
+
+def texture(width: int, height: int, seed: int) -> Image.Image:
+    """Coloured multi-octave value noise with a little grain: stands in for natural texture."""
+    rng = np.random.default_rng(seed)
+    acc = np.zeros((height, width, 3))
+    for octave, weight in ((4, 1.0), (16, 0.5), (64, 0.25), (256, 0.12)):
+        small = rng.random((max(2, height * octave // 512), max(2, width * octave // 512), 3))
+        layer = Image.fromarray((small * 255).astype(np.uint8), "RGB").resize((width, height), Image.BICUBIC)
+        acc += weight * np.asarray(layer, dtype=np.float64)
+    acc = acc / 1.87 + rng.normal(0, 4, acc.shape)
+    return Image.fromarray(np.clip(acc, 0, 255).astype(np.uint8), "RGB")

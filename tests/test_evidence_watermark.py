@@ -20,6 +20,7 @@ from consentry.evidence import watermark as wm
 from consentry.evidence.watermark import PAYLOADS, analyze_watermarks, decode_dwtdct
 from consentry.media.image import load_image
 from imagegen import scene
+from imagegen import texture
 from wm_embed import bgr2yuv_f32, bgr2yuv_u8, bits_from_bytes, bits_from_message, embed_dwtdct
 
 # The literals exactly as the generators' source code writes them.
@@ -37,16 +38,6 @@ LIMITS = MediaLimits()
 
 # ----------------------------------------------------------------------------- benign pictures
 
-def texture(width: int, height: int, seed: int) -> Image.Image:
-    """Coloured multi-octave value noise with a little grain: stands in for natural texture."""
-    rng = np.random.default_rng(seed)
-    acc = np.zeros((height, width, 3))
-    for octave, weight in ((4, 1.0), (16, 0.5), (64, 0.25), (256, 0.12)):
-        small = rng.random((max(2, height * octave // 512), max(2, width * octave // 512), 3))
-        layer = Image.fromarray((small * 255).astype(np.uint8), "RGB").resize((width, height), Image.BICUBIC)
-        acc += weight * np.asarray(layer, dtype=np.float64)
-    acc = acc / 1.87 + rng.normal(0, 4, acc.shape)
-    return Image.fromarray(np.clip(acc, 0, 255).astype(np.uint8), "RGB")
 
 
 def shapes(width: int, height: int, seed: int) -> Image.Image:

@@ -157,6 +157,38 @@ def limitations_for(verdict: str, evidence: list[Evidence]) -> list[str]:
     return out
 
 
+#: Below this estimated JPEG quality the watermark decoder is not run (it costs about as much as
+#: the rest of the analysis, and no mark survived JPEG 90 in our measurements).
+WATERMARK_MIN_JPEG_QUALITY = 85
+# IJG (libjpeg) standard luminance quantisation table, in natural order (quality 50).
+_IJG_LUMA = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+             14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+             49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)
+
+
+def jpeg_quality(data: bytes) -> int | None:
+    """The IJG quality (1-100) a JPEG's luminance table corresponds to, estimated from the header
+    only; None when it cannot be read or the table is not a scaled IJG table."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            tables = getattr(im, "quantization", None) or {}
+            luma = list(tables.get(0) or [])
+    except Exception:  # noqa: BLE001 - a header we cannot read: just run the decoder
+        return None
+    if len(luma) != 64:
+        return None
+    # Pillow gives the table in zig-zag order; compare sums, which do not depend on the order
+    scale = 100.0 * sum(luma) / sum(_IJG_LUMA)
+    if scale <= 0:
+        return None
+    quality = (200.0 - scale) / 2.0 if scale <= 100.0 else 5000.0 / scale
+    return max(1, min(100, round(quality)))
+
+
 def _run(name: str, fn: Callable[[], Findings], into: Findings) -> None:
     try:
         into.extend(fn())
@@ -213,7 +245,12 @@ def assess_content(content: Content, path: str = "-", *, trust=None, watermarks:
         from consentry.evidence.metadata import analyze_metadata
 
         _run("metadata", lambda: analyze_metadata(data, content.sniffed.mime, None), found)
-        if watermarks and image is not None:
+        quality = jpeg_quality(data) if content.sniffed.format == "jpeg" else None
+        if watermarks and image is not None and quality is not None and quality < WATERMARK_MIN_JPEG_QUALITY:
+            # measured (docs/evidence-watermark.md): the generators' DWT mark is gone at JPEG <= 90
+            found.notes.append(f"watermark: not checked: JPEG quality is about {quality}, and the generators' "
+                               "invisible watermarks do not survive re-encoding below about 90")
+        elif watermarks and image is not None:
             from consentry.evidence.watermark import analyze_watermarks
 
             _run("watermark", lambda: analyze_watermarks(image), found)
