@@ -41,9 +41,9 @@ def test_record_inside_a_caller_transaction_rolls_back_with_it(db):
             log.record("test.rollback", "bob", {"x": 1}, session=s)
             raise RuntimeError("boom")
     assert log.count() == 2 and log.verify().ok
-    with db.session() as s:  # the positional form used by other modules
-        log.record(s, "test.positional", "bob", {"y": 2})
-    assert log.list(after_seq=2)[0].event_type == "test.positional" and log.verify().ok
+    with db.session() as s:  # committed with the caller's transaction
+        log.record("test.committed", "bob", {"y": 2}, session=s)
+    assert log.list(after_seq=2)[0].event_type == "test.committed" and log.verify().ok
 
 
 def test_verify_catches_an_edited_event(db):

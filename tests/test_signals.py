@@ -57,3 +57,17 @@ def test_photodna_is_carried_not_computed():
     assert st.parse(bytes(range(144)).hex()) == ex
     with pytest.raises(SignalValueError):
         st.parse("AAAA")
+
+
+def test_digest_signals_compute_from_content_in_one_pass(tmp_path):
+    from consentry.config import MediaLimits
+    from consentry.media.content import Content
+
+    data = b"a benign byte string, not an image"
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    content = Content.from_path(path, MediaLimits())
+    for name in ("md5", "sha1", "sha256"):
+        assert get_signal_type(name).compute(content).value == hashlib.new(name, data).hexdigest()
+    assert content.digests(("sha256", "sha1", "md5")) == {n: hashlib.new(n, data).hexdigest()
+                                                          for n in ("sha256", "sha1", "md5")}

@@ -11,16 +11,16 @@ thumbnail is included only with ``show_image=True``.
 from __future__ import annotations
 
 import base64
-import io
 import json
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image
 
 from consentry.config import MediaLimits
 from consentry.evidence.assess import VERDICT_WORDS, Assessment
+from consentry.media.thumbnail import thumbnail_jpeg
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 THUMB_SIDE = 160
@@ -36,13 +36,8 @@ STRENGTH_WORDS = {
 
 def thumbnail_data_uri(image: Image.Image, *, clear: bool = False) -> str:
     """A small JPEG data URI of ``image``; blurred and greyscale unless ``clear``."""
-    thumb = image.convert("RGB")
-    thumb.thumbnail((THUMB_SIDE, THUMB_SIDE))
-    if not clear:
-        thumb = ImageOps.grayscale(thumb).filter(ImageFilter.GaussianBlur(radius=max(4, THUMB_SIDE // 16)))
-    buf = io.BytesIO()
-    thumb.save(buf, "JPEG", quality=70)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    jpeg = thumbnail_jpeg(image, THUMB_SIDE, blurred=not clear)
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
 
 
 def _excerpt(details: dict[str, Any], limit: int = 4000) -> str:

@@ -81,15 +81,18 @@ class Content:
         except OSError as exc:
             raise CorruptMedia(f"cannot read file: {exc.strerror or exc}") from exc
 
-    def digests(self) -> dict[str, str]:
-        """MD5 and SHA-256 of the bytes, in one pass (cached)."""
-        if self._digests is None:
-            md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    def digests(self, names: tuple[str, ...] = ("md5", "sha256")) -> dict[str, str]:
+        """Digests of the bytes (any of md5, sha1, sha256), all in one pass; cached."""
+        cached = self._digests or {}
+        if not all(n in cached for n in names):
+            hashers = {n: hashlib.new(n, usedforsecurity=False) if n != "sha256" else hashlib.sha256()
+                       for n in names}
             for chunk in self.iter_chunks():
-                md5.update(chunk)
-                sha256.update(chunk)
-            self._digests = {"md5": md5.hexdigest(), "sha256": sha256.hexdigest()}
-        return self._digests
+                for h in hashers.values():
+                    h.update(chunk)
+            cached = {**cached, **{n: h.hexdigest() for n, h in hashers.items()}}
+            self._digests = cached
+        return {n: cached[n] for n in names}
 
     def check_size(self) -> None:
         if self.size == 0:

@@ -61,10 +61,10 @@ class RuleContext:
     surface: str | None = None
 
     @classmethod
-    def from_outcome(cls, outcome: Any, *, assessment: dict[str, Any] | None = None,
+    def from_outcome(cls, outcome: dict[str, Any], *, assessment: dict[str, Any] | None = None,
                      uploader_id: str | None = None, surface: str | None = None) -> "RuleContext":
-        return cls([m.to_dict() for m in outcome.matches], [m.to_dict() for m in outcome.allowed_by],
-                   assessment, uploader_id, surface)
+        """From a match response's ``matches`` and ``allowed_by`` (``MatchOutcome.to_dict()``)."""
+        return cls(list(outcome["matches"]), list(outcome["allowed_by"]), assessment, uploader_id, surface)
 
     @classmethod
     def from_dict(cls, data: Any) -> "RuleContext":

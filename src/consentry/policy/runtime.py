@@ -79,7 +79,7 @@ class PolicyRuntime:
         """Register a handler for ``enqueue`` actions (e.g. the review queue opening a case)."""
         self._enqueue_handlers.append(handler)
 
-    def decide(self, outcome: Any, *, assessment: dict[str, Any] | None = None, uploader_id: str | None = None,
+    def decide(self, outcome: dict[str, Any], *, assessment: dict[str, Any] | None = None, uploader_id: str | None = None,
                surface: str | None = None) -> tuple[Decision, RuleContext]:
         ctx = RuleContext.from_outcome(outcome, assessment=assessment, uploader_id=uploader_id, surface=surface)
         return self.rules.current().evaluate(ctx), ctx

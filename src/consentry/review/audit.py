@@ -118,24 +118,13 @@ class AuditLog:
         self.db = db
 
     # ------------------------------------------------------------------ writing
-    def record(self, *args: Any, session: Session | None = None, **kwargs: Any) -> AuditRecord:
-        """Append one event. ``record(event_type, actor, data, session=s)``.
-
-        Pass the caller's SQLAlchemy ``session`` to commit the event together with the change it
-        describes; without one the event is committed on its own. The positional form
-        ``record(session_or_none, event_type, actor, data)`` is accepted too.
-        """
-        if args and (args[0] is None or isinstance(args[0], Session)):
-            session, args = args[0], args[1:]
-        names = ("event_type", "actor", "data")
-        params = dict(zip(names, args))
-        params.update(kwargs)
-        unknown = set(params) - set(names)
-        if unknown or "event_type" not in params or "actor" not in params:
-            raise TypeError("record(event_type, actor, data=None, *, session=None)")
-        event_type = str(params["event_type"])[:64]
-        actor = str(params["actor"] or "system")[:200]
-        data = _clean(params.get("data"))
+    def record(self, event_type: str, actor: str | None, data: dict[str, Any] | None = None, *,
+               session: Session | None = None) -> AuditRecord:
+        """Append one event. Pass the caller's SQLAlchemy ``session`` to commit the event together
+        with the change it describes; without one the event is committed on its own."""
+        event_type = str(event_type)[:64]
+        actor = str(actor or "system")[:200]
+        data = _clean(data)
         if not event_type:
             raise AuditError("an audit event needs a type")
         if session is not None:

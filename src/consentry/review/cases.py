@@ -16,7 +16,6 @@ The CLI, the HTTP API and the console all call this class.
 
 from __future__ import annotations
 
-import io
 
 import re
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from consentry.db.models import utcnow
 from consentry.db.models_review import CASE_STATUSES, Case, CaseItem, Decision  # noqa: F401
 from consentry.db.session import Database
 from consentry.errors import ConsentryError
-from consentry.review.events import record_event
+from consentry.review.audit import AuditLog
 
 OPEN_STATUSES = ("open", "claimed", "escalated", "pending_approval")
 SENIOR_ROLES = ("curator", "admin")  # may decide escalated cases
@@ -353,7 +352,7 @@ class CaseService:
             elif vault_id and not same.vault_item_id:
                 same.vault_item_id, same.media_type = vault_id, mime
             s.flush()
-            record_event(self.db, "case.item_added" if joined else "case.created", submitted_by,
+            AuditLog(self.db).record("case.item_added" if joined else "case.created", submitted_by,
                          {"case_id": c.id, "queue": queue, "priority": c.priority, "source": source,
                           "uploader_id": uploader_id, "sha256": item.sha256, "vaulted": vault_id is not None},
                          session=s)
@@ -408,19 +407,13 @@ class CaseService:
     def preview(self, item_id: int, side: int = 480) -> bytes:
         """A blurred, greyscale JPEG of an item's photo, made on the server: what the console shows
         until a reviewer reveals the item (the clear bytes never reach the browser before that)."""
-        from PIL import ImageFilter, ImageOps
-
         from consentry.media.image import load_image
+        from consentry.media.thumbnail import thumbnail_jpeg
 
         data, mime = self.media(item_id)
         if not mime.startswith("image/"):
             raise CaseNotFound("no preview for this item (not a photo)")
-        img = load_image(data, self.limits)
-        img.thumbnail((side, side))
-        img = ImageOps.grayscale(img).filter(ImageFilter.GaussianBlur(radius=max(6, max(img.size) // 24)))
-        buf = io.BytesIO()
-        img.save(buf, "JPEG", quality=60)
-        return buf.getvalue()
+        return thumbnail_jpeg(load_image(data, self.limits), side, blurred=True, quality=60)
 
     def pending_approvals(self, *, exclude_reviewer: str | None = None, limit: int = 100) -> list[DecisionInfo]:
         with self.db.session() as s:
@@ -525,7 +518,7 @@ class CaseService:
             c.updated_at = now
             s.add(d)
             s.flush()
-            record_event(self.db, "decision", reviewer,
+            AuditLog(self.db).record("decision", reviewer,
                          {"case_id": case_id, "decision_id": d.id, "kind": kind, "bank": bank,
                           "status": d.status, "entries": d.result.get("entries", []),
                           "items": [i.content_sha256 for i in items][:50]}, session=s)
@@ -542,7 +535,7 @@ class CaseService:
             d.status, d.second_reviewer, d.reviewed_at, d.applied_at = "applied", reviewer, now, now
             c.status, c.decided_at, c.updated_at = "decided", now, now
             s.flush()
-            record_event(self.db, "decision.approved", reviewer,
+            AuditLog(self.db).record("decision.approved", reviewer,
                          {"case_id": d.case_id, "decision_id": d.id, "kind": d.kind, "bank": d.bank,
                           "first_reviewer": d.reviewer, "entries": d.result.get("entries", [])}, session=s)
             return _decision_info(d)
@@ -558,7 +551,7 @@ class CaseService:
                 d.note = ((d.note + "\n") if d.note else "") + f"[second review] {note[:2000]}"
             c.status, c.updated_at = "open", now
             s.flush()
-            record_event(self.db, "decision.rejected", reviewer,
+            AuditLog(self.db).record("decision.rejected", reviewer,
                          {"case_id": d.case_id, "decision_id": d.id, "first_reviewer": d.reviewer}, session=s)
             return _decision_info(d)
 

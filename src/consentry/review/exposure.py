@@ -13,7 +13,7 @@ from consentry.db.models import utcnow
 from consentry.db.models_review import CaseItem, Reveal
 from consentry.db.session import Database
 from consentry.review.cases import CaseNotFound
-from consentry.review.events import record_event
+from consentry.review.audit import AuditLog
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class ExposureLog:
             s.add(Reveal(reviewer=reviewer, item_id=item_id, case_id=item.case_id, at=now))
             s.flush()
             today = self._count(s, reviewer, now)
-            record_event(self.db, "reveal", reviewer,
+            AuditLog(self.db).record("reveal", reviewer,
                          {"case_id": item.case_id, "item_id": item_id, "sha256": item.content_sha256,
                           "exposure_today": today}, session=s)
         return Exposure(reviewer, today, self.budget)

@@ -8,8 +8,6 @@ signals computed before the failure are kept (a corrupt JPEG still has its diges
 from __future__ import annotations
 
 import base64
-import hashlib
-import io
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -89,25 +87,9 @@ def assess_evidence(content: Content, path: str, r: "FileResult | None" = None) 
 
 
 def _thumbnail(image, side: int) -> str:
-    from PIL import Image
+    from consentry.media.thumbnail import thumbnail_jpeg
 
-    factor = max(1, max(image.size) // (2 * side))
-    im = image.reduce(factor) if factor > 1 else image.copy()  # box-filter first: cheap
-    im.thumbnail((side, side), Image.Resampling.BILINEAR)
-    buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=70)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _digests(content: Content) -> dict[str, str]:
-    md5, sha1, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha1(usedforsecurity=False), hashlib.sha256()
-    for chunk in content.iter_chunks():
-        md5.update(chunk)
-        sha1.update(chunk)
-        sha256.update(chunk)
-    d = {"md5": md5.hexdigest(), "sha1": sha1.hexdigest(), "sha256": sha256.hexdigest()}
-    content._digests = {"md5": d["md5"], "sha256": d["sha256"]}
-    return d
+    return base64.b64encode(thumbnail_jpeg(image, side)).decode("ascii")
 
 
 def scan_item(item: WorkItem, opts: WorkerOptions) -> FileResult:
@@ -125,7 +107,7 @@ def scan_item(item: WorkItem, opts: WorkerOptions) -> FileResult:
             content = Content.from_path(item.fs_path, opts.limits)
         r.content_type, r.format = content.content_type, content.sniffed.format
         r.size = content.size
-        d = _digests(content)  # first: even an empty or corrupt file has digests for the record
+        d = content.digests(("md5", "sha1", "sha256"))  # first: even an empty or corrupt file has digests for the record
         r.md5, r.sha1, r.sha256 = d["md5"], d["sha1"], d["sha256"]
         if content.size == 0:
             content.check_size()  # "empty file"

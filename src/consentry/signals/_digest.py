@@ -20,7 +20,7 @@ class _DigestSignal:
 
     @classmethod
     def compute(cls, content: "Content") -> Signal:
-        return Signal(cls.name, content.digests()[cls.name])
+        return Signal(cls.name, content.digests((cls.name,))[cls.name])
 
     @classmethod
     def compute_bytes(cls, data: bytes) -> str:

@@ -94,11 +94,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     from consentry.policy.runtime import PolicyRuntime  # rules, webhooks, vault (issue 6 part A)
 
     app.state.policy = PolicyRuntime(settings, db)
-    from consentry.review.cases import CaseService  # enqueue actions open review cases
+    from consentry.web.review_deps import build_review_state  # cases, console users (issue 6)
 
-    app.state.policy.on_enqueue(CaseService(
-        db, consentry_state.banks, vault=app.state.policy.vault, limits=settings.limits,
-        claim_minutes=settings.review_claim_minutes).enqueue_handler())
+    app.state.review = build_review_state(settings, consentry_state.banks, app.state.policy.vault)
+    app.state.policy.on_enqueue(app.state.review.cases.enqueue_handler())  # enqueue actions open cases
     problems.install(app)
 
     from consentry.web.api import analysis, banks, hashing, health, matching

@@ -1,22 +1,21 @@
-"""The review services of one app (cases, exposure log, console users), built on first use.
+"""The review services of one app (cases, exposure log, console users), built with the app.
 
-The API routers (``/v1/cases``) and the console pages share them through :func:`review`.
+The API routers (``/v1/cases``), the console pages and the rules' ``enqueue`` actions share them
+through :func:`review`.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
 
+from consentry.banks.service import BankService
+from consentry.config import Settings
 from consentry.review.cases import CaseService
 from consentry.review.exposure import ExposureLog
 from consentry.review.users import LoginThrottle, UserService
-from consentry.web.deps import state
-
-_lock = threading.Lock()
 
 
 @dataclass
@@ -25,36 +24,20 @@ class ReviewState:
     exposure: ExposureLog
     users: UserService
     throttle: LoginThrottle
-    vault: Any  # consentry.review.vault.Vault | None
+    vault: Any  # consentry.review.vault.Vault | None (off unless CONSENTRY_VAULT_KEY is set)
 
 
-def _build(request: Request) -> ReviewState:
-    st = state(request)
-    db = st.banks.db
-    vault = None
-    try:
-        from consentry.review.events import open_vault
-
-        vault = open_vault(st.settings, db)
-    except ImportError:  # the vault module is optional; without it the console shows hashes only
-        vault = None
+def build_review_state(settings: Settings, banks: BankService, vault: Any) -> ReviewState:
+    db = banks.db
     return ReviewState(
-        cases=CaseService(db, st.banks, vault=vault, limits=st.settings.limits,
-                          claim_minutes=st.settings.review_claim_minutes),
-        exposure=ExposureLog(db, st.settings.exposure_budget),
-        users=UserService(db, st.settings.console_session_hours),
+        cases=CaseService(db, banks, vault=vault, limits=settings.limits,
+                          claim_minutes=settings.review_claim_minutes),
+        exposure=ExposureLog(db, settings.exposure_budget),
+        users=UserService(db, settings.console_session_hours),
         throttle=LoginThrottle(),
         vault=vault,
     )
 
 
 def review(request: Request) -> ReviewState:
-    app_state = request.app.state
-    rs = getattr(app_state, "review", None)
-    if rs is None:
-        with _lock:
-            rs = getattr(app_state, "review", None)
-            if rs is None:
-                rs = _build(request)
-                app_state.review = rs
-    return rs
+    return request.app.state.review

@@ -45,7 +45,7 @@ def _respond(st: AppState, principal: Principal, route: str, query: dict[str, An
     body["query"] = query
     # the policy rules (policy/rules.py) decide the verdict and their actions run here
     policy = request.app.state.policy
-    decision, ctx = policy.decide(outcome, **(context or {}))
+    decision, ctx = policy.decide(body, **(context or {}))  # the serialised matches, made once
     body["verdict"] = decision.verdict()
     policy.apply(decision, ctx, query=query, content=getattr(content, "data", None),
                  content_type=getattr(content, "content_type", None))

@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from consentry.db.models import ROLES
 from consentry.errors import ConsentryError
-from consentry.review.events import record_event
+from consentry.review.audit import AuditLog
 from consentry.review.users import SessionInfo
 from consentry.web.auth import public
 from consentry.web.deps import DbId, MAX_DB_INT, state
@@ -180,13 +180,13 @@ def login(
             error = "Unknown username or wrong password (or the account is disabled)."
     client = request.client.host if request.client else None
     if user is None:
-        record_event(rs.users.db, "login.failed", username[:100] or "-", {"ip": client, "reason": error})
+        AuditLog(rs.users.db).record("login.failed", username[:100] or "-", {"ip": client, "reason": error})
         resp = _render(request, "console/login.html", {"user": None, "csrf": cookie, "next": _safe_next(next),
                                                        "error": error}, status=401)
         return resp
     rs.throttle.succeeded(username)
     token, _info = rs.users.start_session(user)
-    record_event(rs.users.db, "login.ok", user.username, {"ip": client, "role": user.role})
+    AuditLog(rs.users.db).record("login.ok", user.username, {"ip": client, "role": user.role})
     target = _safe_next(next)
     if target == "/console" and user.role == "auditor":
         target = "/console/audit"
@@ -202,7 +202,7 @@ def logout(request: Request, csrf_token: str = Form("", max_length=200),
            user: ConsoleUser = Depends(require_session(*ROLES))) -> Response:
     _check_csrf(user, csrf_token)
     review(request).users.end_session(request.cookies.get(SESSION_COOKIE))
-    record_event(review(request).users.db, "logout", user.actor, {})
+    AuditLog(review(request).users.db).record("logout", user.actor, {})
     resp = _see("/console/login")
     resp.delete_cookie(SESSION_COOKIE, path="/console")
     return resp
@@ -411,8 +411,6 @@ def bank_page(request: Request, name: str, after: int = Query(0, ge=0, le=MAX_DB
 @router.get("/audit", response_class=HTMLResponse)
 def audit_page(request: Request, after: int = Query(0, ge=0, le=MAX_DB_INT), event_type: str | None = Query(None, max_length=64),
                user: ConsoleUser = Depends(require_session(*AUDITORS))) -> Response:
-    from consentry.review.audit import AuditLog
-
     log = AuditLog(state(request).banks.db)
     events = log.list(after_seq=after, limit=100, event_type=event_type or None)
     verify = log.verify() if request.query_params.get("verify") else None
