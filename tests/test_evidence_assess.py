@@ -41,7 +41,9 @@ def ev(claim, strength, source="test"):
 def test_verdicts(items, verdict):
     got, summary = decide(items)
     assert got == verdict
-    assert summary and "authentic." not in summary.replace("not prove the content is authentic.", "")
+    assert summary
+    # "authentic" only ever appears as what the findings do NOT prove
+    assert "authentic" not in summary.replace("does not prove the content is authentic", "")
 
 
 def test_absence_of_indicators_is_never_called_authentic(tmp_path):
@@ -218,8 +220,9 @@ def test_analyze_route_returns_the_assessment(tmp_path):
         assert any(e["strength"] == "proof" for e in body["evidence"])
         r = c.post("/v1/analyze", files={"file": ("x.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 50, "image/png")},
                    headers={"Authorization": f"Bearer {key}"})
-        assert r.status_code in (200, 422)
-        assert "Traceback" not in r.text
+        # a broken picture is analysed as far as it goes: the error is in the body, not a crash
+        assert r.status_code == 200, r.text
+        assert r.json()["error"] and r.json()["verdict"] == "inconclusive"
     db.dispose()
 
 

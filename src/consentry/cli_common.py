@@ -20,7 +20,7 @@ err_console = Console(stderr=True)
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    err_console.print(f"error: {message}", highlight=False, markup=False)
+    err_console.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
