@@ -148,3 +148,30 @@ def test_cli_vault_purge(db, tmp_path, monkeypatch, image_bytes):
         s.execute(update(VaultItem).values(retain_until=utcnow() - timedelta(hours=1)))
     r = runner.invoke(app, ["vault", "purge"])
     assert r.exit_code == 0 and f'"items": ["{item}"]' in r.stdout
+
+
+def test_vault_init_writes_a_key_file_the_service_then_uses(db, tmp_path, image_bytes, monkeypatch):
+    """`consentry vault init` turns the vault on without an environment variable (README's console set-up)."""
+    from consentry.cli import app
+    from consentry.config import set_settings
+
+    home = tmp_path / "home"
+    settings = Settings(home=home)
+    assert Vault.from_settings(settings, db) is None
+    set_settings(settings)
+    try:
+        result = CliRunner().invoke(app, ["vault", "init"])
+        assert result.exit_code == 0, result.output
+        key_file = home / "vault.key"
+        assert (key_file.stat().st_mode & 0o777) == 0o600
+        vault = Vault.from_settings(settings, db)
+        assert vault is not None
+        item = vault.put(image_bytes, reason="test")
+        assert vault.get(item) == image_bytes
+        # a second init never replaces the key (items stored under it would be lost)
+        before = key_file.read_bytes()
+        again = CliRunner().invoke(app, ["vault", "init"])
+        assert again.exit_code == 2 and "already exists" in again.output
+        assert key_file.read_bytes() == before
+    finally:
+        set_settings(None)

@@ -139,8 +139,29 @@ def _vault():
     except VaultError as exc:
         fail(str(exc))
     if vault is None:
-        fail("the evidence vault is off: set CONSENTRY_VAULT_KEY (base64 of 32 bytes) to enable it", EXIT_USAGE)
+        fail("the evidence vault is off: run 'consentry vault init' (or set CONSENTRY_VAULT_KEY, base64 of "
+             "32 bytes) and restart the service", EXIT_USAGE)
     return vault
+
+
+@vault_app.command("init")
+def vault_init() -> None:
+    """Turn the evidence vault on: write a new random key to $CONSENTRY_HOME/vault.key (mode 0600).
+
+    Restart the service afterwards. Keep a copy of the key off this machine: items stored under it
+    cannot be read without it. Refused when a key file already exists.
+    """
+    from consentry.review.vault import VaultError, create_key_file
+
+    settings = get_settings()
+    if settings.vault_key:
+        fail("CONSENTRY_VAULT_KEY is set: the vault already has a key (unset it to use a key file)", EXIT_USAGE)
+    try:
+        path = create_key_file(settings.home)
+    except VaultError as exc:
+        fail(str(exc), EXIT_USAGE)
+    err_console.print(f"Vault key written to {path}. Restart 'consentry serve' to keep media for review; "
+                      "keep a copy of this file somewhere safe.", highlight=False, soft_wrap=True)
 
 
 @vault_app.command("purge")

@@ -1,7 +1,9 @@
 """The evidence vault: media kept for review and legal preservation, encrypted at rest.
 
 Off by default. It is on when ``CONSENTRY_VAULT_KEY`` (``Settings.vault_key``) holds a base64
-encoding of 32 random bytes (``python -c "import os,base64;print(base64.b64encode(os.urandom(32)).decode())"``).
+encoding of 32 random bytes, or else when ``$CONSENTRY_HOME/vault.key`` holds one
+(``consentry vault init`` writes it, mode 0600). Keep a copy of the key elsewhere: without it the
+vault's items cannot be read.
 
 - Each item is one file ``$CONSENTRY_HOME/vault/<id[:2]>/<id>`` named by a random id (never by the
   content hash), holding ``b"CSV1" + nonce(12) + AES-256-GCM(ciphertext + tag)``; a fresh nonce per
@@ -93,11 +95,48 @@ def _aware(d: datetime | None) -> datetime | None:
     return d.replace(tzinfo=timezone.utc) if d is not None and d.tzinfo is None else d
 
 
+KEY_FILE = "vault.key"
+
+
+def configured_key(settings: Any) -> str | None:
+    """The vault key: ``CONSENTRY_VAULT_KEY``, else the contents of ``$CONSENTRY_HOME/vault.key``."""
+    key = getattr(settings, "vault_key", None)
+    if key:
+        return key
+    home = getattr(settings, "home", None)
+    if home is None:
+        return None
+    path = Path(home) / KEY_FILE
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VaultError(f"cannot read the vault key file {path}: {exc}") from None
+    return text or None
+
+
+def create_key_file(home: Path) -> Path:
+    """Write a new random vault key to ``home/vault.key`` (0600); refuses to replace one."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / KEY_FILE
+    raw = base64.b64encode(secrets.token_bytes(32)).decode() + "\n"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise VaultError(f"{path} already exists: the vault is already set up (never replace its key: "
+                         "the items stored under it could no longer be read)") from None
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(raw)
+    return path
+
+
 class Vault:
     def __init__(self, settings: Any, db: Database):
-        if not getattr(settings, "vault_key", None):
-            raise VaultDisabled("the evidence vault is off: set CONSENTRY_VAULT_KEY to enable it")
-        self._aead = AESGCM(parse_key(settings.vault_key))
+        key = configured_key(settings)
+        if not key:
+            raise VaultDisabled("the evidence vault is off: run 'consentry vault init' or set CONSENTRY_VAULT_KEY")
+        self._aead = AESGCM(parse_key(key))
         self.db = db
         self.root = Path(settings.home) / "vault"
         self.retain_days = int(getattr(settings, "vault_retain_days", 90) or 90)
@@ -108,7 +147,7 @@ class Vault:
     @classmethod
     def from_settings(cls, settings: Any, db: Database) -> "Vault | None":
         """The vault, or None when it is disabled (no key configured)."""
-        if not getattr(settings, "vault_key", None):
+        if not configured_key(settings):
             return None
         return cls(settings, db)
 
