@@ -17,7 +17,7 @@ from consentry.db.models import Base, BigId, utcnow
 
 CASE_STATUSES = ("open", "claimed", "pending_approval", "escalated", "decided")
 DECISION_KINDS = ("confirm", "dismiss", "escalate")
-DECISION_STATUSES = ("pending_second_review", "applied", "rejected")
+DECISION_STATUSES = ("pending_second_review", "applied", "rejected", "undone")
 
 
 class User(Base):
@@ -32,6 +32,11 @@ class User(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # login lock-out, kept on the row so it holds across workers and is never forgotten
+    # (see consentry.review.users.UserService.login)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class ConsoleSession(Base):
@@ -41,7 +46,7 @@ class ConsoleSession(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    csrf_token: Mapped[str] = mapped_column(String(64))
+    csrf_token: Mapped[str] = mapped_column(String(64))  # SHA-256 hex of the session's CSRF token
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

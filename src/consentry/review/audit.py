@@ -10,6 +10,13 @@ Appends are serialised: every writer first locks the one-row ``audit_head`` tabl
 reads the head, inserts the next event and moves the head, all in one transaction. Two writers
 can therefore never fork the chain; ``seq`` and ``hash`` are also unique in the schema.
 
+Anchoring: the chain alone cannot show that its *end* was cut off (delete the last events and move
+``audit_head`` back) or that everything was deleted. ``verify`` therefore reports the head
+(``seq:hash``), checks heads recorded elsewhere (``expect``: a head an auditor kept, a signed
+checkpoint received by a webhook sink) and, when a :class:`consentry.review.checkpoints.Checkpointer`
+is registered for the database (:func:`set_checkpointer`), the latest signed checkpoint kept under
+``CONSENTRY_HOME``; the checkpointer also writes a new checkpoint every N events / hour.
+
 Event types used across the project (free-form, dotted): ``login.ok``, ``login.failed``,
 ``media.reveal``, ``case.decision``, ``case.approval``, ``bank.create``, ``bank.update``,
 ``bank.delete``, ``bank.entries``, ``key.create``, ``key.revoke``, ``vault.put``, ``vault.hold``,
@@ -20,6 +27,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterator
@@ -31,6 +41,8 @@ from consentry.db.models import utcnow
 from consentry.db.models_audit import AuditEvent, AuditHead
 from consentry.db.session import Database
 from consentry.errors import ConsentryError
+
+log = logging.getLogger("consentry.audit")
 
 GENESIS = "0" * 64
 MAX_DATA_BYTES = 64 * 1024
@@ -88,14 +100,62 @@ class VerifyResult:
     checked: int = 0
     head_seq: int = 0
     first_bad_seq: int | None = None
-    problem: str | None = None  # edited | deleted | reordered
+    # edited | deleted | reordered | truncated (shorter than a recorded head) | diverged (a recorded
+    # head's event has another hash) | checkpoint (the local checkpoint file fails its signature)
+    problem: str | None = None
     message: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    head_hash: str = GENESIS
+    anchors: list[dict[str, Any]] = field(default_factory=list)  # the recorded heads checked
+
+    @property
+    def head(self) -> str:
+        """``seq:hash`` of the last event: keep it somewhere else and pass it back to ``verify``."""
+        return f"{self.head_seq}:{self.head_hash}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checked": self.checked, "head_seq": self.head_seq,
-                "first_bad_seq": self.first_bad_seq, "problem": self.problem, "message": self.message,
-                "details": self.details}
+        return {"ok": self.ok, "checked": self.checked, "head_seq": self.head_seq, "head_hash": self.head_hash,
+                "head": self.head, "first_bad_seq": self.first_bad_seq, "problem": self.problem,
+                "message": self.message, "details": self.details, "anchors": self.anchors}
+
+
+@dataclass(frozen=True)
+class ExpectedHead:
+    """A head recorded outside the database: the chain must still contain event ``seq`` with
+    ``hash`` (``source`` says where it came from, for messages)."""
+
+    seq: int
+    hash: str
+    source: str = "--expect-head"
+
+
+_HEAD = re.compile(r"^\s*(\d{1,18})\s*:\s*([0-9a-fA-F]{64})\s*$")
+
+
+def parse_head(text_: str, source: str = "--expect-head") -> ExpectedHead:
+    """``SEQ:HASH`` (as printed by ``consentry audit verify``) -> :class:`ExpectedHead`."""
+    m = _HEAD.match(text_ or "")
+    if not m:
+        raise AuditError(f"{source}: expected SEQ:HASH (a number, a colon and 64 hex digits, as printed by "
+                         f"'consentry audit verify'), got {str(text_)[:100]!r}")
+    return ExpectedHead(int(m.group(1)), m.group(2).lower(), source)
+
+
+#: checkpointers registered per database (see :mod:`consentry.review.checkpoints`)
+_checkpointers: "weakref.WeakKeyDictionary[Database, Any]" = weakref.WeakKeyDictionary()
+
+
+def set_checkpointer(db: Database, checkpointer: Any | None) -> None:
+    """Register (or with None remove) the checkpointer of ``db``: it is told about every event
+    appended in its own transaction (``maybe_checkpoint``) and gives ``verify`` its latest head."""
+    if checkpointer is None:
+        _checkpointers.pop(db, None)
+    else:
+        _checkpointers[db] = checkpointer
+
+
+def get_checkpointer(db: Database) -> Any | None:
+    return _checkpointers.get(db)
 
 
 def _clean(data: dict[str, Any] | None) -> dict[str, Any]:
@@ -130,7 +190,14 @@ class AuditLog:
         if session is not None:
             return self._append(session, event_type, actor, data)
         with self.db.session() as s:
-            return self._append(s, event_type, actor, data)
+            rec = self._append(s, event_type, actor, data)
+        cp = _checkpointers.get(self.db)
+        if cp is not None:  # after the commit: a checkpoint only ever names a head that exists
+            try:
+                cp.maybe_checkpoint(rec.seq)
+            except Exception:  # noqa: BLE001 - an anchor failure must never fail the audited action
+                log.exception("audit checkpoint failed")
+        return rec
 
     def _lock_head(self, s: Session) -> AuditHead:
         head_table = AuditHead.__table__
@@ -206,10 +273,22 @@ class AuditLog:
             found = s.scalar(select(AuditEvent.seq).where(AuditEvent.hash == digest))
             return None if found is None else int(found)
 
-    def verify(self) -> VerifyResult:
-        """Walk the chain in seq order; stop at the first problem and say where and what."""
+    def hash_at(self, seq: int) -> str | None:
+        if seq == 0:
+            return GENESIS
+        with self.db.session() as s:
+            return s.scalar(select(AuditEvent.hash).where(AuditEvent.seq == seq))
+
+    def verify(self, expect: list[ExpectedHead] | None = None, *, checkpoints: bool = True) -> VerifyResult:
+        """Walk the chain in seq order; stop at the first problem and say where and what.
+
+        Then check every head in ``expect`` and, with ``checkpoints``, the latest checkpoint of
+        the registered checkpointer: the chain must still reach each and hold the same hash there.
+        """
+        heads = list(expect or [])
+        cp = _checkpointers.get(self.db) if checkpoints else None
         head_seq, head_hash = self.head()
-        res = VerifyResult(ok=True, head_seq=head_seq)
+        res = VerifyResult(ok=True, head_seq=head_seq, head_hash=head_hash)
         expected, prev_hash, prev_seq = 1, GENESIS, 0
 
         def bad(seq: int, problem: str, message: str, **details: Any) -> VerifyResult:
@@ -257,6 +336,30 @@ class AuditLog:
         if head_seq < prev_seq:
             return bad(head_seq + 1, "edited",
                        f"events after #{head_seq} were added without going through the log")
+        if cp is not None:
+            try:
+                anchor = cp.expected_head()
+            except ConsentryError as exc:
+                return bad(prev_seq, "checkpoint", f"the local checkpoint cannot be trusted: {exc}")
+            if anchor is not None:
+                heads.append(anchor)
+        for exp in heads:
+            res.anchors.append({"seq": exp.seq, "hash": exp.hash, "source": exp.source})
+            if exp.seq > prev_seq:
+                what = ("the log is empty" if prev_seq == 0 else f"the log ends at event #{prev_seq}")
+                return bad(prev_seq + 1, "truncated",
+                           f"{what}, but {exp.source} recorded event #{exp.seq}: events #{prev_seq + 1}-#{exp.seq} "
+                           f"(at least) were deleted" + (" (the whole log was wiped)" if prev_seq == 0 else
+                                                         " and the head moved back"),
+                           expected_seq=exp.seq, expected_hash=exp.hash, source=exp.source)
+            found = self.hash_at(exp.seq)
+            if found != exp.hash:
+                return bad(exp.seq, "diverged",
+                           f"event #{exp.seq} does not have the hash {exp.source} recorded: the log was "
+                           f"rewritten at or before #{exp.seq}", expected_hash=exp.hash, found_hash=found,
+                           source=exp.source)
         res.message = f"{res.checked} event(s) verified; the chain is intact"
+        if res.anchors:
+            res.message += f" and contains {len(res.anchors)} recorded head(s)"
         return res
 

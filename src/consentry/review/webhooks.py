@@ -16,6 +16,11 @@ time, rejects timestamps older than its tolerance (replays) and de-duplicates on
 writes it to ``webhook_deliveries`` and delivers it, so a slow or dead sink never blocks or fails
 the request that caused it. Rows are claimed with a conditional UPDATE, so several API workers can
 share the table.
+
+Event types (the ``type`` field and the ``Consentry-Event`` header): ``match.decision``,
+``case.decision`` and ``audit.checkpoint`` (a signed head of the audit chain, see
+:mod:`consentry.review.checkpoints`; its ``data`` is the checkpoint document, which also carries
+its own Ed25519 signature for keeping and re-checking later).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ DELIVERY_HEADER = "Consentry-Delivery"
 EVENT_HEADER = "Consentry-Event"
 MAX_BODY_BYTES = 256 * 1024
 MAX_LOG_ENTRIES = 50
+EVENT_TYPES = ("match.decision", "case.decision", "audit.checkpoint")
 
 
 # ---------------------------------------------------------------------------- signatures
