@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from consentry.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err_console, fail, progress_bar
+from consentry.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err_console, fail, plural, progress_bar, write_result
 from consentry.config import get_settings
 from consentry.errors import ConsentryError
 
@@ -118,9 +118,9 @@ def bank_delete(name: str, yes: bool = typer.Option(False, "--yes", "-y", help="
     if not yes:
         if not sys.stdin.isatty():
             fail("refusing to delete without --yes when not interactive", EXIT_USAGE)
-        typer.confirm(f"Delete bank {name!r} and its {total} entries?", abort=True)
+        typer.confirm(f"Delete bank {name!r} and its {plural(total, 'entry', 'entries')}?", abort=True)
     n = svc.delete_bank(name, actor=_cli_actor())
-    err_console.print(f"deleted bank {name!r} ({n} entries)", highlight=False)
+    err_console.print(f"deleted bank {name!r} ({plural(n, 'entry', 'entries')})", highlight=False)
 
 
 class _CountingReader(io.RawIOBase):
@@ -219,7 +219,7 @@ def bank_export(
         with open(tmp, "wb") as fh:
             n = module.write(records, fh)
         tmp.replace(out)  # never leave a half-written list under the real name
-    err_console.print(f"exported {n} records from {name!r} as {fmt}", highlight=False)
+    err_console.print(f"exported {plural(n, 'record')} from {name!r} as {fmt}", highlight=False)
 
 
 @bank_app.command("add")
@@ -264,7 +264,7 @@ def bank_add(
                     line["warning"] = f"PDQ quality {r.pdq_quality} < 50: kept but not used to match"
             else:
                 failures += 1
-            print(json.dumps(line))
+            write_result(json.dumps(line), progress)
             progress.update(task, advance=1)
     raise typer.Exit(EXIT_FAILED if failures else EXIT_OK)
 
@@ -310,22 +310,28 @@ def match_cmd(
     bank: Optional[List[str]] = typer.Option(None, "--bank", "-b", help="Only these banks (repeatable)."),
     pdq: Optional[List[str]] = typer.Option(None, "--pdq", help="PDQ hash to look up (repeatable)."),
     md5: Optional[List[str]] = typer.Option(None, "--md5", help="MD5 to look up (repeatable)."),
+    sha1: Optional[List[str]] = typer.Option(None, "--sha1", help="SHA-1 to look up (repeatable)."),
     sha256: Optional[List[str]] = typer.Option(None, "--sha256", help="SHA-256 to look up (repeatable)."),
     stdin: bool = typer.Option(False, "--stdin", help="Read queries from stdin: `consentry hash` JSON "
-                                                      "lines or `pdq <hex>` / `md5 <hex>` lines."),
+                                                      "lines or `pdq <hex>` / `md5 <hex>` / `sha1 <hex>` lines."),
     fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl (the only format for now)."),
 ) -> None:
-    """Match files or hashes against the banks; one JSON object per query."""
+    """Match files or hashes against the banks; one JSON object per query.
+
+    Files are matched by MD5, SHA-1, SHA-256 and PDQ (photos) or vPDQ (videos). A photo whose PDQ
+    quality is below 50 is matched by its exact hashes only: a warning on stderr says so.
+    """
     from consentry.banks.matcher import Matcher, QuerySignals, query_from_content, query_from_hash_line
     from consentry.db import open_database
     from consentry.hashing import iter_files
     from consentry.media.content import Content
-    from consentry.signals import get_signal_type
+    from consentry.signals import PDQ_MIN_QUALITY, get_signal_type
+    from consentry.signals.vpdq import usable_unique_frames
 
     if fmt != "jsonl":
         fail("only --format jsonl is supported", EXIT_USAGE)
-    if not (paths or pdq or md5 or sha256 or stdin):
-        fail("give files, --pdq/--md5/--sha256 values or --stdin", EXIT_USAGE)
+    if not (paths or pdq or md5 or sha1 or sha256 or stdin):
+        fail("give files, --pdq/--md5/--sha1/--sha256 values or --stdin", EXIT_USAGE)
     matcher = Matcher(open_database()).load()
     if bank:
         known = {b.name for b in matcher.banks.list_banks()}
@@ -339,6 +345,7 @@ def match_cmd(
         nonlocal failures
         out: dict[str, Any] = {"query": query, "matches": [], "error": error}
         if signals is not None and error is None:
+            _warn_weak_query(query, signals)
             outcome = matcher.match(signals, bank)
             out.update(outcome.to_dict())
         if error:
@@ -362,13 +369,27 @@ def match_cmd(
             q.exact[st] = canonical
         emit({"signal_type": st, "value": canonical if st != "vpdq" else "(frames)"}, q, None)
 
-    for st, values in (("pdq", pdq), ("md5", md5), ("sha256", sha256)):
+    def _warn_weak_query(query: dict[str, Any], signals: QuerySignals) -> None:
+        """Same words as `bank add`: a weak PDQ (or a video with no usable frame) does not match."""
+        what = query.get("path") or (f"line {query['line']}" if query.get("line") else "query")
+        q = signals.pdq_quality
+        if signals.pdq and q is not None and q < PDQ_MIN_QUALITY:
+            err_console.print(f"warning: {what}: PDQ quality {q} < {PDQ_MIN_QUALITY}: not used to match "
+                              "(matched by exact hashes only)", highlight=False, markup=False, soft_wrap=True)
+        if signals.vpdq is not None and len(signals.vpdq) and not usable_unique_frames(signals.vpdq):
+            err_console.print(f"warning: {what}: no vPDQ frame has quality {PDQ_MIN_QUALITY} or more: not used "
+                              "to match (matched by exact hashes only)", highlight=False, markup=False,
+                              soft_wrap=True)
+
+    for st, values in (("pdq", pdq), ("md5", md5), ("sha1", sha1), ("sha256", sha256)):
         for v in values or []:
             value_query(st, v)
     for path in iter_files(paths or []):
         try:
             content = Content.from_path(path, limits)
+            digests = content.digests(("md5", "sha1", "sha256"))  # one pass; query_from_content reuses it
             q = query_from_content(content)
+            q.exact.setdefault("sha1", digests["sha1"])
             emit({"path": str(path), "content_type": content.content_type}, q, None)
         except ConsentryError as exc:
             emit({"path": str(path)}, None, str(exc))
@@ -418,7 +439,7 @@ def _keystore():
 
 @keys_app.command("create")
 def keys_create(
-    role: str = typer.Option(..., "--role", "-r", help="admin, curator, matcher, moderator, auditor or submitter."),
+    role: str = typer.Option(..., "--role", "-r", help="admin, curator, matcher, moderator, auditor, submitter or partner."),
     name: str = typer.Option("", "--name", "-n", help="Who or what the key is for."),
 ) -> None:
     """Create an API key and print it once (it cannot be shown again)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import textwrap
 from enum import Enum
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import List, Optional
 
 import typer
 
-from consentry.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err_console, fail, progress_bar
+from consentry.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err_console, fail, plural, progress_bar, write_result
 from consentry.config import get_settings
 
 
@@ -20,15 +19,32 @@ class AnalyzeFormat(str, Enum):
     text = "text"
 
 
+def _fresh_summary(a) -> str:
+    """The summary sentence, or "" when the verdict, error and evidence lines already say it all
+    (``Edited, with no indication of AI: <the top evidence item>.``)."""
+    from consentry.evidence.assess import VERDICT_LABELS
+
+    text = a.summary.strip()
+    if a.error and a.error.rstrip(".") in text:
+        return ""
+    label = VERDICT_LABELS.get(a.verdict, "")
+    if label and text.startswith(label + ": "):
+        rest = text[len(label) + 2:].rstrip(".")
+        if any(e.summary.strip() and rest.startswith(e.summary.strip().rstrip(".")) for e in a.evidence):
+            return ""
+    return text
+
+
 def _text(a) -> str:
     from consentry.evidence.assess import VERDICT_WORDS
 
-    lines = [f"{a.path}", f"  verdict: {VERDICT_WORDS[a.verdict]}  ({a.verdict})"]
+    words = VERDICT_WORDS[a.verdict]
+    lines = [f"{a.path}", f"  verdict: {words}" + ("" if words == a.verdict else f"  ({a.verdict})")]
     if a.error:
         lines.append(f"  error: {a.error}")
     if a.sha256:
         lines.append(f"  sha256: {a.sha256}")
-    lines += textwrap.wrap(a.summary, 96, initial_indent="  ", subsequent_indent="  ")
+    lines += textwrap.wrap(_fresh_summary(a), 96, initial_indent="  ", subsequent_indent="  ")
     for e in a.evidence:
         lines.append(f"  - [{e.strength}] {e.claim} from {e.source}: {e.summary}")
         lines += [f"      caveat: {c}" for c in e.caveats]
@@ -69,10 +85,9 @@ def analyze_cmd(
             results.append(a)
             failures += not a.ok
             if fmt is AnalyzeFormat.jsonl:
-                sys.stdout.write(json.dumps(a.to_dict(), ensure_ascii=False) + "\n")
+                write_result(json.dumps(a.to_dict(), ensure_ascii=False), progress)
             else:
-                sys.stdout.write(_text(a) + "\n\n")
-            sys.stdout.flush()
+                write_result(_text(a) + "\n\n", progress)
             progress.update(task, advance=1)
     if report is not None and results:
         from consentry.evidence.report import write_report
@@ -83,5 +98,5 @@ def analyze_cmd(
             fail(f"cannot write the report: {exc.strerror or exc}")
         err_console.print(f"report written to {out}", highlight=False)
     if failures:
-        err_console.print(f"{failures} of {len(files)} file(s) could not be analysed", highlight=False)
+        err_console.print(f"{failures} of {plural(len(files), 'file')} could not be analysed", highlight=False)
     raise typer.Exit(EXIT_FAILED if failures else EXIT_OK)

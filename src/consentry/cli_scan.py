@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from consentry.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err_console, fail
+from consentry.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err_console, fail, plural, progress_bar, write_result
 from consentry.config import get_settings
 from consentry.errors import ConsentryError
 
@@ -51,25 +52,30 @@ def scan_cmd(
         fail("--ray-address needs --executor ray", EXIT_USAGE)
     if known_good is not None and not known_good.is_file():
         fail(f"--known-good {known_good}: no such file", EXIT_USAGE)
+    missing = [p for p in paths if not os.path.lexists(p)]
+    if missing:  # before any work: no scan.db, no reports for a typo
+        fail(f"{missing[0]}: no such file or directory"
+             + (f" (and {plural(len(missing) - 1, 'other')})" if len(missing) > 1 else ""), EXIT_USAGE)
     opts = ScanOptions(
         paths=[str(p) for p in paths], out=out, banks=list(bank) if bank else None, known_good=known_good,
         workers=workers, executor=executor.value, ray_address=ray_address, examiner=examiner,
         case_id=case_id, include_thumbnails=include_thumbnails, match=not no_match,
         verify_skipped=verify_skipped, limits=get_settings().limits, evidence=not no_evidence,
     )
-    progress = Progress(
+    progress = progress_bar(
+        err_console,
         TextColumn("scanning"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]} files/s, {task.fields[errors]} errors, {task.fields[skipped]} skipped"),
+        TextColumn("{task.fields[rate]} files/s, {task.fields[errors]}, {task.fields[skipped]} skipped"),
         TimeElapsedColumn(), TimeRemainingColumn(),
-        console=err_console, transient=True, disable=not err_console.is_terminal,
     )
     with progress:
         total = count_inputs(opts.paths) if err_console.is_terminal else None
-        task = progress.add_task("scan", total=total, rate="0.0", errors=0, skipped=0)
+        task = progress.add_task("scan", total=total, rate="0.0", errors=plural(0, "error"), skipped=0)
 
         def update(p) -> None:
             rate = p.results / p.elapsed if p.elapsed > 0 else 0.0
-            progress.update(task, completed=p.done, rate=f"{rate:.1f}", errors=p.errors, skipped=p.skipped)
+            progress.update(task, completed=p.done, rate=f"{rate:.1f}", errors=plural(p.errors, "error"),
+                            skipped=p.skipped)
 
         try:
             summary = run_scan(opts, update, total)
@@ -78,12 +84,14 @@ def scan_cmd(
             fail(str(exc), EXIT_USAGE if "bank" in str(exc) or "--out" in str(exc) else EXIT_FAILED)
     c = summary.counts
     echo = err_console.print
-    echo(f"scanned {summary.scanned} file(s) in {summary.elapsed:.1f} s ({summary.files_per_second:.1f} files/s); "
-         f"skipped {summary.skipped} already done; {summary.errors} error(s) in this run", highlight=False)
-    echo(f"{c['content']} files and archive members in {summary.out}: {c['matched']} matched, "
-         f"{c['with_ai_evidence']} with AI evidence, {c['known_good']} known good, "
-         f"{c['duplicate_stacks']} duplicate stacks, {c['near_duplicate_groups']} near-duplicate groups, "
-         f"{c['errors']} errors ({summary.matching})", highlight=False, markup=False)
+    echo(f"scanned {plural(summary.scanned, 'file')} in {summary.elapsed:.1f} s "
+         f"({summary.files_per_second:.1f} files/s); skipped {summary.skipped} already done; "
+         f"{plural(summary.errors, 'error')} in this run", highlight=False)
+    echo(f"{plural(c['content'], 'file or archive member', 'files and archive members')} in {summary.out}: "
+         f"{c['matched']} matched, {c['with_ai_evidence']} with AI evidence, {c['known_good']} known good, "
+         f"{plural(c['duplicate_stacks'], 'duplicate stack')}, "
+         f"{plural(c['near_duplicate_groups'], 'near-duplicate group')}, "
+         f"{plural(c['errors'], 'error')} ({summary.matching})", highlight=False, markup=False)
     for name, p in summary.reports.items():
-        print(p)
+        write_result(str(p))
     raise typer.Exit(EXIT_FAILED if c["errors"] else EXIT_OK)

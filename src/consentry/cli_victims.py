@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import typer
 
-from consentry.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err_console, fail
+from consentry.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err_console, fail, plural
 from consentry.config import get_settings
 from consentry.errors import ConsentryError
 
@@ -56,7 +56,7 @@ def victim_hash(
         sys.stdout.write(text)
     else:
         out.write_text(text)
-    _say(f"{len(doc['items'])} of {len(files)} file(s) hashed" + (f"; written to {out}" if out else "")
+    _say(f"{len(doc['items'])} of {plural(len(files), 'file')} hashed" + (f"; written to {out}" if out else "")
          + ". Only hashes: no images or file names.")
     raise typer.Exit(EXIT_FAILED if failed or not doc["items"] else EXIT_OK)
 
@@ -135,7 +135,7 @@ def _store():
 def exchange_add(
     type_: str = typer.Option(..., "--type", help="consentry-hub"),
     url: str = typer.Option(..., "--url", help="The hub's base URL."),
-    key: Optional[str] = typer.Option(None, "--key", help="API key (a matcher key on the hub)."),
+    key: Optional[str] = typer.Option(None, "--key", help="API key (a partner key on the hub: consentry keys create --role partner)."),
     key_stdin: bool = typer.Option(False, "--key-stdin", help="Read the key from stdin instead."),
     name: Optional[str] = typer.Option(None, "--name", help="Name (default: from the URL's host)."),
     bank: Optional[str] = typer.Option(None, "--bank", help="Target bank (default: the exchange name)."),

@@ -1,0 +1,98 @@
+"""A short example under every command's ``--help`` (as the epilog, kept as written).
+
+Commands are looked up by their path (``"bank import"``); :func:`add_examples` is run once every
+command is registered. A command whose own help already has an ``Example`` keeps it. A new command
+needs an entry here: ``tests/test_cli_output.py`` checks that every command shows one.
+"""
+
+from __future__ import annotations
+
+EXAMPLES: dict[str, list[str]] = {
+    "hash": ["consentry hash photos/ clip.mp4 > hashes.jsonl",
+             "consentry hash --format table --workers 2 photos/"],
+    "match": ["consentry match photo.jpg --bank victims",
+              "consentry match --pdq <hex> --sha1 <hex>",
+              "consentry hash photos/ | consentry match --stdin"],
+    "analyze": ["consentry analyze --format text photos/",
+                "consentry analyze photo.jpg --report report.html"],
+    "scan": ['consentry scan /evidence/device1 /evidence/export.zip --out case-42/ --examiner "J. Doe"'],
+    "serve": ["consentry serve --host 0.0.0.0 --port 8000 --workers 2"],
+    "version": ["consentry version"],
+    "bank create": ['consentry bank create victims --kind ncii --threshold pdq=31 --description "helpline"'],
+    "bank list": ["consentry bank list --format json"],
+    "bank show": ["consentry bank show victims --entries 10"],
+    "bank delete": ["consentry bank delete old-list --yes"],
+    "bank import": ["consentry bank import victims stopncii-fetch.json --format stopncii",
+                    "cat list.txt | consentry bank import victims - --errors-out bad.jsonl"],
+    "bank export": ["consentry bank export victims --format te --out victims.txt"],
+    "bank add": ["consentry bank add victims photo.jpg clip.mp4 --tag confirmed"],
+    "bank withdraw": ["consentry bank withdraw victims --pdq <hex>",
+                      "consentry bank withdraw victims --entry 42"],
+    "bank disable": ["consentry bank disable victims --entry 42"],
+    "bank enable": ["consentry bank enable victims --entry 42"],
+    "db upgrade": ["consentry db upgrade"],
+    "keys create": ['consentry keys create --role matcher --name "upload path"'],
+    "keys list": ["consentry keys list"],
+    "keys revoke": ["consentry keys revoke 3"],
+    "victim hash": ["consentry victim hash photo.jpg clip.mp4 --out hashes.json"],
+    "victim submit": ["consentry victim submit hashes.json --hub https://hub.example.org --adult"],
+    "victim status": ["consentry victim status CASE-NUMBER --hub https://hub.example.org"],
+    "victim withdraw": ["consentry victim withdraw CASE-NUMBER --hub https://hub.example.org"],
+    "exchange add": ["consentry exchange add --type consentry-hub --url https://hub.example.org --key-stdin"],
+    "exchange list": ["consentry exchange list"],
+    "exchange remove": ["consentry exchange remove consentry-hub-hub.example.org"],
+    "exchange pull": ["consentry exchange pull"],
+    "exchange feedback": ["consentry exchange feedback consentry-hub-hub.example.org --status blocked --pdq <hex>"],
+    "users create": ["consentry users create alice --role moderator"],
+    "users list": ["consentry users list --format json"],
+    "users disable": ["consentry users disable alice",
+                      "consentry users disable alice --enable"],
+    "cases list": ["consentry cases list --queue default --status open --status escalated"],
+    "rules check": ["consentry rules check rules.yaml"],
+    "rules test": ["consentry rules test rules.yaml --input sample.json"],
+    "audit verify": ["consentry audit verify --expect-head SEQ:HASH"],
+    "audit checkpoint": ["consentry audit checkpoint"],
+    "audit list": ["consentry audit list --type bank.create --limit 20"],
+    "vault init": ["consentry vault init"],
+    "vault purge": ["consentry vault purge"],
+    "vault list": ["consentry vault list --all"],
+    "vault hold": ['consentry vault hold ITEM-ID --reason "court order 2024/17"'],
+    "webhooks deliveries": ["consentry webhooks deliveries --status failed"],
+}
+
+
+def epilog(lines: list[str]) -> str:
+    """``Example:`` and the command lines, one a line: Typer's Rich help keeps an epilog's line
+    breaks (and ``python -m consentry CMD --help`` shows it below the options)."""
+    return "Example" + ("s" if len(lines) > 1 else "") + ":\n\n" + "\n".join("  " + line for line in lines)
+
+
+def command_paths(app, prefix: str = ""):
+    """``(path, CommandInfo)`` for every command of a Typer app and its groups."""
+    for info in app.registered_commands:
+        name = info.name or info.callback.__name__.replace("_", "-")
+        yield (prefix + name, info)
+    for group in app.registered_groups:
+        yield from command_paths(group.typer_instance, prefix + (group.name or "") + " ")
+
+
+def reflow(doc: str) -> str:
+    """A docstring with each paragraph on one line, as click shows help (Typer's Rich help keeps
+    the source's line breaks and wraps again around them: ragged lines). A paragraph that starts
+    with ``\\b`` is kept as written."""
+    import inspect
+
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(p.split("\n")) for p in paragraphs)
+
+
+def add_examples(app) -> None:
+    """Give every command its example and a help text without ragged line breaks."""
+    for path, info in command_paths(app):
+        doc = info.callback.__doc__ if info.callback else None
+        if info.help is None and doc:
+            info.help = reflow(doc)
+        lines = EXAMPLES.get(path)
+        own = (info.help or "") + (doc or "") + (info.epilog or "")
+        if lines and "Example" not in own:
+            info.epilog = epilog(lines)
