@@ -96,7 +96,7 @@ def world(tmp_path):
     out = Path(os.environ.get("CONSENTRY_TEST_OUTPUT") or tmp_path / "screenshots")
     out.mkdir(parents=True, exist_ok=True)
     try:
-        yield {"base": base, "db": db, "cases": seeded, "key": key, "out": out}
+        yield {"base": base, "db": db, "cases": seeded, "key": key, "out": out, "case_service": cases}
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -141,6 +141,10 @@ def test_review_flow_in_chromium(world):
             page.fill("#password", "not the password")
             page.click("#login-submit")
             assert page.locator("p.error").is_visible()
+            assert page.input_value("#username") == "alice"  # kept; only the password is cleared
+            assert page.input_value("#password") == ""
+            assert page.evaluate("() => document.activeElement.id") == "password"
+            page.screenshot(path=str(out / "login_failed.png"), full_page=True)
 
             _login(page, base, "alice")
             cookie = next(c for c in context.cookies() if c["name"] == "consentry_session")
@@ -187,32 +191,78 @@ def test_review_flow_in_chromium(world):
             # the reveal fades back by itself
             page.wait_for_function(f"() => ({FILTER})().includes('blur')", timeout=8000)
 
-            # confirm into a normal bank → the next match finds it
+            # confirm into a normal bank → the next match finds it. Nothing matched this case, so
+            # no bank is preselected: `c` asks for one first
             assert _match(world, pdq_a) == []
+            assert page.input_value("#confirm-bank") == ""
+            page.keyboard.press("c")
+            assert page.locator("#confirm-need-bank").is_visible()
+            assert not page.locator("#confirm-step").is_visible()
             page.select_option("#confirm-bank", "known")
-            page.click("#confirm")
-            page.wait_for_url("**/console/queue?done=confirmed")
+            page.evaluate("() => document.activeElement.blur()")
+            page.keyboard.press("c")  # opens the confirm step, showing the bank; nothing is sent yet
+            assert page.locator("#confirm-step").is_visible()
+            assert page.locator("#confirm-step-bank").inner_text() == "known"
+            assert "/console/cases/" in page.url and _match(world, pdq_a) == []
+            page.screenshot(path=str(out / "confirm_step.png"), full_page=True)
+            page.keyboard.press("Escape")  # cancel
+            assert not page.locator("#confirm-step").is_visible()
+            page.click("#confirm")  # the button opens the same step
+            assert page.locator("#confirm-step").is_visible()
+            page.keyboard.press("Enter")  # and Enter commits
+            page.wait_for_url("**/console/queue?done=confirmed*")
             hits = _match(world, pdq_a)
             assert [(h["bank"], h["distance"]) for h in hits] == [("known", 0)]
+
+            # undo (u) within the window: the entries are withdrawn and the case reopens
+            assert page.locator("#undo-form").is_visible()
+            assert f"case #{seeded['a'].id} into bank known" in page.locator("#undo-form").inner_text()
+            page.screenshot(path=str(out / "queue_undo.png"), full_page=True)
+            page.keyboard.press("u")
+            page.wait_for_url(f"**/console/cases/{seeded['a'].id}?done=undone")
+            assert _match(world, pdq_a) == []
+            assert page.locator("#case-status").inner_text() == "claimed"
+            # confirm again, with the keyboard only: c, then c again
+            page.select_option("#confirm-bank", "known")
+            page.evaluate("() => document.activeElement.blur()")
+            page.keyboard.press("c")
+            assert page.locator("#confirm-step").is_visible()
+            page.keyboard.press("c")
+            page.wait_for_url("**/console/queue?done=confirmed*")
+            assert [h["bank"] for h in _match(world, pdq_a)] == ["known"]
+            kinds = [e.event_type for e in AuditLog(db).list(limit=1000) if e.event_type.startswith("decision")]
+            assert kinds == ["decision", "decision.undone", "decision"]
 
             # four-eyes: alice's confirm into the shared bank waits, and matches nothing yet
             page.goto(base + f"/console/cases/{seeded['b'].id}")
             page.select_option("#confirm-bank", "partners")
+            page.fill("#confirm-note", "same picture as the report")
             page.click("#confirm")
-            page.wait_for_url("**/console/queue?done=pending")
+            assert "second reviewer" in page.locator("#confirm-step").inner_text()
+            page.click("#confirm-commit")
+            page.wait_for_url("**/console/queue?done=pending*")
             assert _match(world, pdq_b) == []
             assert page.locator("#approvals").count() == 0  # not offered to the first reviewer
             page.goto(base + f"/console/cases/{seeded['b'].id}")
             assert page.locator("#approve").count() == 0
+            shortcuts = page.locator("#shortcuts").inner_text()
+            assert "confirm" not in shortcuts and "dismiss" not in shortcuts and "escalate" not in shortcuts
+            page.keyboard.press("c")  # does nothing on a case waiting for a second review
+            assert "/console/cases/" in page.url and page.locator("#confirm-step").count() == 0
 
             # keyboard shortcut: e escalates case C
             page.goto(base + f"/console/cases/{seeded['c'].id}")
             page.keyboard.press("e")
-            page.wait_for_url("**/console/queue?done=escalated")
+            page.wait_for_url("**/console/queue?done=escalated*")
             _logout(page)
 
             # bob approves → applied, and the match finds it
             _login(page, base, "bob")
+            assert "same picture as the report" in page.locator("#approvals").inner_text()
+            page.goto(base + f"/console/cases/{seeded['b'].id}")
+            assert "same picture as the report" in page.locator("#first-reviewer-note").inner_text()
+            page.screenshot(path=str(out / "second_review.png"), full_page=True)
+            page.goto(base + "/console/queue")
             approve = page.locator("#approvals tr[data-decision] button.approve")
             assert approve.count() == 1
             approve.click()
@@ -232,6 +282,30 @@ def test_review_flow_in_chromium(world):
             kinds = set(page.locator("#audit tbody tr").evaluate_all("rs => rs.map(r => r.dataset.event)"))
             assert {"login.ok", "login.failed", "reveal", "decision", "decision.approved"} <= kinds
             assert context.request.get(base + "/console/queue").status == 403
+            page.goto(base + "/console/banks/known?status=active")  # was a 500 for every bank
+            assert page.locator("#entries tbody tr").count() >= 1
+            page.screenshot(path=str(out / "bank.png"), full_page=True)
+
+            # a phone-sized window: the case view, its confirm step and the queue stay usable
+            phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1)
+            mobile = phone.new_page()
+            try:
+                d = world["case_service"].submit(ItemInput(media=encode(scene(seed=24), "PNG")), uploader_id="acct-d")
+                _login(mobile, base, "bob")
+                mobile.goto(base + f"/console/cases/{d.id}")
+                mobile.wait_for_function("() => document.querySelector('.media-frame img.media').naturalWidth > 0")
+                mobile.screenshot(path=str(out / "phone_case.png"), full_page=True)
+                mobile.select_option("#confirm-bank", "known")
+                mobile.click("#confirm")
+                assert mobile.locator("#confirm-step").is_visible()
+                assert mobile.evaluate("() => document.documentElement.scrollWidth") <= 390
+                mobile.screenshot(path=str(out / "phone_confirm_step.png"), full_page=True)
+                mobile.keyboard.press("Enter")
+                mobile.wait_for_url("**/console/queue?done=confirmed*")
+                assert mobile.locator("#undo-form").is_visible()
+                mobile.screenshot(path=str(out / "phone_queue_undo.png"), full_page=True)
+            finally:
+                phone.close()
         finally:
             context.close()
             browser.close()

@@ -128,7 +128,9 @@ def test_login_csrf_throttle_and_logout(app, db, users):
     from consentry.review.audit import AuditLog
 
     kinds = [e.event_type for e in AuditLog(db).list(limit=1000)]
-    assert kinds.count("login.failed") == 6 and "login.ok" in kinds and "logout" in kinds
+    # failures are aggregated: one login.failed per name per window, the lock itself, a summary later
+    assert kinds.count("login.failed") == 1 and kinds.count("login.locked") == 1
+    assert "login.ok" in kinds and "logout" in kinds
 
 
 def test_decisions_need_csrf_and_break_prompt_shows_at_budget(app, db, users):
@@ -155,7 +157,7 @@ def test_decisions_need_csrf_and_break_prompt_shows_at_budget(app, db, users):
     r = c.post(f"/console/cases/{case.id}/decide", data={"kind": "confirm", "bank": "nope", "csrf_token": csrf})
     assert r.status_code == 404 and "no bank named" in r.text  # re-rendered page with the error
     r = c.post(f"/console/cases/{case.id}/decide", data={"kind": "confirm", "bank": "known", "csrf_token": csrf})
-    assert r.status_code == 303 and r.headers["location"].endswith("done=confirmed")
+    assert r.status_code == 303 and "done=confirmed" in r.headers["location"]
     m = c.get("/v1/match", params={"signal_type": "pdq", "value": case.items[0].pdq},
               headers={"Authorization": "Bearer " + KeyStore(db).create("matcher")[0]})
     assert [x["bank"] for x in m.json()["matches"]] == ["known"]

@@ -220,9 +220,10 @@ def test_analyze_route_returns_the_assessment(tmp_path):
         assert any(e["strength"] == "proof" for e in body["evidence"])
         r = c.post("/v1/analyze", files={"file": ("x.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 50, "image/png")},
                    headers={"Authorization": f"Bearer {key}"})
-        # a broken picture is analysed as far as it goes: the error is in the body, not a crash
-        assert r.status_code == 200, r.text
-        assert r.json()["error"] and r.json()["verdict"] == "inconclusive"
+        # a picture with nothing readable is a 422 problem, as on POST /v1/match and /v1/hash
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["type"].endswith("/bad-media") and "Traceback" not in r.text
     db.dispose()
 
 

@@ -15,7 +15,7 @@ from consentry.banks.matcher import Matcher, QuerySignals
 from consentry.banks.service import BankService
 from consentry.config import Settings
 from consentry.db.models import utcnow
-from consentry.db.models_review import Case, ConsoleSession, User
+from consentry.db.models_review import Case, CaseItem, ConsoleSession, User
 from consentry.review.audit import AuditLog
 from consentry.review.cases import CaseConflict, CaseError, CaseNotFound, CaseService, ItemInput
 from consentry.review.exposure import ExposureLog
@@ -324,3 +324,57 @@ def test_users_and_cases_commands(tmp_path, monkeypatch):
         assert r.exit_code == 2 and "unknown status" in r.output
     finally:
         set_settings(None)
+
+
+def test_undo_pending_and_escalated_decisions(db, cases):
+    from consentry.review.cases import UNDO_SECONDS
+
+    shared = cases.submit(ItemInput(media=png(91)), uploader_id="acct-u1", priority=30)
+    d = cases.decide(shared.id, "alice", "confirm", bank="partners", note="n1")
+    assert cases.undoable(d.id, "alice") > UNDO_SECONDS - 5 and cases.undoable(d.id, "bob") == 0
+    u = cases.undo(d.id, "alice")
+    assert u.status == "undone" and u.result["withdrawn"] == []  # nothing had been written
+    assert cases.pending_approvals() == [] and cases.get(shared.id).status == "open"
+    with pytest.raises(CaseConflict):
+        cases.approve(d.id, "bob")  # an undone decision cannot be approved any more
+
+    esc = cases.submit(ItemInput(media=png(92)), uploader_id="acct-u2", priority=30)
+    d = cases.decide(esc.id, "alice", "escalate")
+    assert cases.get(esc.id).priority == 80
+    cases.undo(d.id, "alice")
+    back = cases.get(esc.id)
+    assert (back.status, back.priority) == ("open", 30)
+    # an approved addition can no longer be undone by the first reviewer
+    appr = cases.submit(ItemInput(media=png(93)), uploader_id="acct-u3")
+    d = cases.decide(appr.id, "alice", "confirm", bank="partners")
+    cases.approve(d.id, "bob")
+    assert cases.undoable(d.id, "alice") == 0
+    with pytest.raises(CaseConflict, match="cannot be undone"):
+        cases.undo(d.id, "alice")
+    assert [e.event_type for e in _events(db, "decision.undone")] == ["decision.undone"] * 2
+
+
+def test_enqueue_handler_hashes_the_upload_even_when_preserved(db, banks, tmp_path):
+    import hashlib
+
+    from consentry.policy.runtime import EnqueueRequest
+    from consentry.review.vault import Vault
+
+    vault = Vault.from_settings(Settings(home=tmp_path).with_(
+        vault_key=base64.b64encode(b"k" * 32).decode()), db)
+    data = encode(scene(seed=94), "JPEG")
+    vid = vault.put(data, reason="rules: block-known-abuse", content_type="image/jpeg", actor="rules")
+    svc = CaseService(db, banks, vault=vault)
+    req = EnqueueRequest("known-abuse", 90, "block-known-abuse", {}, {"sha256": None, "pdq": None},
+                         [{"bank": "known", "bank_kind": "ncii"}], [], "acct-e", None, vid, data, "photo")
+    case = svc.enqueue_handler()(req)
+    (item,) = svc.get(case.id).items
+    assert (item.media_type, item.content_type) == ("image/jpeg", "photo")
+    assert item.md5 == hashlib.md5(data).hexdigest() and item.sha256 == hashlib.sha256(data).hexdigest()
+    assert item.vault_item_id == vid and len(vault.list()) == 1
+    assert svc.preview(item.id)[:3] == b"\xff\xd8\xff"
+    assert svc.media(item.id) == (data, "image/jpeg")
+    # an item stored earlier without its media type is still served as what its bytes are
+    with db.session() as s:
+        s.execute(update(CaseItem).where(CaseItem.id == item.id).values(media_type=None))
+    assert svc.media(item.id)[1] == "image/jpeg"

@@ -42,6 +42,15 @@ VERDICT_WORDS = {
     "no_indicators_found": "no indicators found",
     "inconclusive": "inconclusive",
 }
+#: The same words as a heading or at the start of a sentence ("AI" stays upper case: never
+#: ``.capitalize()``, which gives "Ai-generated").
+VERDICT_LABELS = {
+    "ai_generated": "AI-generated",
+    "ai_edited": "Edited with AI",
+    "edited_no_ai_indicated": "Edited, with no indication of AI",
+    "no_indicators_found": "No indicators found",
+    "inconclusive": "Inconclusive",
+}
 
 
 @dataclass
@@ -110,7 +119,7 @@ def decide(evidence: list[Evidence]) -> tuple[str, str]:
         verdict = top.claim
         others = len(firm_ai) - 1
         extra = f" ({others} more indicator{'s' if others != 1 else ''} agree{'s' if others == 1 else ''})" if others else ""
-        return verdict, f"{VERDICT_WORDS[verdict].capitalize()}: {top.summary.rstrip('.')}{extra}."
+        return verdict, f"{VERDICT_LABELS[verdict]}: {top.summary.rstrip('.')}{extra}."
     if ai:
         top = best(ai)
         assert top is not None

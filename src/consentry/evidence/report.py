@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from PIL import Image
 
 from consentry.config import MediaLimits
-from consentry.evidence.assess import VERDICT_WORDS, Assessment
+from consentry.evidence.assess import VERDICT_LABELS, Assessment
 from consentry.media.thumbnail import thumbnail_jpeg
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -56,7 +56,7 @@ def render_html(assessment: Assessment, *, image: Image.Image | None = None, sho
         for e in assessment.evidence
     ]
     return _env.get_template("report.html").render(
-        a=assessment, verdict_words=VERDICT_WORDS[assessment.verdict], items=items, thumb=thumb,
+        a=assessment, verdict_label=VERDICT_LABELS[assessment.verdict], items=items, thumb=thumb,
         show_image=show_image,
     )
 

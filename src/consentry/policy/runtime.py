@@ -89,9 +89,12 @@ class PolicyRuntime:
         out = Applied()
         if decision.preserve and self.vault is not None and content:
             try:
+                from consentry.media.sniff import SNIFF_BYTES, sniff
+
+                # the vault records the media type (image/jpeg, ...), not the kind (photo/video)
                 out.vault_item_id = self.vault.put(
                     content, reason="rules: " + ", ".join(decision.fired), retain_days=decision.retain_days,
-                    content_type=content_type, actor="rules")
+                    content_type=sniff(content[:SNIFF_BYTES]).mime, actor="rules")
             except Exception as exc:  # noqa: BLE001
                 log.exception("preserve failed")
                 out.errors.append(f"preserve: {exc}")

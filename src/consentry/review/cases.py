@@ -30,12 +30,13 @@ from consentry.config import MediaLimits
 from consentry.db.models import utcnow
 from consentry.db.models_review import CASE_STATUSES, Case, CaseItem, Decision  # noqa: F401
 from consentry.db.session import Database
-from consentry.errors import ConsentryError
+from consentry.errors import ConsentryError, article
 from consentry.review.audit import AuditLog
 
 OPEN_STATUSES = ("open", "claimed", "escalated", "pending_approval")
 SENIOR_ROLES = ("curator", "admin")  # may decide escalated cases
 MAX_ITEMS_PER_CASE = 500
+UNDO_SECONDS = 30  # a reviewer may take a decision back this long after making it
 MAX_JSON_ITEMS = 200  # matches / evidence kept per item
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -112,7 +113,7 @@ class ItemInfo:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "sha256": self.sha256, "md5": self.md5, "pdq": self.pdq,
                 "pdq_quality": self.pdq_quality, "content_type": self.content_type,
-                "matches": self.matches, "evidence": self.evidence, "has_media": self.has_media,
+                "media_type": self.media_type, "matches": self.matches, "evidence": self.evidence, "has_media": self.has_media,
                 "added_at": _iso(self.added_at)}
 
 
@@ -208,6 +209,16 @@ def _case_info(c: Case, item_count: int = 0, items: Sequence[CaseItem] = (),
                     [_decision_info(d) for d in decisions])
 
 
+def _add_note(existing: str | None, note: str) -> str:
+    """Append ``note`` as a line unless the case already says it (a rule that fires for every
+    item of an uploader must not repeat "rule X" once per item)."""
+    existing = existing or ""
+    note = (note or "").strip()[:4000]
+    if not note or note in existing.split("\n"):
+        return existing
+    return ((existing + "\n") if existing else "") + note
+
+
 def _json_list(value: Any, what: str) -> list[dict[str, Any]]:
     if value is None:
         return []
@@ -237,14 +248,25 @@ class CaseService:
                 pdq=q.get("pdq") or (q.get("value") if q.get("signal_type") == "pdq" else None),
                 pdq_quality=q.get("pdq_quality"), content_type=req.content_type or q.get("content_type") or "photo",
                 matches=list(req.matches), evidence=list(req.evidence),
-                media=req.content if req.vault_item_id is None else None, vault_item_id=req.vault_item_id,
+                # the upload is always hashed here (real media type, MD5, SHA-256), even when a
+                # ``preserve`` action already stored it: _create does not store it twice
+                media=req.content or None, vault_item_id=req.vault_item_id,
             )
             if q.get("signal_type") == "md5" and not item.md5:
                 item.md5 = q.get("value")
             if q.get("signal_type") == "sha256" and not item.sha256:
                 item.sha256 = q.get("value")
-            return self.create_from_action({"queue": req.queue, "priority": req.priority, "rule": req.rule},
-                                           item, uploader_id=req.uploader_id)
+            action = {"queue": req.queue, "priority": req.priority, "rule": req.rule}
+            try:
+                return self.create_from_action(action, item, uploader_id=req.uploader_id)
+            except CaseError:
+                if item.media is None:
+                    raise
+                # bytes the matcher could read but the case service cannot: open the case on the
+                # match's own hashes rather than lose it
+                item.media = None
+                item.content_type = item.content_type if item.content_type in ("photo", "video") else "file"
+                return self.create_from_action(action, item, uploader_id=req.uploader_id)
         return handle
 
     def create_from_action(self, action: dict[str, Any], item: ItemInput, *, uploader_id: str | None = None,
@@ -337,8 +359,7 @@ class CaseService:
                 if priority > c.priority:  # a more urgent content makes the whole case more urgent
                     c.priority = priority
                     c.sla_due_at = min(_aware(c.sla_due_at), now + timedelta(hours=sla_hours_for(priority)))
-                if note:
-                    c.note = ((c.note + "\n") if c.note else "") + note[:4000]
+                c.note = _add_note(c.note, note)
                 c.updated_at = now
             same = None
             if item.sha256:
@@ -395,25 +416,37 @@ class CaseService:
                 raise CaseNotFound(f"no case item {item_id}")
             return _item_info(i)
 
-    def media(self, item_id: int) -> tuple[bytes, str]:
-        """The vaulted bytes of an item and a safe media type to serve them with."""
+    def _vaulted(self, item_id: int) -> tuple[bytes, Any]:
+        """The decrypted bytes of an item and what their magic bytes say they are."""
+        from consentry.media.sniff import SNIFF_BYTES, sniff
+
         info = self.item(item_id)
         if info.vault_item_id is None or self.vault is None:
             raise CaseNotFound("no media kept for this item (the evidence vault is off or it was not stored)")
         data = self.vault.get(info.vault_item_id)
-        mime = info.media_type if info.media_type in SAFE_MEDIA_TYPES else "application/octet-stream"
+        return data, sniff(data[:SNIFF_BYTES])
+
+    def media(self, item_id: int) -> tuple[bytes, str]:
+        """The vaulted bytes of an item and a safe media type to serve them with (from the bytes
+        themselves, so an item stored without its media type is still served as what it is)."""
+        data, sniffed = self._vaulted(item_id)
+        mime = sniffed.mime if sniffed.mime in SAFE_MEDIA_TYPES else "application/octet-stream"
         return data, mime
 
     def preview(self, item_id: int, side: int = 480) -> bytes:
         """A blurred, greyscale JPEG of an item's photo, made on the server: what the console shows
         until a reviewer reveals the item (the clear bytes never reach the browser before that)."""
         from consentry.media.image import load_image
+        from consentry.media.sniff import PHOTO
         from consentry.media.thumbnail import thumbnail_jpeg
 
-        data, mime = self.media(item_id)
-        if not mime.startswith("image/"):
+        data, sniffed = self._vaulted(item_id)
+        if sniffed.content_type != PHOTO:
             raise CaseNotFound("no preview for this item (not a photo)")
-        return thumbnail_jpeg(load_image(data, self.limits), side, blurred=True, quality=60)
+        try:
+            return thumbnail_jpeg(load_image(data, self.limits), side, blurred=True, quality=60)
+        except ConsentryError as exc:  # corrupt or unreadable bytes
+            raise CaseNotFound(f"no preview for this item: {exc}") from None
 
     def pending_approvals(self, *, exclude_reviewer: str | None = None, limit: int = 100) -> list[DecisionInfo]:
         with self.db.session() as s:
@@ -482,7 +515,8 @@ class CaseService:
         elif kind == "dismiss" and bank:
             target = self.banks.get_bank(bank)
             if target.kind != "allow":
-                raise CaseError(f"dismiss can only add to an allow bank; {bank!r} is a {target.kind} bank")
+                raise CaseError(f"dismiss can only add to an allow bank; {bank!r} is "
+                                f"{article(target.kind)} {target.kind} bank")
         elif kind == "escalate":
             bank = None
         now = utcnow()
@@ -503,6 +537,7 @@ class CaseService:
                          created_at=now, result={})
             if kind == "escalate":
                 d.status, d.applied_at = "applied", now
+                d.result = {"previous_status": c.status, "previous_priority": c.priority}
                 c.status = "escalated"
                 c.priority = max(c.priority, 80)
                 c.claimed_by = c.claimed_at = c.claim_expires_at = None
@@ -555,6 +590,77 @@ class CaseService:
                          {"case_id": d.case_id, "decision_id": d.id, "first_reviewer": d.reviewer}, session=s)
             return _decision_info(d)
 
+    def decision(self, decision_id: int) -> DecisionInfo:
+        with self.db.session() as s:
+            d = s.get(Decision, decision_id)
+            if d is None:
+                raise CaseNotFound(f"no decision {decision_id}")
+            return _decision_info(d)
+
+    def undoable(self, decision_id: int, reviewer: str, now: datetime | None = None) -> float:
+        """Seconds left to undo a decision (0 when it cannot be undone by ``reviewer``)."""
+        now = now or utcnow()
+        with self.db.session() as s:
+            d = s.get(Decision, decision_id)
+            if d is None or d.reviewer != reviewer or d.status not in ("applied", "pending_second_review") \
+                    or d.second_reviewer:
+                return 0.0
+            later = s.scalar(select(func.count()).select_from(Decision)
+                             .where(Decision.case_id == d.case_id, Decision.id > d.id)) or 0
+            if later:
+                return 0.0
+            left = UNDO_SECONDS - (now - _aware(d.created_at)).total_seconds()
+            return max(0.0, left)
+
+    def undo(self, decision_id: int, reviewer: str, *, note: str = "", now: datetime | None = None) -> DecisionInfo:
+        """Take back one's own decision within :data:`UNDO_SECONDS`: the decision is marked
+        ``undone``, every bank entry it created is withdrawn (so the next match no longer finds it)
+        and the case is reopened. Audited as ``decision.undone``."""
+        now = now or utcnow()
+        with self.db.session() as s:
+            q = select(Decision).where(Decision.id == decision_id)
+            if self.db.dialect == "postgresql":
+                q = q.with_for_update()
+            d = s.scalar(q)
+            if d is None:
+                raise CaseNotFound(f"no decision {decision_id}")
+            if d.reviewer != reviewer:
+                raise CaseConflict("only the reviewer who made a decision can undo it")
+            if d.status not in ("applied", "pending_second_review") or d.second_reviewer:
+                raise CaseConflict(f"decision {decision_id} cannot be undone ({d.status}"
+                                   f"{', approved by ' + d.second_reviewer if d.second_reviewer else ''})")
+            if (now - _aware(d.created_at)).total_seconds() > UNDO_SECONDS:
+                raise CaseConflict(f"the undo window ({UNDO_SECONDS} s) has passed; "
+                                   "ask a curator to withdraw the entries instead")
+            later = s.scalar(select(func.count()).select_from(Decision)
+                             .where(Decision.case_id == d.case_id, Decision.id > d.id)) or 0
+            if later:
+                raise CaseConflict(f"case {d.case_id} has a later decision; this one can no longer be undone")
+            c = self._locked(s, d.case_id)
+            result = dict(d.result or {})
+            withdrawn: list[int] = []
+            for entry_id in result.get("created", []) if d.status == "applied" and d.bank else []:
+                try:
+                    self.banks.set_status(d.bank, "withdrawn", entry_id=int(entry_id),
+                                          actor=f"reviewer:{reviewer} (undo)")
+                    withdrawn.append(int(entry_id))
+                except NotFound:  # the bank or entry went away meanwhile: nothing left to withdraw
+                    continue
+            if d.kind == "escalate":
+                c.priority = int(result.get("previous_priority", c.priority))
+            result.update({"undone_at": _iso(now), "withdrawn": withdrawn, "status_before_undo": d.status})
+            d.result = result
+            d.status = "undone"
+            if note:
+                d.note = ((d.note + "\n") if d.note else "") + f"[undo] {note[:2000]}"
+            c.status, c.decided_at, c.updated_at = "open", None, now
+            c.claimed_by = c.claimed_at = c.claim_expires_at = None
+            s.flush()
+            AuditLog(self.db).record("decision.undone", reviewer,
+                                     {"case_id": d.case_id, "decision_id": d.id, "kind": d.kind, "bank": d.bank,
+                                      "withdrawn": withdrawn}, session=s)
+            return _decision_info(d)
+
     def _pending(self, s: Session, decision_id: int, reviewer: str) -> Decision:
         q = select(Decision).where(Decision.id == decision_id)
         if self.db.dialect == "postgresql":
@@ -572,6 +678,7 @@ class CaseService:
                      approved_by: str | None = None) -> dict[str, Any]:
         """Add the items' PDQ and MD5 to ``bank`` (idempotent). Returns the entry ids."""
         entries: list[int] = []
+        created: list[int] = []  # new (or revived) by this decision: what an undo withdraws
         skipped: list[str] = []
         tags = ["review"] + ([f"approved-by:{approved_by}"] if approved_by else [])
         for it in items:
@@ -594,4 +701,6 @@ class CaseService:
                     skipped.append(f"{signal_type}: {exc}")
                     continue
                 entries.append(entry.id)
-        return {"entries": entries, "skipped": skipped}
+                if _created:
+                    created.append(entry.id)
+        return {"entries": entries, "created": created, "skipped": skipped}

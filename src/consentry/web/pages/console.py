@@ -23,7 +23,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from consentry.db.models import ROLES
 from consentry.errors import ConsentryError
+from consentry.signals.pdq import PDQ_MIN_QUALITY
 from consentry.review.audit import AuditLog
+from consentry.review.cases import UNDO_SECONDS
 from consentry.review.users import SessionInfo
 from consentry.web.auth import public
 from consentry.web.deps import DbId, MAX_DB_INT, state
@@ -56,7 +58,9 @@ _DONE = {
     "approved": "Second review recorded: the addition was applied.",
     "rejected": "Second review recorded: the addition was rejected and the case is back in the queue.",
     "released": "Case released back to the queue.",
+    "undone": "Decision undone: the case is open again and any hashes it added were withdrawn from the bank.",
 }
+_UNDO_WORDS = {"confirm": "Confirmed", "dismiss": "Dismissed", "escalate": "Escalated"}
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,7 @@ def require_session(*roles: str):
 
 
 def _check_csrf(user: ConsoleUser, token: str | None) -> None:
-    if not token or not secrets.compare_digest(token, user.csrf):
+    if not user.info.csrf_ok(token):  # SHA-256 digests compared in constant time
         raise Problem(403, "csrf", "the form has expired or did not come from this console; reload the page")
 
 
@@ -151,7 +155,7 @@ def login_form(request: Request, next: str = Query("/console", max_length=300)) 
         return _see(_safe_next(next))
     token = secrets.token_urlsafe(32)
     resp = _render(request, "console/login.html", {"user": None, "csrf": token, "next": _safe_next(next),
-                                                   "error": None})
+                                                   "error": None, "username": ""})
     resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/console",
                     secure=request.url.scheme == "https", max_age=3600)
     return resp
@@ -169,20 +173,16 @@ def login(
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE) or ""
     if not cookie or not csrf_token or not secrets.compare_digest(cookie, csrf_token):
         raise Problem(403, "csrf", "the login form has expired; reload the login page")
-    error = None
-    user = None
-    if rs.throttle.blocked(username):
-        error = "Too many failed attempts. Wait a few minutes and try again."
-    else:
-        user = rs.users.authenticate(username, password)
-        if user is None:
-            rs.throttle.failed(username)
-            error = "Unknown username or wrong password (or the account is disabled)."
     client = request.client.host if request.client else None
+    # same work for every attempt; locks on the user row; failures audited in aggregate (users.py)
+    outcome = rs.users.login(username, password, rs.throttle, audit=AuditLog(rs.users.db), ip=client)
+    user = outcome.user
+    error = ("Too many failed attempts. Wait a few minutes and try again." if outcome.locked else
+             "Unknown username or wrong password (or the account is disabled).")
     if user is None:
-        AuditLog(rs.users.db).record("login.failed", username[:100] or "-", {"ip": client, "reason": error})
+        # the username stays filled in (only the password is cleared)
         resp = _render(request, "console/login.html", {"user": None, "csrf": cookie, "next": _safe_next(next),
-                                                       "error": error}, status=401)
+                                                       "error": error, "username": username[:100]}, status=401)
         return resp
     rs.throttle.succeeded(username)
     token, _info = rs.users.start_session(user)
@@ -209,7 +209,7 @@ def logout(request: Request, csrf_token: str = Form("", max_length=200),
 
 
 @router.get("", response_class=HTMLResponse)
-def home(user: ConsoleUser = Depends(require_session(*ROLES))) -> Response:
+def home(user: ConsoleUser = Depends(require_session(*REVIEWERS, *AUDITORS))) -> Response:
     if user.role in REVIEWERS + ("admin",):
         return _see("/console/queue")
     if user.role == "auditor":
@@ -221,12 +221,27 @@ def home(user: ConsoleUser = Depends(require_session(*ROLES))) -> Response:
 @router.get("/queue", response_class=HTMLResponse)
 def queue_page(request: Request, queue: str | None = Query(None, max_length=100),
                done: str | None = Query(None, max_length=20),
+               undo: int | None = Query(None, ge=1, le=MAX_DB_INT),
                user: ConsoleUser = Depends(require_session(*REVIEWERS))) -> Response:
+    return _queue_page(request, user, queue=queue, message=_DONE.get(done or ""), undo=undo)
+
+
+def _queue_page(request: Request, user: ConsoleUser, *, queue: str | None = None, message: str | None = None,
+                undo: int | None = None, error: str | None = None, status: int = 200) -> Response:
     rs = review(request)
     cases = rs.cases.list_queue(queue=queue, limit=200)
     approvals = rs.cases.pending_approvals(exclude_reviewer=user.username)
-    return _page(request, user, "console/queue.html", cases=cases, approvals=approvals, queue=queue,
-                 counts=rs.cases.counts_by_status(), message=_DONE.get(done or ""))
+    undo_offer = None
+    if undo is not None:  # the decision just made: offered for undo while its window lasts
+        left = rs.cases.undoable(undo, user.username)
+        d = rs.cases.decision(undo) if left > 0 else None
+        if d is not None:
+            what = _UNDO_WORDS.get(d.kind, d.kind) + f" case #{d.case_id}" + (f" into bank {d.bank}" if d.bank else "")
+            if d.status == "pending_second_review":
+                what += " (waiting for a second reviewer)"
+            undo_offer = {"id": d.id, "case_id": d.case_id, "seconds": int(left), "what": what}
+    return _page(request, user, "console/queue.html", status, cases=cases, approvals=approvals, queue=queue,
+                 counts=rs.cases.counts_by_status(), message=message, undo=undo_offer, error=error)
 
 
 def _case_page(request: Request, user: ConsoleUser, case_id: int, *, error: str | None = None,
@@ -234,11 +249,29 @@ def _case_page(request: Request, user: ConsoleUser, case_id: int, *, error: str 
     rs = review(request)
     case = rs.cases.get(case_id)
     banks = state(request).banks.list_banks()
+    confirm_banks = [b for b in banks if b.kind != "allow"]
+    matched = _matched_banks(case, {b.name for b in confirm_banks})
     return _page(request, user, "console/case.html", status, case=case,
-                 confirm_banks=[b for b in banks if b.kind != "allow"],
+                 confirm_banks=confirm_banks,
                  allow_banks=[b for b in banks if b.kind == "allow"],
+                 # confirm goes by default into the bank that matched (most matches first); with
+                 # no match the reviewer must choose one: never a silent first-in-the-list bank
+                 matched_banks=matched, default_bank=matched[0] if matched else None,
+                 undo_seconds=UNDO_SECONDS, weak_pdq_quality=PDQ_MIN_QUALITY,
                  holder=case.claim_holder(), pending=case.pending_decision, error=error, message=message,
                  vault_on=rs.vault is not None)
+
+
+def _matched_banks(case, eligible: set[str]) -> list[str]:
+    """The confirmable banks the case's items matched, the most matched first (ties: first seen)."""
+    counts: dict[str, int] = {}
+    for it in case.items:
+        for m in it.matches:
+            name = m.get("bank") if isinstance(m, dict) else None
+            if isinstance(name, str) and name in eligible:
+                counts[name] = counts.get(name, 0) + 1
+    order = list(counts)
+    return sorted(order, key=lambda n: (-counts[n], order.index(n)))
 
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
@@ -300,7 +333,22 @@ def decide_case(
     _refresh_index(request)
     _notify_decided(request, d)
     done = {"confirm": "confirmed", "dismiss": "dismissed", "escalate": "escalated"}[d.kind]
-    return _see(f"/console/queue?done={'pending' if d.status == 'pending_second_review' else done}")
+    done = "pending" if d.status == "pending_second_review" else done
+    return _see(f"/console/queue?done={done}&undo={d.id}")  # the queue offers an undo for a while
+
+
+@router.post("/decisions/{decision_id}/undo")
+def undo_decision(request: Request, decision_id: DbId, csrf_token: str = Form("", max_length=200),
+                  user: ConsoleUser = Depends(require_session(*REVIEWERS))) -> Response:
+    """Take back one's own decision within the undo window: withdraws what it added, reopens the case."""
+    _check_csrf(user, csrf_token)
+    try:
+        d = review(request).cases.undo(decision_id, user.username)
+    except ConsentryError as exc:
+        status, _slug = consentry_error_status(exc)
+        return _queue_page(request, user, error=str(exc), status=status)
+    _refresh_index(request)
+    return _see(f"/console/cases/{d.case_id}?done=undone")
 
 
 @router.post("/decisions/{decision_id}/approve")
@@ -404,7 +452,8 @@ def bank_page(request: Request, name: str, after: int = Query(0, ge=0, le=MAX_DB
     if status not in (None, "", "active", "disabled", "withdrawn"):
         status = None
     entries = svc.list_entries(name, status=status or None, after_id=after, limit=100)
-    return _page(request, user, "console/bank.html", bank=bank, entries=entries, status=status or "",
+    # ``entry_status``, not ``status``: _page's ``status`` is the HTTP status code
+    return _page(request, user, "console/bank.html", bank=bank, entries=entries, entry_status=status or "",
                  next_after=entries[-1].id if len(entries) == 100 else None)
 
 

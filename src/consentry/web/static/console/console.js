@@ -85,15 +85,82 @@
     if (form.requestSubmit) { form.requestSubmit(); } else { form.submit(); }
   }
 
+  // Confirm is two steps: the first (button, Enter in the note or `c`) shows the target bank;
+  // the second (Enter, `c` again or the button in the step) adds the hashes.
+  var confirmForm = document.getElementById("confirm-form");
+  var step = document.getElementById("confirm-step");
+  var committing = false;
+  function stepOpen() { return step && !step.hidden; }
+  function openStep() {
+    var sel = document.getElementById("confirm-bank");
+    var need = document.getElementById("confirm-need-bank");
+    if (!sel || !sel.value) {
+      if (need) need.hidden = false;
+      if (sel) sel.focus();
+      return;
+    }
+    if (need) need.hidden = true;
+    var opt = sel.options[sel.selectedIndex];
+    document.getElementById("confirm-step-bank").textContent = sel.value;
+    document.getElementById("confirm-commit-bank").textContent = sel.value;
+    document.getElementById("confirm-step-shared").textContent =
+      opt && opt.getAttribute("data-shared") === "yes" ? "(shared bank: a second reviewer must approve)" : "";
+    step.hidden = false;
+    document.getElementById("confirm-commit").focus();
+  }
+  function closeStep() { if (step) { step.hidden = true; } }
+  function commit() {
+    if (committing || !confirmForm) return;
+    committing = true;
+    confirmForm.setAttribute("data-confirmed", "1");
+    confirmForm.submit();  // not requestSubmit: that would open the step again
+  }
+  if (confirmForm && step) {
+    confirmForm.addEventListener("submit", function (ev) {
+      if (confirmForm.getAttribute("data-confirmed") === "1") return;
+      ev.preventDefault();
+      openStep();
+    });
+    document.getElementById("confirm-commit").addEventListener("click", commit);
+    document.getElementById("confirm-cancel").addEventListener("click", function () {
+      closeStep(); document.getElementById("confirm").focus();
+    });
+    var sel = document.getElementById("confirm-bank");
+    if (sel) sel.addEventListener("change", function () {
+      var need = document.getElementById("confirm-need-bank");
+      if (need && sel.value) need.hidden = true;
+      if (stepOpen()) openStep();
+    });
+  }
+
+  // After a decision the queue offers an undo for a short while (`u` or the button).
+  var undoForm = document.getElementById("undo-form");
+  if (undoForm) {
+    var left = parseInt(undoForm.getAttribute("data-undo-seconds"), 10) || 0;
+    var shown = document.getElementById("undo-seconds");
+    var tick = setInterval(function () {
+      left -= 1;
+      if (shown) shown.textContent = String(Math.max(0, left));
+      if (left <= 0) { clearInterval(tick); undoForm.hidden = true; undoForm.remove(); }
+    }, 1000);
+  }
+
   document.addEventListener("keydown", function (ev) {
-    if (ev.ctrlKey || ev.metaKey || ev.altKey || typing(document.activeElement)) return;
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
     var key = ev.key.toLowerCase();
+    if (stepOpen()) {  // the confirm step has the keyboard: Enter/c commit, Esc cancels
+      if (key === "enter" || key === "c") { ev.preventDefault(); commit(); }
+      else if (key === "escape") { ev.preventDefault(); closeStep(); document.getElementById("confirm").focus(); }
+      return;
+    }
+    if (typing(document.activeElement)) return;
+    if (key === "u" && document.getElementById("undo-form")) { ev.preventDefault(); submit("undo-form"); return; }
     if (key === "r") {
       var focused = document.activeElement;
       var frame = focused && focused.classList && focused.classList.contains("media-frame")
         ? focused : document.querySelector(".media-frame");
       if (frame) { ev.preventDefault(); frame.focus(); reveal(frame); }
-    } else if (key === "c") { ev.preventDefault(); submit("confirm-form"); }
+    } else if (key === "c") { ev.preventDefault(); if (confirmForm && step) { openStep(); } else { submit("confirm-form"); } }
     else if (key === "d") { ev.preventDefault(); submit("dismiss-form"); }
     else if (key === "e") { ev.preventDefault(); submit("escalate-form"); }
   });
