@@ -195,11 +195,11 @@ def test_limits_rate_and_problem_json(db, tmp_path, keys):
 def test_pixel_limit_is_422(db, tmp_path, keys):
     app = create_app(Settings(home=tmp_path, limits=Settings().limits.with_(max_pixels=1000)), db, background=False)
     with TestClient(app, raise_server_exceptions=False) as c:
-        r = c.post("/v1/hash", files={"file": ("s.png", encode(scene(100, 100), "PNG"))}, headers=auth(keys["matcher"]))
-        # /v1/hash reports per-file errors in the body, as the CLI does
-        assert r.status_code == 200 and "pixel" in r.json()["error"]
-        r = c.post("/v1/match", files={"file": ("s.png", encode(scene(100, 100), "PNG"))}, headers=auth(keys["matcher"]))
-        assert r.status_code == 422 and "pixel" in r.json()["detail"]
+        # the three media routes agree: an over-limit picture is a 422 problem, not a 200 with an error
+        for route in ("/v1/hash", "/v1/match", "/v1/analyze"):
+            r = c.post(route, files={"file": ("s.png", encode(scene(100, 100), "PNG"))}, headers=auth(keys["matcher"]))
+            assert r.status_code == 422 and "pixel" in r.json()["detail"], (route, r.text)
+            assert r.json()["type"].endswith("/media-too-large"), route
     app.state.consentry.match_log.close()
 
 

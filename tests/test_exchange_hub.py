@@ -56,7 +56,7 @@ def test_submit_pull_match_feedback_withdraw_pull_no_match(tmp_path, testvectors
     edited = testvectors / "pdq" / "bridge-mods" / "shrink-a-little.jpg"
     hashed = hash_path(photo, MediaLimits())
     hub_home, partner_home = tmp_path / "hub", tmp_path / "partner"
-    partner_on_hub = make_key(hub_home, "matcher")  # the hub operator gives the platform a matcher key
+    partner_on_hub = make_key(hub_home, "partner")  # the hub operator gives the platform a partner key
     partner_admin = make_key(partner_home, "admin")
     hub_port, partner_port = _free_port(), _free_port()
     hub, partner = f"http://127.0.0.1:{hub_port}", f"http://127.0.0.1:{partner_port}"

@@ -204,7 +204,7 @@ def test_csv_fixture():
         R("sha1", SHA1_1, "line 4", "csv", tags=["a", "b"]),
         R("sha256", SHA256_1, "line 5", "csv", tags=["x"]),
         RecordError("line 6", "unknown signal type 'phash'"),
-        RecordError("line 7", "not a MD5 (32 hex characters): 'zz'"),
+        RecordError("line 7", "not an MD5 (32 hex characters): 'zz'"),
         RecordError("line 8", "expected 'signal_type,value[,tags]'"),
     ]
 
@@ -375,7 +375,7 @@ def test_ncmec_fixture():
         R("sha1", SHA1_1, "image[1].sha1", "ncmec", external_ids=["ncmec:42/image1"], category="A1", meta=m1),
         R("photodna", PDNA, "image[1].pdna", "ncmec", external_ids=["ncmec:42/image1"], category="A1", meta=m1),
         R("pdq", PDQ1, "image[1].pdq", "ncmec", external_ids=["ncmec:42/image1"], category="A1", meta=m1),
-        RecordError("image[2].md5", "not a MD5 (32 hex characters): 'zz11'"),
+        RecordError("image[2].md5", "not an MD5 (32 hex characters): 'zz11'"),
         RecordError("image[2].netclean", "unknown NCMEC fingerprint type 'netclean'"),
         R("sha1", SHA1_2, "image[2].sha1", "ncmec", external_ids=["ncmec:42/image2"], category="B1", meta=m2),
         R("", "", "deletedImage[1]", "ncmec", op="remove", external_ids=["ncmec:43/image4"],
@@ -520,7 +520,7 @@ def test_vics_media_fixture():
           category="3", meta=meta1),
         R("md5", MD5_2, "media[2].MD5", "vics", external_ids=["vics:2"], category="0",
           meta={"vics": {"Series": "Synthetic series A", "VictimIdentified": "false"}}),
-        RecordError("media[3].MD5", "not a MD5 (32 hex characters): 'not-an-md5'"),
+        RecordError("media[3].MD5", "not an MD5 (32 hex characters): 'not-an-md5'"),
         RecordError("media[4]", "Media without any hash"),
         R("md5", MD5_3, "media[5].MD5", "vics", external_ids=["vics:5"], category="2"),
         RecordError("media[5].AlternativeHashes[1]", "unknown VICS hash name 'FancyHash'"),

@@ -296,6 +296,8 @@ def test_html_report_renders_in_chromium(scanned, tmp_path):
     html = (scanned["out"] / "report.html").read_text()
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "https://" not in html and "<link" not in html
+    # verdicts in words people read, not codes (issue 11, point 14)
+    assert ">AI-generated<" in html and ">ai_generated<" not in html
     external = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -421,6 +423,85 @@ def test_expansion_budget_across_members(tmp_path):
     out = list(Walker(WalkLimits(max_depth=2)).walk([tmp_path / "deep.zip"]))
     assert any(isinstance(w, WalkRecord) and "nested deeper" in (w.error or "") for w in out)
     assert not any(isinstance(w, WorkItem) for w in out)
+
+
+class _Zeros(io.RawIOBase):
+    def __init__(self, n: int):
+        self.left = n
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        k = min(len(b), self.left)
+        b[:k] = bytes(k)
+        self.left -= k
+        return k
+
+
+def _tar_of_zeros(path, mode: str, sizes: list[int]) -> None:
+    """Members of zeros, streamed (never held in memory): a few hundred MB compress to KB."""
+    import tarfile
+
+    with tarfile.open(path, mode, compresslevel=1) as tf:
+        for i, n in enumerate(sizes):
+            ti = tarfile.TarInfo(f"zeros{i}.bin")
+            ti.size = n
+            tf.addfile(ti, io.BufferedReader(_Zeros(n), 1 << 20))
+        ti = tarfile.TarInfo("after.txt")
+        ti.size = 5
+        tf.addfile(ti, io.BytesIO(b"hello"))
+
+
+@pytest.mark.parametrize("mode,ext", [("w:gz", "tar.gz"), ("w:bz2", "tar.bz2")])
+def test_tar_bomb_members_skipped_or_not_count_and_stop_the_archive(tmp_path, monkeypatch, mode, ext):
+    import _compression
+
+    from consentry.scan.walk import Walker, WalkLimits, WalkRecord, WorkItem
+
+    inflated = 0
+    real = _compression.DecompressReader.readinto
+
+    def counting(self, b):
+        nonlocal inflated
+        n = real(self, b)
+        inflated += n
+        return n
+
+    # one member far over the member limit (skipped, but tarfile decompresses it to get past it)
+    big = tmp_path / f"big.{ext}"
+    _tar_of_zeros(big, mode, [(256 if mode == "w:gz" else 48) << 20])
+    # many members each over the member limit, together over the archive's expansion limit
+    many = tmp_path / f"many.{ext}"
+    _tar_of_zeros(many, mode, [3 << 20] * 6)
+    assert big.stat().st_size < 2_000_000 and many.stat().st_size < 200_000
+    monkeypatch.setattr(_compression.DecompressReader, "readinto", counting)
+    limits = WalkLimits(max_member_bytes=1 << 20, max_expansion_bytes=8 << 20)
+    for path in (big, many):
+        inflated = 0
+        t0 = time.monotonic()
+        out = list(Walker(limits).walk([path]))
+        arch = [w for w in out if isinstance(w, WalkRecord) and w.kind == "archive"]
+        assert len(arch) == 1 and arch[0].status == "error", arch
+        assert "expansion limit" in arch[0].error and "bomb" in arch[0].error
+        assert not any(isinstance(w, WorkItem) for w in out)  # after.txt is past the bomb
+        assert inflated <= (8 << 20) + (1 << 20), f"{inflated} bytes decompressed"
+        assert time.monotonic() - t0 < 10
+    members = [w for w in out if isinstance(w, WalkRecord) and w.kind == "member"]
+    assert [m.path.rsplit("!/", 1)[1] for m in members] == ["zeros0.bin", "zeros1.bin", "zeros2.bin"]
+    assert "over the limit" in members[0].error and "tar bomb" in members[2].error
+
+
+def test_tar_members_within_limits_still_scan(tmp_path):
+    from consentry.scan.walk import Walker, WalkLimits, WalkRecord, WorkItem
+
+    p = tmp_path / "ok.tar.gz"
+    _tar_of_zeros(p, "w:gz", [1000, 2000])
+    out = list(Walker(WalkLimits(max_member_bytes=1 << 20, max_expansion_bytes=8 << 20)).walk([p]))
+    assert sorted(w.path.rsplit("!/", 1)[1] for w in out if isinstance(w, WorkItem)) == \
+        ["after.txt", "zeros0.bin", "zeros1.bin"]
+    arch = [w for w in out if isinstance(w, WalkRecord) and w.kind == "archive"]
+    assert arch[0].status == "ok" and arch[0].members == 3
 
 
 def test_known_good_plain_lines_and_csv(tmp_path):

@@ -37,3 +37,22 @@ class SignalValueError(ConsentryError, ValueError):
     """A hash string that does not parse for its signal type."""
 
     code = "bad_signal_value"
+
+
+def article(word: str) -> str:
+    """``a`` or ``an`` for ``word`` as it is read aloud: "an MD5", "an NCII bank", "a SHA256",
+    "a PDQ hash", "an ai-abuse bank" (initialisms are read letter by letter; SHA is a word)."""
+    w = (word or "").strip()
+    head = w.split(" ", 1)[0].split("-", 1)[0]
+    if not head:
+        return "a"
+    if head.upper().startswith("SHA"):
+        return "a"
+    if head[0].upper() in "AEIOU":
+        return "an"
+    initialism = head.isupper() or head.lower() in _INITIALISMS
+    return "an" if initialism and head[0].upper() in "FHLMNRSX" else "a"
+
+
+#: Lower-case words read letter by letter (bank kinds).
+_INITIALISMS = frozenset({"ncii", "csam"})

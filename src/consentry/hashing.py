@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from consentry.config import MediaLimits
-from consentry.errors import ConsentryError, UnsupportedMedia
+from consentry.errors import ConsentryError, MediaTooLarge, UnsupportedMedia
 from consentry.media.content import Content
 from consentry.media.sniff import PHOTO, UNKNOWN, VIDEO
 from consentry.signals.pdq import PDQSignal
@@ -35,8 +35,11 @@ class HashResult:
         return self.error is None
 
 
-def hash_content(content: Content, path: str = "-") -> HashResult:
-    """All signals for one content; a failure after the digests keeps what was computed."""
+def hash_content(content: Content, path: str = "-", *, strict: bool = False) -> HashResult:
+    """All signals for one content; a failure after the digests keeps what was computed.
+
+    ``strict`` (the HTTP API): unsupported, undecodable or over-limit media raise the
+    :class:`ConsentryError` instead (a 422 problem), rather than being reported in ``error``."""
     result = HashResult(path, content.content_type, content.size, None, None, None, None, None, None)
     try:
         if content.size == 0:
@@ -52,8 +55,12 @@ def hash_content(content: Content, path: str = "-") -> HashResult:
         else:
             raise UnsupportedMedia("unrecognised or unsupported file format")
     except ConsentryError as exc:
+        if strict:
+            raise
         result.error = str(exc)
     except MemoryError:
+        if strict:
+            raise MediaTooLarge("out of memory while decoding") from None
         result.error = "out of memory while decoding"
     return result
 

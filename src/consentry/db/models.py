@@ -115,7 +115,10 @@ class Change(Base):
     signal_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
-ROLES = ("admin", "curator", "matcher", "moderator", "auditor", "submitter")
+#: API-key (and console) roles. ``partner``: another organisation's instance subscribed to this one
+#: as a hub; it sees published banks only, without internal provenance (``matcher`` is this
+#: platform's own upload path and sees every bank).
+ROLES = ("admin", "curator", "matcher", "moderator", "auditor", "submitter", "partner")
 
 
 class ApiKey(Base):

@@ -1,7 +1,8 @@
 """``consentry-hub``: subscribe to another Consentry instance acting as a victim hub.
 
-The partner holds a ``matcher`` key on the hub. It tails the hub's ``GET /v1/changes`` (which for
-a matcher carries only the banks the hub publishes), adds what the hub adds and **withdraws what
+The partner holds a ``partner`` key on the hub (``matcher`` keys issued before that role existed
+still work for the change log and feedback). It tails the hub's ``GET /v1/changes`` (which for
+such keys carries only the banks the hub publishes), adds what the hub adds and **withdraws what
 the hub withdraws** (HMA keeps withdrawn hashes; a victim who withdraws must be obeyed), and
 posts per-hash feedback to ``POST /v1/feedback``.
 """
@@ -33,7 +34,7 @@ class ConsentryHubClient:
     @staticmethod
     def _json(status: int, content: bytes) -> Any:
         if status in (401, 403):
-            raise ExchangeError(f"the hub refused the key ({status}): it needs a matcher key")
+            raise ExchangeError(f"the hub refused the key ({status}): it needs a partner key")
         if status >= 400:
             detail = ""
             try:

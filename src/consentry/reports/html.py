@@ -63,6 +63,9 @@ def _env():
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["size"] = _human_size
+    from consentry.evidence.assess import VERDICT_LABELS
+
+    env.filters["verdict_label"] = lambda code: VERDICT_LABELS.get(code, code)
     return env
 
 

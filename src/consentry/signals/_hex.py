@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from consentry.errors import SignalValueError
+from consentry.errors import SignalValueError, article
 
 _HEX = re.compile(r"^[0-9a-f]+$")
 
@@ -15,7 +15,7 @@ def parse_hex(text: str, n_chars: int, what: str) -> str:
     value = text.strip().lower()
     if len(value) != n_chars or not _HEX.match(value):
         shown = text if len(text) <= 80 else text[:77] + "..."
-        raise SignalValueError(f"not a {what} ({n_chars} hex characters): {shown!r}")
+        raise SignalValueError(f"not {article(what)} {what} ({n_chars} hex characters): {shown!r}")
     return value
 
 

@@ -1,9 +1,10 @@
 """The hub side of hub-to-platform sharing: what partners may read and the feedback they send.
 
 A bank is *published* to partners when its ``shared`` flag is set (the victim hub bank is created
-published). Partners hold ``matcher`` keys on the hub: they tail ``GET /v1/changes``, which for
-them only carries changes of published banks, and post per-hash feedback here. Feedback is kept as
-the latest status per (entry, partner key) and shown to victims only as counts.
+published). Partners hold ``partner`` keys on the hub (older ``matcher`` keys still work here):
+they tail ``GET /v1/changes``, which for them only carries changes of published banks, and post
+per-hash feedback here. Feedback is kept as the latest status per (entry, partner key) and shown
+to victims only as counts.
 """
 
 from __future__ import annotations

@@ -42,6 +42,15 @@ def read_upload(file: UploadFile, settings: Settings) -> Content:
     return Content.from_bytes(data, settings.limits)
 
 
+def rate_limit(st: AppState, key_id: int, what: str = "requests") -> None:
+    """The per-key limit (``CONSENTRY_MATCH_RATE_LIMIT``) shared by the match, hash and analyze
+    routes: 429 with ``Retry-After`` when the key's bucket is empty."""
+    wait = st.rate_limiter.check(key_id)
+    if wait > 0:
+        raise Problem(429, "rate-limited", f"too many {what} for this key",
+                      headers={"Retry-After": str(max(1, int(wait + 0.999)))})
+
+
 def require_ready(st: AppState) -> None:
     if not st.matcher.loaded:
         raise Problem(503, "unavailable", "the index is still loading; retry shortly",

@@ -4,11 +4,12 @@ import json
 import tempfile
 from typing import Any, Iterator
 
-from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import StreamingResponse
 
 from consentry.banks.formats.records import HashRecord
 from consentry.hashing import hash_content
+from consentry.web.api.quality import merge, pdq_warnings, vpdq_warnings
 from consentry.web.api.schemas import BankCreate, BankUpdate, EntryCreate
 from consentry.web.auth import CHANGES, READ_BANKS, WRITE_BANKS, Principal, require
 from consentry.web.deps import DbId, MAX_DB_INT, read_upload, state
@@ -91,21 +92,36 @@ def add_entry(request: Request, name: str, body: EntryCreate,
     except KeyError as exc:
         raise Problem(422, "bad-signal-type", str(exc.args[0])) from None
     _written(request)
-    return {"entry": entry.to_dict(), "created": created}
+    warnings = (pdq_warnings(entry.quality, "stored") if entry.signal_type == "pdq"
+                else vpdq_warnings(entry.value, "stored") if entry.signal_type == "vpdq" else [])
+    return {"entry": entry.to_dict(), "created": created, "warnings": warnings}
+
+
+def _tags(*groups: list[str] | None) -> list[str]:
+    """Tags from ``?tag=`` and multipart ``tags`` fields: repeated and/or comma-separated, each once."""
+    out: list[str] = []
+    for group in groups:
+        for raw in group or []:
+            for t in str(raw).split(","):
+                t = t.strip()
+                if t and t not in out:
+                    out.append(t)
+    return out
 
 
 @router.post("/banks/{name}/entries/file", status_code=201, summary="Hash an uploaded file and add its signals")
 def add_entry_file(
     request: Request, name: str, file: UploadFile = File(...),
-    tag: list[str] | None = Query(None), category: str | None = Query(None),
+    tag: list[str] | None = Query(None, description="Tags (repeatable or comma-separated)"),
+    tags: list[str] | None = Form(None, description="Tags as multipart fields (repeatable or comma-separated); "
+                                  "added to those of ?tag="),
+    category: str | None = Query(None),
     p: Principal = Depends(require(*WRITE_BANKS)),
 ) -> dict:
     st = state(request)
     st.banks.get_bank(name)
-    result = hash_content(read_upload(file, st.settings), file.filename or "-")
-    if result.error:
-        raise Problem(422, "bad-media", result.error)
-    tags = list(tag or [])
+    result = hash_content(read_upload(file, st.settings), file.filename or "-", strict=True)
+    tags = _tags(tag, tags)
     recs = [HashRecord("md5", result.md5, tags=tags, category=category, source="api-file"),
             HashRecord("sha256", result.sha256, tags=tags, category=category, source="api-file")]
     if result.pdq:
@@ -116,8 +132,10 @@ def add_entry_file(
     report = st.banks.add_records(name, recs, added_by=_who(p))
     _written(request)
     entries = [st.banks.find_entry(name, r.signal_type, r.value) for r in recs]
+    warnings = merge(pdq_warnings(result.pdq_quality, "stored") if result.pdq else [],
+                     vpdq_warnings(result.vpdq, "stored") if result.vpdq is not None else [])
     return {"entries": [e.to_dict() for e in entries if e], "added": report.added + report.reactivated,
-            "hash": result.to_dict()}
+            "hash": result.to_dict(), "warnings": warnings}
 
 
 @router.get("/banks/{name}/entries/{entry_id}", summary="Get an entry")

@@ -3,15 +3,23 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, File, Request, UploadFile
 
 from consentry.hashing import hash_content
-from consentry.web.auth import HASHERS, require
-from consentry.web.deps import read_upload, state
+from consentry.web.api.quality import merge, pdq_warnings, vpdq_warnings
+from consentry.web.auth import HASHERS, Principal, require
+from consentry.web.deps import rate_limit, read_upload, state
 
 router = APIRouter(prefix="/v1", tags=["hash"])
 
 
-@router.post("/hash", summary="Hash an uploaded file (as `consentry hash`)")
-def hash_upload(request: Request, file: UploadFile = File(...), _p=Depends(require(*HASHERS))) -> dict:
+@router.post("/hash", summary="Hash an uploaded file (as `consentry hash`)",
+             description="Unsupported, undecodable or over-limit media answer 422 problem+json (as "
+                         "POST /v1/match and /v1/analyze). `warnings` lists weak hashes (PDQ quality "
+                         "below 50: not used to match).")
+def hash_upload(request: Request, file: UploadFile = File(...), p: Principal = Depends(require(*HASHERS))) -> dict:
     st = state(request)
+    rate_limit(st, p.key_id, "hash requests")
     content = read_upload(file, st.settings)
-    result = hash_content(content, file.filename or "-")
-    return result.to_dict()
+    result = hash_content(content, file.filename or "-", strict=True)
+    body = result.to_dict()
+    body["warnings"] = merge(pdq_warnings(result.pdq_quality, "hashed") if result.pdq else [],
+                             vpdq_warnings(result.vpdq, "hashed") if result.vpdq is not None else [])
+    return body

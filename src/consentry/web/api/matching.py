@@ -4,27 +4,39 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 
-from consentry.banks.matcher import MatchOutcome, QuerySignals, query_from_content
-from consentry.errors import ConsentryError
+from consentry.banks.matcher import Match, MatchOutcome, QuerySignals, query_from_content
+from consentry.errors import UnsupportedMedia
+from consentry.media.sniff import PHOTO, VIDEO
 from consentry.signals import get_signal_type
+from consentry.web.api.quality import merge, pdq_warnings, vpdq_warnings
 from consentry.web.api.schemas import MatchResponse
-from consentry.web.auth import MATCHERS, Principal, require
-from consentry.web.deps import AppState, read_upload, require_ready, state
+from consentry.web.auth import MATCHERS, PUBLISHED_ONLY, Principal, require
+from consentry.web.deps import AppState, rate_limit, read_upload, require_ready, state
 from consentry.web.problems import Problem
 
 router = APIRouter(prefix="/v1", tags=["match"])
 
 
 def _limit(st: AppState, principal: Principal) -> None:
-    wait = st.rate_limiter.check(principal.key_id)
-    if wait > 0:
-        raise Problem(429, "rate-limited", "too many match requests for this key",
-                      headers={"Retry-After": str(max(1, int(wait + 0.999)))})
+    rate_limit(st, principal.key_id, "match requests")
 
 
-def _banks(st: AppState, banks: list[str] | None) -> list[str] | None:
+def _published(st: AppState, principal: Principal) -> set[str] | None:
+    """For a ``partner`` key, the names of the banks published to partners (read from the
+    database, so un-publishing takes effect at once); None for every other role."""
+    if principal.role not in PUBLISHED_ONLY:
+        return None
+    return {b.name for b in st.banks.banks_by_id().values() if b.shared}
+
+
+def _banks(st: AppState, banks: list[str] | None, published: set[str] | None = None) -> list[str] | None:
     if not banks:
         return None
+    if published is not None:  # a partner: unpublished banks do not exist for it
+        unknown = [b for b in banks if b not in published]
+        if unknown:
+            raise Problem(404, "not-found", f"no bank named {unknown[0]!r}")
+        return banks
     known = {b.name for b in st.matcher._bank_cache.values()}
     unknown = [b for b in banks if b not in known]
     if unknown:
@@ -35,14 +47,38 @@ def _banks(st: AppState, banks: list[str] | None) -> list[str] | None:
     return banks
 
 
+def _partner_view(outcome: MatchOutcome, published: set[str]) -> MatchOutcome:
+    """What a partner may see: entries of published banks only, as the hub publishes them in
+    ``GET /v1/changes`` (bank name, entry id, signal type, value) — without the internal
+    provenance (source, external ids, tags, category, added_by/at). Allow banks that are not
+    published neither show nor suppress anything."""
+    def public(m: Match) -> Match:
+        return Match(m.bank, m.bank_kind, m.entry_id, m.signal_type, m.distance, m.transform, {}, m.detail)
+
+    found = [public(m) for m in outcome.matches + outcome.suppressed if m.bank in published]
+    allows = [public(m) for m in outcome.allowed_by if m.bank in published]
+    found.sort(key=lambda m: (m.distance, m.bank, m.entry_id))
+    if allows:
+        return MatchOutcome([], found, allows)
+    return MatchOutcome(found, [], [])
+
+
+def _warnings(signals: QuerySignals) -> list[dict[str, str]]:
+    return merge(pdq_warnings(signals.pdq_quality, "query") if signals.pdq else [],
+                 vpdq_warnings(signals.vpdq, "query") if signals.vpdq is not None else [])
+
+
 def _respond(st: AppState, principal: Principal, route: str, query: dict[str, Any], signals: QuerySignals,
              banks: list[str] | None, request: Request | None = None, context: dict[str, Any] | None = None,
-             content: Any = None) -> dict[str, Any]:
+             content: Any = None, published: set[str] | None = None) -> dict[str, Any]:
     outcome: MatchOutcome = st.matcher.match(signals, banks)
+    if published is not None:
+        outcome = _partner_view(outcome, published)
     types = list(signals.exact) + (["pdq"] if signals.pdq else []) + (["vpdq"] if signals.vpdq else [])
     st.match_log.record(principal.key_id, route, types, len(outcome.matches))
     body = outcome.to_dict()
     body["query"] = query
+    body["warnings"] = _warnings(signals)
     # the policy rules (policy/rules.py) decide the verdict and their actions run here
     policy = request.app.state.policy
     decision, ctx = policy.decide(body, **(context or {}))  # the serialised matches, made once
@@ -86,8 +122,10 @@ def match_value(
     else:
         q.exact[stype.name] = canonical
     shown = canonical if stype.name != "vpdq" else f"{len(q.vpdq or [])} frames"
+    published = _published(st, principal)
     return _respond(st, principal, "GET /v1/match", {"signal_type": stype.name, "value": shown}, q,
-                    _banks(st, bank), request, {"uploader_id": uploader_id, "surface": surface})
+                    _banks(st, bank, published), request, {"uploader_id": uploader_id, "surface": surface},
+                    published=published)
 
 
 @router.post("/match", response_model=MatchResponse, summary="Match an uploaded file against the banks")
@@ -104,20 +142,22 @@ def match_upload(
     st = state(request)
     _limit(st, principal)
     require_ready(st)
+    published = _published(st, principal)
+    banks = _banks(st, bank, published)
     content = read_upload(file, st.settings)
+    if content.content_type not in (PHOTO, VIDEO):  # as POST /v1/hash and /v1/analyze: a 422
+        raise UnsupportedMedia("unrecognised or unsupported file format")
+    q = query_from_content(content)  # undecodable or over-limit media raise: a 422 problem
     assessment = None
     if analyze:
         from consentry.evidence.assess import assess_content
 
         assessment = assess_content(content, file.filename or "-").to_dict()
-    try:
-        q = query_from_content(content)
-    except ConsentryError:
-        raise
     query = {"filename": file.filename, "content_type": content.content_type, "size": content.size,
              "sha256": q.exact.get("sha256"), "pdq": q.pdq[0] if q.pdq else None, "pdq_quality": q.pdq_quality}
-    body = _respond(st, principal, "POST /v1/match", query, q, _banks(st, bank), request,
-                    {"uploader_id": uploader_id, "surface": surface, "assessment": assessment}, content)
+    body = _respond(st, principal, "POST /v1/match", query, q, banks, request,
+                    {"uploader_id": uploader_id, "surface": surface, "assessment": assessment}, content,
+                    published=published)
     if assessment is not None:
         body["assessment"] = assessment
     return body

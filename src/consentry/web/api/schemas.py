@@ -38,9 +38,18 @@ class Verdict(BaseModel):
     rules: list[str] = Field([], description="Names of the policy rules that fired, in order (docs/rules.md)")
 
 
+class ApiWarning(BaseModel):
+    """Something the caller should know although the request succeeded (web/api/quality.py)."""
+
+    code: str = Field(description="Stable code, e.g. 'low-quality-pdq' or 'no-usable-vpdq-frames'")
+    message: str
+
+
 class MatchResponse(BaseModel):
     query: dict[str, Any]
     matches: list[MatchItem]
+    warnings: list[ApiWarning] = Field([], description="E.g. a query whose PDQ quality is below 50 is "
+                                       "matched by its exact hashes only")
     suppressed: list[MatchItem] = Field([], description="Matches hidden because the content is on an allow bank")
     allowed_by: list[MatchItem] = []
     verdict: Verdict
