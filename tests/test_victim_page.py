@@ -105,7 +105,7 @@ def _hash_in_page(page, base, files):
     page.set_input_files("#files", [str(f) for f in files])
     page.wait_for_selector("body[data-hashing=done]", state="attached", timeout=240_000)
     return page.eval_on_selector_all(
-        "#items tbody tr",
+        "#items tbody tr[data-index]",
         "rs => rs.map(r => ({i: +r.dataset.index, pdq: r.dataset.pdq, quality: r.dataset.quality,"
         " md5: r.dataset.md5, error: r.dataset.error || null}))")
 
@@ -269,7 +269,7 @@ def test_video_is_hashed_in_the_page_one_frame_per_second_and_matches(server, br
     page.goto(base + "/submit")
     page.set_input_files("#files", [str(video)])
     page.wait_for_selector("body[data-hashing=done]", state="attached", timeout=240_000)
-    row = page.eval_on_selector("#items tbody tr", "r => ({frames: r.dataset.frames, error: r.dataset.error || null})")
+    row = page.eval_on_selector("#items tbody tr[data-index]", "r => ({frames: r.dataset.frames, error: r.dataset.error || null})")
     if row["error"] and "cannot play" in row["error"]:
         pytest.skip("this Chromium build cannot decode H.264 (no proprietary codecs)")
     assert row["error"] is None and int(row["frames"]) > 0
@@ -299,4 +299,51 @@ def test_video_is_hashed_in_the_page_one_frame_per_second_and_matches(server, br
     assert r.status_code == 200, r.text
     hits = [m for m in r.json()["matches"] if m["signal_type"] == "vpdq"]
     assert hits and hits[0]["query_match_percent"] >= 80
+    page.close()
+
+
+def test_weak_fingerprint_gets_a_calm_note_and_can_still_be_sent(server, browser, tmp_path):
+    """A picture with little detail (a flat colour: PDQ quality 0) gets a plain note under its row
+    and in the status line, on a phone-sized screen; a detailed picture gets none; both are sent."""
+    flat = tmp_path / "flat-blue.png"
+    Image.new("RGB", (300, 200), (120, 170, 210)).save(flat)
+    detailed = tmp_path / "drawn.png"
+    scene(320, 240, seed=7).save(detailed)
+    base, _ = server
+    page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=1)
+    rows = _hash_in_page(page, base, [detailed, flat])
+    by_index = {r["i"]: r for r in rows}
+    assert int(by_index[1]["quality"]) < 50 <= int(by_index[0]["quality"])
+    notes = page.query_selector_all("#items .weak")
+    assert len(notes) == 1
+    note = notes[0]
+    text = note.text_content()
+    assert text.startswith("Picture 2:") and "little detail" in text and "You can still send it." in text
+    assert note.is_visible()
+    # the note sits right under the flat picture's row, across the whole table
+    assert page.eval_on_selector("#items tbody tr[data-index='1']",
+                                 "r => r.nextElementSibling.querySelector('.weak') !== null")
+    assert page.get_attribute("#items tbody tr[data-index='1']", "data-weak") == "1"
+    assert page.get_attribute("#items tbody tr[data-index='0']", "data-weak") is None
+    # screen readers hear it in the status line too
+    assert "1 picture has little detail" in page.text_content("#hash-progress")
+    # readable on a 390px phone without sideways scrolling
+    box = note.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(os.environ.get("CONSENTRY_SCREENSHOT_DIR", tmp_path)) + "/victim-weak-390.png",
+                    full_page=True)
+    # keyboard only: answer the age question and send, both pictures go (the note blocks nothing)
+    page.focus("#age-adult")
+    page.keyboard.press("Space")
+    page.focus("#pin")
+    page.keyboard.type(PIN)
+    page.keyboard.press("Tab")
+    page.keyboard.type(PIN)
+    assert page.evaluate("document.activeElement.id") == "pin2"
+    with page.expect_response(lambda r: r.url.endswith("/v1/victim/cases")) as resp:
+        page.focus("#send")
+        page.keyboard.press("Enter")
+    assert resp.value.status == 201
+    page.wait_for_selector("#result:not([hidden])")
     page.close()

@@ -5,7 +5,10 @@
   and a copy of the database does not reveal it.
 - The PIN is chosen by the person and stored as an Argon2id hash (slow KDF); it cannot be
   recovered either. Wrong PINs count against the case: after ``victim_pin_attempts`` the case is
-  locked for a minute, and the lock doubles with every further wrong PIN (up to a day).
+  locked for a minute, and the lock doubles with every further wrong PIN (up to a day). Each
+  attempt is counted atomically *before* its PIN is checked, so concurrent requests cannot check
+  more PINs than that. Unknown case numbers, wrong PINs and locked cases get the same answer
+  after the same slow work.
 - Every hash becomes an entry of the hub bank (``Settings.victim_hub_bank``, kind ``ncii``,
   published to partners) with provenance source ``victim-hub`` and an opaque random external id
   per hash: partners never learn case numbers.
@@ -24,7 +27,7 @@ from typing import Any, Iterable, Sequence
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 
 from consentry.banks.formats.records import HashRecord
 from consentry.banks.service import BankService, NotFound
@@ -63,7 +66,14 @@ class WrongCredentials(VictimError):
     code = "wrong_case_or_pin"
 
 
+#: The one answer to an unknown case number, a wrong PIN and a locked case alike.
+WRONG = ("the case number or the PIN is wrong; after several wrong PINs a case is also paused "
+         "for a while, so if both are right, please try again later")
+
+
 class CaseLocked(VictimError):
+    """Kept for compatibility: a locked case now raises :class:`WrongCredentials` (see ``_open``)."""
+
     code = "case_locked"
 
     def __init__(self, retry_after: float):
@@ -89,6 +99,34 @@ def normalize_case_number(text: str) -> str | None:
 
 def _number_hash(number: str) -> str:
     return hashlib.sha256(("consentry-case:" + number).encode()).hexdigest()
+
+
+_DUMMY_HASH: list[str] = []
+
+
+def _verify_pin(pin_hash: str, pin: str) -> bool:
+    """The one place a case's PIN is checked (Argon2id)."""
+    try:
+        return _hasher.verify(pin_hash, pin)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def _equalise(pin: Any) -> None:
+    """The same slow work as :func:`_verify_pin` (an Argon2 verify), for answers that check no PIN."""
+    if not _DUMMY_HASH:
+        _DUMMY_HASH.append(_hasher.hash(secrets.token_hex(16)))
+    try:
+        _hasher.verify(_DUMMY_HASH[0], pin if isinstance(pin, str) else "")
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        pass
+
+
+def case_key(text: str) -> str:
+    """What per-case rate limits are keyed on: the SHA-256 of the normalised case number, so
+    ``abcd efgh…``, ``ABCD-EFGH-…`` and O/I/L typos share one limit (raw text if it cannot be one)."""
+    canonical = normalize_case_number(text) if isinstance(text, str) else None
+    return _number_hash(canonical) if canonical else hashlib.sha256(str(text).encode()).hexdigest()
 
 
 def check_pin(pin: Any) -> str:
@@ -221,41 +259,81 @@ class VictimCases:
         return SubmitResult(number, len(signals))
 
     # -------------------------------------------------------------- access
-    def _open(self, s, number: str, pin: str) -> VictimCase:
-        """The case for ``number`` if ``pin`` is right; counts wrong PINs and enforces the lock."""
+    def _reserve(self, case_id: int) -> tuple[int, str] | None:
+        """Count one PIN attempt *before* checking it; None while the case is locked.
+
+        A compare-and-swap on ``failed_pins`` (re-read and retried when another attempt got there
+        first) that also refuses while ``locked_until`` is in the future. The attempt that reaches
+        ``victim_pin_attempts`` sets the lock in the same UPDATE, so however many requests arrive
+        at once, at most that many PINs are ever checked before the lock, and then one per expired
+        lock (each relocks for twice as long). Returns the count this attempt reserved and the
+        PIN hash to check.
+        """
+        limit = max(1, int(self.settings.victim_pin_attempts))
+        for _ in range(1000):
+            now = utcnow()
+            with self.db.session() as s:
+                row = s.execute(select(VictimCase.failed_pins, VictimCase.locked_until, VictimCase.pin_hash)
+                                .where(VictimCase.id == case_id)).one_or_none()
+            if row is None:
+                return None
+            failed, locked, pin_hash = int(row[0] or 0), _aware(row[1]), row[2]
+            if locked is not None and locked > now:
+                return None
+            mine = failed + 1
+            over = mine - limit
+            lock = now + min(MAX_LOCK, timedelta(minutes=1) * (2 ** min(over, 20))) if over >= 0 else None
+            with self.db.session() as s:
+                res = s.execute(
+                    update(VictimCase)
+                    .where(VictimCase.id == case_id, VictimCase.failed_pins == failed,
+                           or_(VictimCase.locked_until.is_(None), VictimCase.locked_until <= now))
+                    .values(failed_pins=mine, locked_until=lock)
+                    .execution_options(synchronize_session=False))
+                if res.rowcount == 1:
+                    return mine, pin_hash or ""
+        return None  # pragma: no cover - a thousand lost races in a row: treat as locked
+
+    def _open(self, number: str, pin: str) -> int:
+        """The id of the case ``number`` if ``pin`` is right.
+
+        An unknown case number, a wrong PIN and a locked case raise the same
+        :class:`WrongCredentials` after the same slow Argon2 work, so none can be told apart.
+        """
         canonical = normalize_case_number(number)
         if canonical is None or not isinstance(pin, str) or len(pin) > PIN_MAX:
-            raise WrongCredentials("the case number or the PIN is wrong")
-        case = s.scalar(select(VictimCase).where(VictimCase.number_hash == _number_hash(canonical)))
-        if case is None:
-            _hasher.hash("timing-equaliser")  # do the same slow work as a real check
-            raise WrongCredentials("the case number or the PIN is wrong")
-        now = utcnow()
-        locked = _aware(case.locked_until)
-        if locked is not None and locked > now:
-            raise CaseLocked((locked - now).total_seconds())
-        try:
-            _hasher.verify(case.pin_hash, pin)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
-            case.failed_pins += 1
-            over = case.failed_pins - self.settings.victim_pin_attempts
-            if over >= 0:
-                case.locked_until = now + min(MAX_LOCK, timedelta(minutes=1) * (2 ** min(over, 20)))
-            s.commit()
-            raise WrongCredentials("the case number or the PIN is wrong") from None
-        if case.failed_pins or case.locked_until is not None:
-            case.failed_pins, case.locked_until = 0, None
-        return case
+            _equalise(pin)
+            raise WrongCredentials(WRONG)
+        with self.db.session() as s:
+            case_id = s.scalar(select(VictimCase.id).where(VictimCase.number_hash == _number_hash(canonical)))
+        reserved = self._reserve(case_id) if case_id is not None else None
+        if reserved is None:  # unknown or locked: the same slow work as a real check, nothing checked
+            _equalise(pin)
+            raise WrongCredentials(WRONG)
+        mine, pin_hash = reserved
+        if not _verify_pin(pin_hash, pin):
+            raise WrongCredentials(WRONG)  # already counted by _reserve
+        with self.db.session() as s:
+            # a right PIN clears the count and the lock it may have set itself; if other attempts
+            # were counted since (a lock they set included), it only gives back its own attempt
+            res = s.execute(update(VictimCase).where(VictimCase.id == case_id, VictimCase.failed_pins == mine)
+                            .values(failed_pins=0, locked_until=None)
+                            .execution_options(synchronize_session=False))
+            if res.rowcount != 1:
+                s.execute(update(VictimCase).where(VictimCase.id == case_id, VictimCase.failed_pins > 0)
+                          .values(failed_pins=VictimCase.failed_pins - 1)
+                          .execution_options(synchronize_session=False))
+        return case_id
 
     def status(self, number: str, pin: str) -> CaseStatus:
+        case_id = self._open(number, pin)
         with self.db.session() as s:
-            case = self._open(s, number, pin)
-            return self._status(s, case)
+            return self._status(s, s.get(VictimCase, case_id))
 
     def withdraw(self, number: str, pin: str) -> CaseStatus:
+        case_id = self._open(number, pin)
         with self.db.session() as s:
-            case = self._open(s, number, pin)
-            case_id = case.id
+            case = s.get(VictimCase, case_id)
             entry_ids = [e for e in s.scalars(select(VictimHash.entry_id).where(VictimHash.case_id == case_id)) if e]
             if case.status != "withdrawn":
                 case.status, case.withdrawn_at = "withdrawn", utcnow()

@@ -8,7 +8,6 @@ never logged with the client address or the case number (:class:`RedactVictimPat
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from typing import Any, Literal
@@ -19,6 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from consentry.victims.cases import (
+    WRONG,
     BadSubmission,
     CaseLocked,
     MinorRefused,
@@ -26,6 +26,7 @@ from consentry.victims.cases import (
     VictimCases,
     VictimError,
     WrongCredentials,
+    case_key,
 )
 from consentry.victims.hub import FeedbackItem, minor_links, record_feedback
 from consentry.web.auth import Principal, public, require
@@ -35,7 +36,7 @@ from consentry.web.problems import Problem
 
 router = APIRouter(prefix="/v1", tags=["victims"])
 MAX_BODY = 4 * 1024 * 1024
-FEEDBACK_ROLES = ("matcher", "curator")
+FEEDBACK_ROLES = ("partner", "matcher", "curator")  # as web.auth.FEEDBACK
 _PUBLIC = public("victims have no account: hashes only, rate-limited per IP and per case, PIN-protected")
 _NO_STORE = {"Cache-Control": "no-store"}
 
@@ -137,10 +138,8 @@ def _victim_problem(exc: VictimError, request: Request) -> Problem:
         s = state(request).settings
         return Problem(422, "under-18", str(exc),
                        guidance={"text": s.victim_minor_text, "links": minor_links(s.victim_minor_links)})
-    if isinstance(exc, WrongCredentials):
-        return Problem(403, "wrong-case-or-pin", str(exc))
-    if isinstance(exc, CaseLocked):
-        return Problem(429, "case-locked", str(exc), headers={"Retry-After": str(max(1, int(exc.retry_after + 1)))})
+    if isinstance(exc, (WrongCredentials, CaseLocked)):  # a locked case must look like an unknown one
+        return Problem(403, "wrong-case-or-pin", WRONG)
     if isinstance(exc, BadSubmission):
         return Problem(422, "bad-submission", str(exc))
     return Problem(422, "victim-error", str(exc))
@@ -195,13 +194,27 @@ async def submit_case(request: Request) -> JSONResponse:
     except VictimError as exc:
         raise _victim_problem(exc, request) from None
     _refresh(request)
-    return JSONResponse(result.to_dict(), status_code=201, headers=_NO_STORE)
+    out = result.to_dict()
+    out["warnings"] = _quality_warnings(body.items)
+    return JSONResponse(out, status_code=201, headers=_NO_STORE)
+
+
+def _quality_warnings(items: list[VictimItem]) -> list[dict[str, str]]:
+    """Weak hashes in a submission (as on the other routes: ``{code, message}``), numbered by item."""
+    from consentry.web.api.quality import pdq_warnings, vpdq_warnings
+
+    out: list[dict[str, str]] = []
+    for n, item in enumerate(items, 1):
+        found = (pdq_warnings(item.pdq_quality, "stored") if item.pdq else []) + \
+            (vpdq_warnings(item.vpdq, "stored") if item.vpdq else [])
+        out += [{"code": w["code"], "message": f"item {n}: {w['message']}"} for w in found]
+    return out[:100]
 
 
 async def _case_call(request: Request, case: str, action: str) -> JSONResponse:
     vs = _victims(request)
     _check(vs.lookup_ip, _ip(request), "requests from this network")
-    _check(vs.lookup_case, hashlib.sha256(case.upper().encode()).hexdigest(), "requests for this case")
+    _check(vs.lookup_case, case_key(case), "requests for this case")  # O/I/L, case, dashes: one key
     body = _parse(CaseAccess, await _json_body(request))
     fn = vs.cases.status if action == "status" else vs.cases.withdraw
     try:

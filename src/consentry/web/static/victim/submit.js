@@ -7,6 +7,7 @@
   "use strict";
   var MAX_PIXELS = 100000000;
   var MAX_VIDEO_FRAMES = 7200;
+  var WEAK_QUALITY = 50;  // PDQ quality below this: too little detail for a reliable fingerprint
   var CHUNK = 4 * 1024 * 1024;
   var $ = function (id) { return document.getElementById(id); };
   var items = [];   // what is sent: {kind, md5, pdq, pdq_quality, vpdq}
@@ -98,10 +99,33 @@
     return { tr: tr, url: url };
   }
 
+  function isWeak(x) { return !!(x && x.pdq && x.pdq_quality < WEAK_QUALITY); }
+
+  function weakNote(tr, index) {
+    // a calm note in its own full-width row under the picture's row; the picture can still be sent
+    var note = document.createElement("tr");
+    note.className = "weak-row";
+    var td = document.createElement("td");
+    td.colSpan = 5;
+    var p = document.createElement("p");
+    p.className = "weak";
+    p.id = "weak-" + index;
+    p.textContent = "Picture " + (index + 1) + ": this picture has little detail, so its fingerprint is " +
+      "weak and may not find copies. You can still send it.";
+    td.appendChild(p);
+    note.appendChild(td);
+    tr.parentNode.insertBefore(note, tr.nextSibling);
+    tr.dataset.weak = "1";
+  }
+
   function progress() {
     var done = items.filter(function (x) { return x && (x.pdq || x.vpdq || x.error); }).length;
+    var weak = items.filter(isWeak).length;
     $("hash-progress").textContent = pending ? "Hashing on this device: " + done + " of " + items.length + " done…"
-      : items.length ? "Done: " + items.length + " file(s) hashed on this device. Nothing has been sent." : "";
+      : items.length ? "Done: " + items.length + " file(s) hashed on this device. Nothing has been sent." +
+        (weak ? " " + (weak === 1 ? "1 picture has" : weak + " pictures have") +
+          " little detail and a weak fingerprint (see the note in the list). You can still send " +
+          (weak === 1 ? "it." : "them.") : "") : "";
     document.body.dataset.hashing = pending ? "busy" : "done";
     updatePreview();
   }
@@ -157,6 +181,7 @@
         if (item.pdq) {
           tds[2].textContent = ""; tds[2].appendChild(code(item.pdq));
           tds[3].textContent = String(item.pdq_quality);
+          if (isWeak(item)) weakNote(row.tr, i);
         } else {
           tds[2].textContent = item.vpdq.length + " frame hashes"; tds[3].textContent = "";
         }
