@@ -12,6 +12,7 @@ from PIL import Image
 
 from consentry.config import MediaLimits
 from consentry.errors import CorruptMedia, MediaTooLarge, UnsupportedMedia
+from consentry.media import guard
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,11 @@ def _info(container, stream) -> VideoInfo:
 def check_limits(info: VideoInfo, limits: MediaLimits) -> None:
     if info.width <= 0 or info.height <= 0:
         raise CorruptMedia("video stream has no picture size")
-    if info.width * info.height > limits.max_pixels:
+    max_px = _frame_pixel_limit(limits)
+    if info.width * info.height > max_px:
         raise MediaTooLarge(
-            f"video frames are {info.width}x{info.height}, over the pixel limit of {limits.max_pixels}"
+            f"video frames are {info.width}x{info.height}, over the limit of {max_px} pixels a frame "
+            "(CONSENTRY_MAX_VIDEO_PIXELS)"
         )
     if info.duration > limits.max_video_seconds:
         raise MediaTooLarge(
@@ -72,6 +75,11 @@ def check_limits(info: VideoInfo, limits: MediaLimits) -> None:
         raise MediaTooLarge(
             f"video has about {info.frames} frames, over the limit of {limits.max_video_frames}"
         )
+
+
+def _frame_pixel_limit(limits: MediaLimits) -> int:
+    video = getattr(limits, "max_video_pixels", 0) or limits.max_pixels
+    return min(limits.max_pixels, video)
 
 
 def probe_video(path: str | Path, limits: MediaLimits) -> VideoInfo:
@@ -84,10 +92,11 @@ def probe_video(path: str | Path, limits: MediaLimits) -> VideoInfo:
         info = _info(container, stream)
         check_limits(info, limits)
         try:
-            for _frame in container.decode(stream):
-                break
-            else:
-                raise CorruptMedia("video has no decodable frames")
+            with guard.decoding(limits):
+                for _frame in container.decode(stream):
+                    break
+                else:
+                    raise CorruptMedia("video has no decodable frames")
         except av.FFmpegError as exc:
             raise CorruptMedia(f"cannot decode video: {_short(exc)}") from exc
         return info
@@ -100,8 +109,9 @@ def iter_frames(
 ) -> Iterator[VideoFrame]:
     """Yield RGB frames sampled every ``seconds_per_frame`` (0 = every frame).
 
-    The frame-count and duration limits are enforced while decoding as well as from the header,
-    so a file that lies about its length is still stopped.
+    The frame-count, duration and frame-size limits are enforced while decoding as well as from
+    the header, so a file that lies about its length is still stopped; so is the decode deadline
+    (``max_decode_seconds``, or the request's), checked at every frame.
     """
     step = limits.video_seconds_per_hash if seconds_per_frame is None else seconds_per_frame
     container = _open(path)
@@ -112,35 +122,38 @@ def iter_frames(
         stream.thread_type = "AUTO"
         info = _info(container, stream)
         check_limits(info, limits)
+        max_px = _frame_pixel_limit(limits)
         next_t = 0.0
         decoded = 0
         start: float | None = None
         try:
-            for frame in container.decode(stream):
-                decoded += 1
-                if decoded > limits.max_video_frames:
-                    raise MediaTooLarge(
-                        f"video has more than {limits.max_video_frames} frames"
-                    )
-                if frame.width * frame.height > limits.max_pixels:
-                    raise MediaTooLarge("a video frame is over the pixel limit")
-                if frame.pts is not None and frame.time_base is not None:
-                    t = float(frame.pts * frame.time_base)
-                elif info.fps > 0:
-                    t = (decoded - 1) / info.fps
-                else:
-                    t = float(decoded - 1)
-                if start is None:
-                    start = t
-                t -= start
-                if t > limits.max_video_seconds:
-                    raise MediaTooLarge(
-                        f"video lasts over the limit of {limits.max_video_seconds:.0f} s"
-                    )
-                if step <= 0 or t + 1e-6 >= next_t:
-                    yield VideoFrame(decoded - 1, round(t, 3), frame.to_image())
-                    if step > 0:
-                        next_t = (math.floor(t / step + 1e-6) + 1) * step
+            with guard.decoding(limits):
+                for frame in container.decode(stream):
+                    guard.check()  # the decode deadline, or the request's (504) deadline
+                    decoded += 1
+                    if decoded > limits.max_video_frames:
+                        raise MediaTooLarge(
+                            f"video has more than {limits.max_video_frames} frames"
+                        )
+                    if frame.width * frame.height > max_px:
+                        raise MediaTooLarge("a video frame is over the pixel limit")
+                    if frame.pts is not None and frame.time_base is not None:
+                        t = float(frame.pts * frame.time_base)
+                    elif info.fps > 0:
+                        t = (decoded - 1) / info.fps
+                    else:
+                        t = float(decoded - 1)
+                    if start is None:
+                        start = t
+                    t -= start
+                    if t > limits.max_video_seconds:
+                        raise MediaTooLarge(
+                            f"video lasts over the limit of {limits.max_video_seconds:.0f} s"
+                        )
+                    if step <= 0 or t + 1e-6 >= next_t:
+                        yield VideoFrame(decoded - 1, round(t, 3), frame.to_image())
+                        if step > 0:
+                            next_t = (math.floor(t / step + 1e-6) + 1) * step
         except av.FFmpegError as exc:
             raise CorruptMedia(f"cannot decode video: {_short(exc)}") from exc
     finally:

@@ -94,6 +94,18 @@ class _LimitExceeded(Exception):
     pass
 
 
+class _TarBomb(Exception):
+    """A compressed tar whose next member would inflate past the archive's expansion budget."""
+
+    def __init__(self, name: str, size: int, message: str):
+        super().__init__(message)
+        self.name, self.size = name, size
+
+
+#: Tar formats whose member data is decompressed even to be skipped (tarfile reads through it).
+_COMPRESSED_TARS = ("tar.gz", "tar.bz2", "tar.xz")
+
+
 def _never_done(path: str, size: int, mtime_ns: int | None, sha256: str | None) -> int:
     return 0
 
@@ -261,7 +273,11 @@ class Walker:
         members = 0
         errors: list[str] = []
         try:
-            it = self._zip_members(archive, path) if fmt == "zip" else self._tar_members(archive, path)
+            # compressed tars: every member's data is decompressed (read or skipped), so its
+            # header size is charged to the budget before the member is reached, never after
+            charged = fmt in _COMPRESSED_TARS
+            it = (self._zip_members(archive, path) if fmt == "zip"
+                  else self._tar_members(archive, path, budget if charged else None))
             for name, msize, mmtime, opener, compressed in it:
                 members += 1
                 if members > self.limits.max_members:
@@ -274,7 +290,9 @@ class Walker:
                                            f"{self.limits.max_member_bytes}")
                     continue
                 try:
-                    data = self._read_member(opener, compressed, budget)
+                    # a charged tar member is bounded by the member limit alone (already counted)
+                    data = self._read_member(opener, compressed,
+                                             _Budget(self.limits.max_member_bytes + 1) if charged else budget)
                 except _LimitExceeded as exc:
                     yield WalkRecord(mpath, "member", "error", size=msize, mtime_ns=mmtime, parent=path,
                                      error=str(exc))
@@ -309,6 +327,10 @@ class Walker:
                     self.skipped += 1
                     continue
                 yield WorkItem(mpath, "member", len(data), mmtime, parent=path, data=data)
+        except _TarBomb as exc:
+            yield WalkRecord(f"{path}{ARCHIVE_SEP}{exc.name}", "member", "error", size=exc.size, parent=path,
+                             error=str(exc))
+            errors.append(f"{exc}: the rest were not scanned")
         except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError, ValueError) as exc:
             errors.append(f"archive is corrupt: {_err(exc)}")
         except Exception as exc:  # noqa: BLE001 - decompressor errors while listing a tar
@@ -337,9 +359,19 @@ class Walker:
                 mtime = None
             yield info.filename, info.file_size, mtime, (lambda i=info: zf.open(i)), info.compress_size
 
-    @staticmethod
-    def _tar_members(tf: tarfile.TarFile, path: str):
+    def _tar_members(self, tf: tarfile.TarFile, path: str, budget: _Budget | None):
+        """Regular-file members; with ``budget``, each member's data (what tarfile decompresses to
+        read or to skip it, files or not) is charged first, and the archive stops as a bomb when
+        it would go over, before a byte of it is decompressed."""
         for m in tf:
+            if budget is not None:
+                cost = -(-max(m.size, 0) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+                if cost > budget.left:
+                    budget.left = 0
+                    raise _TarBomb(m.name, m.size,
+                                   f"archive expansion limit of {self.limits.max_expansion_bytes} bytes "
+                                   f"reached: member of {m.size} bytes not decompressed (tar bomb?)")
+                budget.left -= cost
             if not m.isfile():
                 continue  # directories, links and devices inside a tar are not content
             yield m.name, m.size, int(m.mtime) * 1_000_000_000, (lambda m=m: tf.extractfile(m)), None

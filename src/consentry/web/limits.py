@@ -65,7 +65,8 @@ class _BodyTooLarge(Exception):
 
 
 class TimeoutMiddleware:
-    """Answer 504 when a request takes longer than ``seconds`` (the work itself is abandoned)."""
+    """Answer 504 when a request takes longer than ``seconds``; media decoding for it then stops
+    (a deadline in a context variable, see :mod:`consentry.media.guard`)."""
 
     def __init__(self, app, seconds: float):
         self.app, self.seconds = app, seconds
@@ -81,12 +82,18 @@ class TimeoutMiddleware:
                 started = True
             await send(message)
 
+        # media decoding in the request's threads sees this deadline and stops once it passes
+        from consentry.media.guard import reset_request_deadline, set_request_deadline
+
+        token = set_request_deadline(self.seconds)
         try:
             await asyncio.wait_for(self.app(scope, receive, tracking_send), self.seconds)
         except asyncio.TimeoutError:
             if not started:
                 await problem_response(504, "timeout", f"the request took longer than {self.seconds:g} s",
                                        scope.get("path"))(scope, receive, send)
+        finally:
+            reset_request_deadline(token)
 
 
 class RateLimiter:

@@ -83,6 +83,13 @@ def _respond(st: AppState, principal: Principal, route: str, query: dict[str, An
     policy = request.app.state.policy
     decision, ctx = policy.decide(body, **(context or {}))  # the serialised matches, made once
     body["verdict"] = decision.verdict()
+    if published is not None:
+        # A partner's lookup is another organisation's content: the hub's own actions (review
+        # cases, the vault, webhooks) never run on it, and its rule names stay internal.
+        body["verdict"]["rules"] = []
+        body["verdict"]["reasons"] = sorted({f"matched {m['bank_kind']} bank {m['bank']!r}"
+                                             for m in body["matches"]})[:10]
+        return body
     policy.apply(decision, ctx, query=query, content=getattr(content, "data", None),
                  content_type=getattr(content, "content_type", None))
     return body
