@@ -128,6 +128,32 @@ def test_partner_sees_only_published_banks_without_provenance(make_client, keys)
     assert client.get("/v1/match", params={"signal_type": "pdq", "value": PDQ_A}, headers=par).json()["matches"] == []
 
 
+def test_partner_lookups_run_no_hub_actions_and_hide_rule_names(make_client, keys):
+    """A partner's query is another organisation's content: no review case, no vault copy, no
+    webhook on the hub, and the hub's rule names stay internal."""
+    client = make_client()
+    cur, mat, par = auth(keys["curator"]), auth(keys["matcher"]), auth(keys["partner"])
+    _two_banks(client, cur)
+    mod = auth(keys["moderator"])
+    body = client.get("/v1/match", params={"signal_type": "md5", "value": MD5_A}, headers=par).json()
+    assert body["verdict"]["decision"] == "block" and body["verdict"]["rules"] == []
+    assert body["verdict"]["reasons"] == ["matched ncii bank 'pub'"]
+    # the platform's own path opens a case (in the background): wait for it, then count
+    own = client.get("/v1/match", params={"signal_type": "pdq", "value": PDQ_A}, headers=mat).json()
+    assert own["verdict"]["rules"], own["verdict"]
+    deadline, cases = time.time() + 15, []
+    while time.time() < deadline:
+        cases = client.get("/v1/cases", headers=mod).json()["cases"]
+        if cases:
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)
+    cases = client.get("/v1/cases", headers=mod).json()["cases"]
+    assert len(cases) == 1, cases
+    detail = client.get(f"/v1/cases/{cases[0]['id']}", headers=mod).json()
+    assert "pdq" in json.dumps(detail) and MD5_A not in json.dumps(detail.get("items", []))
+
+
 def test_partner_may_tail_changes_and_send_feedback_but_nothing_else(make_client, keys):
     client = make_client()
     cur, par, mat = auth(keys["curator"]), auth(keys["partner"]), auth(keys["matcher"])
