@@ -237,3 +237,36 @@ def test_timeout_middleware_stops_the_work_behind_a_504():
     with TestClient(app, raise_server_exceptions=False) as client:
         assert client.get("/").status_code == 504
         assert stopped.wait(3), "the decode went on after the 504"
+
+
+def test_vpdq_hashing_is_killed_when_the_request_deadline_passes(testvectors):
+    """vpdq decodes in C++ and cannot be interrupted from Python: under a request deadline it runs
+    in a child process that is killed at the deadline (no work goes on after a 504)."""
+    import subprocess as sp
+
+    from consentry.signals.vpdq import vpdq_frames_from_path
+
+    video = testvectors / "videos" / "doorknob-hd-no-bar.mp4"
+    direct = vpdq_frames_from_path(video, 0.0)  # every frame, in process: the reference
+    token = guard.set_request_deadline(120)
+    try:
+        assert vpdq_frames_from_path(video, 0.0) == direct  # the child gives the same frames
+    finally:
+        guard.reset_request_deadline(token)
+    started = []
+    real_run = sp.run
+
+    def spy(*a, **kw):
+        started.append(kw.get("timeout"))
+        return real_run(*a, **kw)
+
+    token = guard.set_request_deadline(0.05)
+    t0 = time.monotonic()
+    try:
+        sp.run = spy
+        with pytest.raises(guard.DecodeTimeout):
+            vpdq_frames_from_path(video, 0.0)
+    finally:
+        sp.run = real_run
+        guard.reset_request_deadline(token)
+    assert time.monotonic() - t0 < 5 and started and started[0] <= 0.05

@@ -130,16 +130,60 @@ def compare_frames(
     )
 
 
-def vpdq_frames_from_path(path, seconds_per_hash: float) -> list[VpdqFrame]:
-    import vpdq
+#: Run in a child process when a deadline applies: vpdq decodes in C++ and cannot be stopped
+#: from Python, so the child is killed when the deadline passes (a request's 504 ends the work).
+_CHILD = """
+import json, sys
+import vpdq
+try:
+    features = vpdq.computeHash(sys.argv[1], seconds_per_hash=float(sys.argv[2]), thread_count=1)
+except Exception as exc:
+    print(json.dumps({"error": str(exc)[:120] or type(exc).__name__}))
+    sys.exit(0)
+print(json.dumps({"frames": [[f.hex, int(f.quality), float(f.timestamp)] for f in features]}))
+"""
 
+
+def _frames_in_child(path, seconds_per_hash: float, timeout: float) -> list[tuple[str, int, float]]:
+    import json
+    import subprocess
+    import sys
+
+    from consentry.media.guard import DecodeTimeout
+
+    if timeout <= 0:
+        raise DecodeTimeout("the deadline passed before the video could be hashed")
     try:
-        features = vpdq.computeHash(str(path), seconds_per_hash=seconds_per_hash, thread_count=1)
-    except Exception as exc:  # noqa: BLE001 - the C++ library raises bare runtime errors
-        raise CorruptMedia(f"cannot hash video frames: {str(exc)[:120] or type(exc).__name__}") from exc
-    if not features:
+        done = subprocess.run([sys.executable, "-c", _CHILD, str(path), repr(float(seconds_per_hash))],
+                              capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:  # run() has killed the child
+        raise DecodeTimeout("video hashing took longer than allowed: stopped") from None
+    try:
+        out = json.loads(done.stdout.decode("utf-8", "replace").strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise CorruptMedia(f"cannot hash video frames (the decoder exited with status {done.returncode})") from None
+    if "error" in out:
+        raise CorruptMedia(f"cannot hash video frames: {out['error']}")
+    return [(h, q, t) for h, q, t in out["frames"]]
+
+
+def vpdq_frames_from_path(path, seconds_per_hash: float) -> list[VpdqFrame]:
+    from consentry.media import guard
+
+    left = guard.remaining()
+    if left is not None and left != float("inf"):
+        raw = _frames_in_child(path, seconds_per_hash, left)
+    else:
+        import vpdq
+
+        try:
+            features = vpdq.computeHash(str(path), seconds_per_hash=seconds_per_hash, thread_count=1)
+        except Exception as exc:  # noqa: BLE001 - the C++ library raises bare runtime errors
+            raise CorruptMedia(f"cannot hash video frames: {str(exc)[:120] or type(exc).__name__}") from exc
+        raw = [(f.hex, int(f.quality), float(f.timestamp)) for f in features]
+    if not raw:
         raise CorruptMedia("video has no decodable frames")
-    return [VpdqFrame(f.hex, int(f.quality), round(float(f.timestamp), 3)) for f in features]
+    return [VpdqFrame(h, int(q), round(float(t), 3)) for h, q, t in raw]
 
 
 @register
