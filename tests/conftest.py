@@ -6,6 +6,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Without CONSENTRY_HOME the default home is the user data directory (config.resolve_home): the
+# suite and the processes it starts must never create or use the real one.
+os.environ["XDG_DATA_HOME"] = __import__("tempfile").mkdtemp(prefix="consentry-test-data-")
 TESTVECTORS = Path(os.environ.get("CONSENTRY_TESTVECTORS", REPO.parent / "shared" / "testvectors"))
 
 

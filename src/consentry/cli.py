@@ -11,7 +11,6 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from consentry import __version__
 from consentry.cli_banks import bank_app, db_app, keys_app, match_cmd
@@ -19,11 +18,25 @@ from consentry.cli_victims import exchange_app, victim_app
 from consentry.cli_evidence import analyze_cmd
 from consentry.cli_scan import scan_cmd
 from consentry.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err_console, fail, progress_bar  # noqa: F401
-from consentry.config import get_settings
+from consentry.cli_common import hash_table, plural, write_result
+from consentry.config import get_settings, resolve_home
+
+
+def _home_note() -> str:
+    try:
+        home, why = resolve_home()
+    except Exception as exc:  # noqa: BLE001 - --help must work whatever the environment says
+        return f"Home: cannot be determined ({exc})."
+    state = "exists" if home.is_dir() else "not created yet"
+    return (f"Home (database, keys, vault): {home} ({why}; {state}). "
+            "Set CONSENTRY_HOME to use another; without it, a .consentry directory in the working "
+            "directory or a parent is used, else the user data directory.")
+
 
 app = typer.Typer(
     name="consentry",
     help="Hash, match and assess media against known abuse and non-consensual imagery.",
+    epilog=_home_note(),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -82,25 +95,16 @@ def hash_cmd(
             if not result.ok:
                 failures += 1
             if fmt is OutputFormat.jsonl:
-                sys.stdout.write(json.dumps(result.to_dict()) + "\n")
-                sys.stdout.flush()
+                write_result(json.dumps(result.to_dict()), progress)
             else:
                 results.append(result)
             elapsed = progress.tasks[0].elapsed or 0
             progress.update(task, advance=1, rate=f"{i / elapsed:.1f} files/s" if elapsed else "")
     if fmt is OutputFormat.table:
-        table = Table(show_lines=False)
-        for col in ("path", "type", "size", "sha256", "pdq", "q", "vpdq frames", "error"):
-            table.add_column(col, overflow="fold")
-        for r in results:
-            table.add_row(
-                r.path, r.content_type, str(r.size if r.size is not None else ""),
-                r.sha256 or "", r.pdq or "", "" if r.pdq_quality is None else str(r.pdq_quality),
-                "" if r.vpdq is None else str(len(r.vpdq)), r.error or "",
-            )
-        Console().print(table)
+        out = Console()
+        out.print(hash_table(results, out.width))
     if failures:
-        err_console.print(f"{failures} of {len(files)} file(s) could not be hashed", highlight=False)
+        err_console.print(f"{failures} of {plural(len(files), 'file')} could not be hashed", highlight=False)
     raise typer.Exit(EXIT_FAILED if failures else EXIT_OK)
 
 
@@ -110,44 +114,110 @@ def serve_cmd(
     port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
     workers: int = typer.Option(1, min=1, help="Worker processes."),
 ) -> None:
-    """Run the HTTP service (API, console, victim page)."""
+    """Run the HTTP service (API, console, victim page).
+
+    The address is printed once the service answers. Forwarded client addresses
+    (X-Forwarded-For) are believed only from the proxies in CONSENTRY_TRUSTED_PROXIES.
+    """
     import uvicorn
 
     from consentry.bootstrap import DEMO_BANK, DEMO_PDQ, ensure_admin_key, ensure_demo_bank
+    from consentry.config import ensure_home
     from consentry.db import open_database
+    from consentry.web.accesslog import log_config
 
     settings = get_settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
+    if ensure_home(settings.home):
+        _warn_new_home(settings.home, resolve_home()[1])
+    # Bind first: a busy port fails here, with a way out, before anything is created or announced.
+    # The socket also carries TCP_NODELAY to the accepted connections (see _listen_socket).
+    sock = _listen_socket(host, port)
     try:
         db = open_database(settings)
-        secret = ensure_admin_key(db)
         seeded = ensure_demo_bank(db)
         db.dispose()
     except Exception as exc:  # noqa: BLE001 - a bad DATABASE_URL or an unreachable server
         fail(f"cannot open the database: {str(exc).splitlines()[0][:200]}")
-    url = f"http://{host}:{port}/"
-    print(f"Consentry {__version__} is running at {url}  (API docs: {url}docs; state in "
-          f"{settings.home.resolve()})", flush=True)
-    print(f"  review console: {url}console  (add a reviewer: consentry users create NAME --role moderator)\n"
-          f"  victim hashing page: {url}submit", flush=True)
-    if secret:
-        print("\nFirst start: an admin API key was created. It is shown only this once:\n"
-              f"\n    {secret}\n", flush=True)
-    if seeded or secret:
-        print(f"Try the demo bank ({DEMO_BANK!r}, benign example hashes):\n"
-              f"    curl -H 'Authorization: Bearer <key>' '{url}v1/match?signal_type=pdq&value={DEMO_PDQ}'\n",
-              flush=True)
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+    where = ("DATABASE_URL" if settings.database_url else "SQLite") + f"; home {settings.home}"
+
+    def announce() -> None:
+        # the first admin key is created only once the service runs, so it is never created unseen
+        try:
+            db = open_database(settings, upgrade=False)
+            try:
+                secret = ensure_admin_key(db)
+            finally:
+                db.dispose()
+        except Exception as exc:  # noqa: BLE001 - the service runs; say why there is no key
+            secret = None
+            err_console.print(f"warning: cannot create the first admin key: {str(exc).splitlines()[0][:200]} "
+                              "(create one with: consentry keys create --role admin)",
+                              highlight=False, markup=False, soft_wrap=True)
+        print(f"Consentry {__version__} is running at {url}  (API docs: {url}docs; {where})", flush=True)
+        print(f"  review console: {url}console  (add a reviewer: consentry users create NAME --role moderator)\n"
+              f"  victim hashing page: {url}submit", flush=True)
+        if secret:
+            print("\nFirst start: an admin API key was created. It is shown only this once:\n"
+                  f"\n    {secret}\n", flush=True)
+        if seeded or secret:
+            print(f"Try the demo bank ({DEMO_BANK!r}, benign example hashes):\n"
+                  f"    curl -H 'Authorization: Bearer <key>' '{url}v1/match?signal_type=pdq&value={DEMO_PDQ}'\n",
+                  flush=True)
+
+    proxies = ",".join(settings.trusted_proxies)
+    options = dict(factory=True, log_level="info", log_config=log_config(),
+                   proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None)
     if workers > 1:
         # uvicorn's multi-process mode leaves Nagle's algorithm on for accepted connections, which
         # costs ~40 ms per request (delayed ACKs); a listening socket with TCP_NODELAY passes it on.
-        sock = _listen_socket(host, port)
-        uvicorn.run("consentry.web.app:create_app", factory=True, fd=sock.fileno(), workers=workers,
-                    log_level="info")
-    else:
-        uvicorn.run("consentry.web.app:create_app", factory=True, host=host, port=port, log_level="info")
+        import threading
+
+        threading.Thread(target=_announce_when_healthy, args=(sock, announce), daemon=True).start()
+        uvicorn.run("consentry.web.app:create_app", fd=sock.fileno(), workers=workers, **options)
+        return
+    server = _announcing_server(uvicorn.Config("consentry.web.app:create_app", **options), announce)
+    server.run(sockets=[sock])
+    if not server.started:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _announcing_server(config, on_started):
+    """A uvicorn server that calls ``on_started`` once the app started up and the socket serves."""
+    import uvicorn
+
+    class AnnouncingServer(uvicorn.Server):
+        async def startup(self, sockets=None):
+            await super().startup(sockets=sockets)
+            if self.started and not self.should_exit:
+                on_started()
+
+    return AnnouncingServer(config)
+
+
+def _announce_when_healthy(sock, announce, timeout: float = 600.0) -> None:
+    """Several workers: print the banner once one of them answers ``/healthz``."""
+    import time
+    import urllib.request
+
+    host, port = sock.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/healthz"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    announce()
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
 
 
 def _listen_socket(host: str, port: int):
+    import errno
     import socket
 
     try:
@@ -158,6 +228,12 @@ def _listen_socket(host: str, port: int):
         sock.bind(addr)
         sock.listen(2048)
     except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            fail(f"port {port} on {host} is already in use (another Consentry or another program); "
+                 f"pick another with --port {port + 1} (make run PORT={port + 1})")
+        if exc.errno == errno.EACCES:
+            fail(f"not allowed to listen on {host}:{port} (ports below 1024 need privileges); "
+                 f"pick another with --port 8000 (make run PORT=8000)")
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     sock.set_inheritable(True)
     return sock
@@ -169,8 +245,32 @@ def version_cmd() -> None:
     print(__version__)
 
 
+_new_home_warned = False
+
+
+def _warn_new_home(home: Path, why: str) -> None:
+    """Say on stderr that a command created a new, empty home (often: run from another directory)."""
+    global _new_home_warned
+    if _new_home_warned:
+        return
+    _new_home_warned = True
+    err_console.print(f"warning: created a new, empty Consentry home at {home} ({why}). If you meant an "
+                      "existing one, set CONSENTRY_HOME to it or run from the directory holding its "
+                      ".consentry.", highlight=False, markup=False, soft_wrap=True)
+
+
+from consentry.cli_examples import add_examples  # noqa: E402
+
+add_examples(app)  # every command's --help ends with an example
+
+
 def main() -> None:
     """Entry point: never shows a traceback unless CONSENTRY_DEBUG is set."""
+    try:
+        home, why = resolve_home()
+        existed = home.exists()
+    except Exception:  # noqa: BLE001 - a command that needs the home reports the problem itself
+        home, existed = None, True
     try:
         app(standalone_mode=True)
     except SystemExit:
@@ -183,6 +283,9 @@ def main() -> None:
             raise
         err_console.print(f"error: {type(exc).__name__}: {exc}", highlight=False)
         sys.exit(EXIT_FAILED)
+    finally:
+        if home is not None and not existed and home.exists():
+            _warn_new_home(home, why)
 
 
 if __name__ == "__main__":

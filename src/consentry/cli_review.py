@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
-from consentry.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err_console, fail
+from consentry.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err_console, fail, plural
 from consentry.config import get_settings
 from consentry.errors import ConsentryError
 
@@ -60,7 +60,7 @@ def rules_check(file: Optional[Path] = typer.Argument(None, help="Rules YAML (de
     for s in rs.sinks.values():
         note = "" if s.secret() else f"  (warning: {s.secret_env} is not set)"
         print(f"sink {s.name}: {s.url}{note}")
-    err_console.print(f"{rs.source}: {len(rs.rules)} rule(s), {len(rs.sinks)} sink(s): OK", highlight=False)
+    err_console.print(f"{rs.source}: {plural(len(rs.rules), 'rule')}, {plural(len(rs.sinks), 'sink')}: OK", highlight=False)
 
 
 @rules_app.command("test")
@@ -92,19 +92,127 @@ def rules_test(
 # ------------------------------------------------------------------------------ audit
 
 
-@audit_app.command("verify")
-def audit_verify() -> None:
-    """Check the hash chain. Exit 0 when intact; 1 with the first bad event and what happened."""
-    from consentry.review.audit import AuditLog
+def _checkpointer(with_sinks: bool = False):
+    from consentry.review.checkpoints import Checkpointer, CheckpointError
 
-    result = AuditLog(_db()).verify()
+    settings = get_settings()
+    db = _db()
+    dispatcher = None
+    try:
+        cp = Checkpointer.from_settings(settings, db)
+        if with_sinks and cp.sinks:
+            from consentry.policy.rules import RuleSet
+            from consentry.review.webhooks import WebhookDispatcher
+
+            rules = _load_rules(settings.rules_path)
+            unknown = [n for n in cp.sinks if n not in rules.sinks]
+            if unknown:
+                fail(f"CONSENTRY_AUDIT_CHECKPOINT_SINKS names {unknown[0]!r}, which is not a sink in "
+                     f"{rules.source} (sinks: {', '.join(rules.sinks) or 'none'})", EXIT_USAGE)
+            dispatcher = WebhookDispatcher(db, lambda: rules.sinks)
+            cp.dispatcher = dispatcher
+    except CheckpointError as exc:
+        fail(str(exc), EXIT_USAGE)
+    return db, cp, dispatcher
+
+
+@audit_app.command("verify")
+def audit_verify(
+    expect_head: Optional[List[str]] = typer.Option(
+        None, "--expect-head", metavar="SEQ:HASH",
+        help="A head printed by an earlier verify (or a checkpoint) and kept elsewhere: the chain must "
+             "still contain it. Repeatable."),
+    checkpoint_file: Optional[List[Path]] = typer.Option(
+        None, "--checkpoint", metavar="FILE",
+        help="A checkpoint JSON document (e.g. as received by a webhook sink): its signature is "
+             "checked, then its head as with --expect-head. Repeatable."),
+    public_key: Optional[str] = typer.Option(
+        None, "--public-key", metavar="ed25519:BASE64",
+        help="Pin the key --checkpoint documents must be signed with (default: this instance's key)."),
+    no_local: bool = typer.Option(False, "--no-local-checkpoint",
+                                  help="Do not check the latest checkpoint kept under CONSENTRY_HOME."),
+) -> None:
+    """Check the hash chain and print its head (SEQ:HASH). Exit 0 when intact; 1 with the first
+    bad event and what happened.
+
+    Keep the printed head somewhere else: a log cut short or wiped still forms a valid chain, but
+    no longer contains that head. Example: consentry audit verify --expect-head 1042:9f3c...e1
+    """
+    from consentry.review.audit import AuditLog, parse_head
+    from consentry.review.checkpoints import CheckpointError, verify_checkpoint
+
+    db, cp, _ = _checkpointer()
+    expected = []
+    try:
+        for text_ in expect_head or []:
+            expected.append(parse_head(text_))
+    except ConsentryError as exc:
+        fail(str(exc), EXIT_USAGE)
+    pinned = public_key
+    for path in checkpoint_file or []:
+        try:
+            if path.stat().st_size > 64 * 1024:
+                fail(f"{path}: over 64 KiB: not a checkpoint document", EXIT_USAGE)
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(doc, dict) and isinstance(doc.get("data"), dict) and "signature" not in doc:
+                doc = doc["data"]  # a whole webhook payload: the checkpoint is its data
+            if pinned is None and cp.has_key():
+                pinned = cp.public_key()  # else: the key the document carries (integrity only)
+            expected.append(verify_checkpoint(doc, pinned))
+        except FileNotFoundError:
+            fail(f"{path}: no such file", EXIT_USAGE)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            fail(f"{path}: not valid JSON ({exc})", EXIT_USAGE)
+        except CheckpointError as exc:
+            print(json.dumps({"ok": False, "problem": "checkpoint", "message": f"{path}: {exc}"}))
+            fail(f"{path}: {exc}", EXIT_FAILED)
+    from consentry.review.audit import set_checkpointer
+
+    set_checkpointer(db, None if no_local else cp)
+    result = AuditLog(db).verify(expected)
     print(json.dumps(result.to_dict()))
     if not result.ok:
         err_console.print(f"audit log BROKEN at event #{result.first_bad_seq} ({result.problem}): "
                           f"{result.message}", highlight=False, markup=False)
         raise typer.Exit(EXIT_FAILED)
     err_console.print(result.message, highlight=False)
+    err_console.print(f"head: {result.head}  (keep it elsewhere; check later with --expect-head)",
+                      highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(EXIT_OK)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    public_key: bool = typer.Option(False, "--public-key",
+                                    help="Only print this instance's checkpoint public key (to pin it)."),
+    no_send: bool = typer.Option(False, "--no-send", help="Write the local copy only, send no webhooks."),
+) -> None:
+    """Sign the current head of the audit chain (Ed25519), keep it under CONSENTRY_HOME and send it
+    to the sinks in CONSENTRY_AUDIT_CHECKPOINT_SINKS as an audit.checkpoint webhook.
+
+    Run it from cron (e.g. hourly) so the head lives off this machine. Example:
+    CONSENTRY_AUDIT_CHECKPOINT_SINKS=auditor consentry audit checkpoint
+    """
+    from consentry.review.checkpoints import CheckpointError
+
+    db, cp, dispatcher = _checkpointer(with_sinks=not public_key and not no_send)
+    try:
+        if public_key:
+            print(cp.public_key())
+            return
+        doc = cp.checkpoint("manual", deliver_now=True)
+    except CheckpointError as exc:
+        fail(str(exc))
+    finally:
+        if dispatcher is not None:
+            dispatcher.stop()
+    print(json.dumps(doc))
+    failed = [d for d in doc.get("deliveries", []) if d.get("status") != "delivered"]
+    for d in failed:
+        err_console.print(f"sink {d['sink']}: not delivered yet ({d.get('error') or d.get('status')}); "
+                          "the service's webhook worker retries it", highlight=False, markup=False)
+    err_console.print(f"checkpoint of head {doc['seq']}:{doc['hash']} written to {cp.path}", highlight=False,
+                      markup=False, soft_wrap=True)
 
 
 @audit_app.command("list")

@@ -9,6 +9,71 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+#: Name of a project-local home directory, found by walking up from the working directory.
+LOCAL_HOME_NAME = ".consentry"
+
+
+def resolve_home(cwd: Path | None = None) -> tuple[Path, str]:
+    """The home every process (service and CLI) uses, and why it was chosen.
+
+    1. ``CONSENTRY_HOME`` when set;
+    2. else an existing ``.consentry`` directory in the working directory or one of its parents
+       (the way git finds ``.git``), so a project-local home keeps working from any sub-directory;
+    3. else the user's data directory (``$XDG_DATA_HOME/consentry``, by default
+       ``~/.local/share/consentry`` on Linux), the same from every directory.
+    """
+    raw = os.environ.get("CONSENTRY_HOME", "").strip()
+    if raw:
+        return Path(raw).expanduser().absolute(), "CONSENTRY_HOME"
+    here = (cwd or Path.cwd()).absolute()
+    for d in (here, *here.parents):
+        candidate = d / LOCAL_HOME_NAME
+        if candidate.is_dir():
+            return candidate, f"found {LOCAL_HOME_NAME} in {d}"
+    import platformdirs
+
+    return platformdirs.user_data_path("consentry", appauthor=False), "user data directory"
+
+
+def ensure_home(home: Path) -> bool:
+    """Create ``home`` readable by its owner only (0700) when missing; True when it was created.
+
+    An existing directory keeps its mode (it may be shared on purpose, e.g. a mounted volume)."""
+    if home.is_dir():
+        return False
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(home, 0o700)  # mkdir's mode is masked by the umask
+    return True
+
+
+def create_private_file(path: Path) -> bool:
+    """Create an empty ``path`` with mode 0600 when missing (the SQLite database: its -wal and -shm
+    files take the database file's mode); True when it was created."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
+
+
+def _env_proxies(name: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses or CIDR networks (``10.0.0.0/8, ::1``), validated."""
+    import ipaddress
+
+    out = []
+    for item in os.environ.get(name, "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {item!r} is not an IP address or CIDR network "
+                             "(e.g. 127.0.0.1, 10.0.0.0/8)") from exc
+        out.append(item)
+    return tuple(out)
+
 
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
@@ -43,6 +108,16 @@ class MediaLimits:
     # > 0: JPEGs may be decoded at 1/2..1/8 scale (DCT domain) keeping this many pixels a side.
     # Faster, but PDQ is then no longer bit-identical to the reference; 0 = off (default).
     jpeg_draft_min_side: int = 0
+    # memory a decoded image may take (width x height x bytes per pixel as Pillow stores the mode,
+    # read from the header before decoding): a small 16-bit or float file can decode to gigabytes
+    max_decoded_bytes: int = 512 * 1024 * 1024
+    # images with more pixels are box-reduced by an integer factor right after decoding (JPEGs
+    # decode at 1/2..1/8 scale): PDQ costs ~25 bytes a pixel, so a 100 Mpixel image would take
+    # ~3 GB; the hash then differs from the full-size one by a few bits. 0 = never reduce
+    max_hash_pixels: int = 24 * 1024 * 1024
+    max_video_pixels: int = 4096 * 4096  # width * height of one video frame (from the header)
+    max_decode_seconds: float = 1800.0  # one image or video decode (0 = no limit)
+    max_concurrent_decodes: int = 2  # decodes at once per process; others wait (0 = no limit)
 
     @classmethod
     def from_env(cls) -> "MediaLimits":
@@ -57,6 +132,11 @@ class MediaLimits:
                 "CONSENTRY_VIDEO_SECONDS_PER_HASH", d.video_seconds_per_hash
             ),
             jpeg_draft_min_side=_env_int("CONSENTRY_JPEG_DRAFT_MIN_SIDE", d.jpeg_draft_min_side),
+            max_decoded_bytes=_env_int("CONSENTRY_MAX_DECODED_BYTES", d.max_decoded_bytes),
+            max_hash_pixels=_env_int("CONSENTRY_MAX_HASH_PIXELS", d.max_hash_pixels),
+            max_video_pixels=_env_int("CONSENTRY_MAX_VIDEO_PIXELS", d.max_video_pixels),
+            max_decode_seconds=_env_float("CONSENTRY_MAX_DECODE_SECONDS", d.max_decode_seconds),
+            max_concurrent_decodes=_env_int("CONSENTRY_MAX_CONCURRENT_DECODES", d.max_concurrent_decodes),
         )
 
     def with_(self, **changes) -> "MediaLimits":
@@ -65,7 +145,7 @@ class MediaLimits:
 
 @dataclass(frozen=True)
 class Settings:
-    home: Path = field(default_factory=lambda: Path(".consentry"))
+    home: Path = field(default_factory=lambda: resolve_home()[0])
     database_url: str | None = None
     limits: MediaLimits = field(default_factory=MediaLimits)
     max_upload_bytes: int = 200 * 1024 * 1024  # one HTTP request body
@@ -93,11 +173,14 @@ class Settings:
     victim_minor_links: str = "NCMEC Take It Down|https://takeitdown.ncmec.org/"
     exchange_pull_seconds: float = 300.0  # background pull of every exchange; 0 = off
     secret_key: str | None = None  # encrypts exchange keys; default: $CONSENTRY_HOME/secret.key
+    # reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (IPs or CIDRs); none by
+    # default, so a client cannot choose the IP that per-IP limits and the audit log see
+    trusted_proxies: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> "Settings":
         d = cls()
-        home = Path(os.environ.get("CONSENTRY_HOME", ".consentry")).expanduser()
+        home = resolve_home()[0]
         return cls(
             home=home,
             database_url=os.environ.get("DATABASE_URL") or None,
@@ -123,6 +206,7 @@ class Settings:
             victim_minor_links=os.environ.get("CONSENTRY_VICTIM_MINOR_LINKS") or d.victim_minor_links,
             exchange_pull_seconds=_env_float("CONSENTRY_EXCHANGE_PULL_SECONDS", d.exchange_pull_seconds),
             secret_key=os.environ.get("CONSENTRY_SECRET_KEY") or None,
+            trusted_proxies=_env_proxies("CONSENTRY_TRUSTED_PROXIES"),
         )
 
     def with_(self, **changes) -> "Settings":

@@ -15,8 +15,12 @@ def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
-        if u.database and u.database != ":memory:":
-            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
+            from consentry.config import create_private_file, ensure_home
+
+            # the home 0700 and the database 0600 (its -wal/-shm files inherit the mode)
+            ensure_home(Path(u.database).parent)
+            create_private_file(Path(u.database))
         engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")

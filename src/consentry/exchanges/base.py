@@ -24,7 +24,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import select, text, update
 
 from consentry.banks.service import BankService, NotFound
-from consentry.config import Settings
+from consentry.config import Settings, ensure_home
 from consentry.db.models import utcnow
 from consentry.db.models_victims import ExchangeConfig
 from consentry.errors import ConsentryError
@@ -85,7 +85,7 @@ def _fernet(settings: Settings) -> Fernet:
     if not secret:
         path = settings.home / "secret.key"
         if not path.exists():
-            settings.home.mkdir(parents=True, exist_ok=True)
+            ensure_home(settings.home)  # 0700 when new
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(base64.urlsafe_b64encode(os.urandom(32)).decode())
@@ -171,7 +171,7 @@ class ExchangeStore:
                         conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                         conn.commit()
             return
-        self.settings.home.mkdir(parents=True, exist_ok=True)
+        ensure_home(self.settings.home)  # 0700 when new
         path = self.settings.home / f"exchange-{hashlib.sha256(name.encode()).hexdigest()[:16]}.lock"
         with open(path, "a+") as fh:
             try:

@@ -118,7 +118,9 @@ def configured_key(settings: Any) -> str | None:
 
 def create_key_file(home: Path) -> Path:
     """Write a new random vault key to ``home/vault.key`` (0600); refuses to replace one."""
-    home.mkdir(parents=True, exist_ok=True)
+    from consentry.config import ensure_home
+
+    ensure_home(home)  # 0700 when new
     path = home / KEY_FILE
     raw = base64.b64encode(secrets.token_bytes(32)).decode() + "\n"
     try:

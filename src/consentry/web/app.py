@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -88,12 +89,18 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
         version=__version__,
         summary="Hash, match and assess media against known abuse and non-consensual imagery.",
         lifespan=lifespan,
+        docs_url=None,  # served by _install_docs from packaged assets (works offline, no CDN)
+        redoc_url=None,
     )
     app.state.consentry = consentry_state
     app.state.keys = consentry_state.keys
     from consentry.policy.runtime import PolicyRuntime  # rules, webhooks, vault (issue 6 part A)
 
     app.state.policy = PolicyRuntime(settings, db)
+    from consentry.review.audit import set_checkpointer  # signed audit heads (issue 12.10)
+    from consentry.review.checkpoints import Checkpointer
+
+    set_checkpointer(db, Checkpointer.from_settings(settings, db, app.state.policy.webhooks))
     from consentry.web.review_deps import build_review_state  # cases, console users (issue 6)
 
     app.state.review = build_review_state(settings, consentry_state.banks, app.state.policy.vault)
@@ -122,11 +129,47 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
 
     for module in PAGE_ROUTERS:
         app.include_router(importlib.import_module(module).router)
+    _install_docs(app)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
     app.add_middleware(TimeoutMiddleware, seconds=settings.request_timeout)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    from consentry.web.auth import AuthFirstMiddleware  # 401 before any body is received (outermost)
+
+    app.add_middleware(AuthFirstMiddleware)
     return app
+
+
+DOCS_ASSETS = "/docs/assets"
+
+
+def _install_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from the ``swagger-ui-py`` distribution (its packaged static files),
+    so the page works offline and loads nothing from another site. The Authorize button takes an
+    API key (the bearer scheme is declared by ``web.auth``)."""
+    import swagger_ui
+    from fastapi import Depends
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    from consentry.web.auth import public
+
+    assets = Path(swagger_ui.__file__).resolve().parent / "static"
+
+    @app.get("/docs", include_in_schema=False, response_class=HTMLResponse,
+             dependencies=[Depends(public("the API reference describes the API; calls still need a key"))])
+    def swagger_docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url, title=f"{app.title} {app.version} — API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+            oauth2_redirect_url=None,
+            swagger_ui_parameters={"validatorUrl": None},  # no badge from validator.swagger.io
+        )
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(assets)), name="docs-assets")
 
 
 def iter_api_routes(routes):

@@ -18,4 +18,5 @@ STATIC_DIR = WEB_DIR / "static"
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 
 #: Dotted module paths of the page routers, included in this order.
-PAGE_ROUTERS: tuple[str, ...] = ("consentry.web.pages.victim", "consentry.web.pages.console")
+PAGE_ROUTERS: tuple[str, ...] = ("consentry.web.pages.victim", "consentry.web.pages.console",
+                                 "consentry.web.pages.landing")
