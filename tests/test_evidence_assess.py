@@ -37,11 +37,27 @@ def ev(claim, strength, source="test"):
     ([ev("ai_generated", "strong", "watermark:sdxl"), ev("camera_captured", "proof", "c2pa")], "inconclusive"),
     ([ev("ai_generated", "proof", "c2pa"), ev("camera_captured", "weak", "exif")], "ai_generated"),
     ([ev("edited", "strong"), ev("ai_generated", "weak")], "inconclusive"),
+    # issue 16: algorithmic (non-learned) media is not AI; broken or claim-less credentials show
+    ([ev("computer_generated", "proof", "c2pa")], "no_indicators_found"),
+    ([ev("computer_generated", "weak", "xmp:iptc"), ev("edited", "weak")], "edited_no_ai_indicated"),
+    ([ev("content_credentials", "strong", "c2pa")], "no_indicators_found"),
+    ([Evidence("c2pa", "altered_after_signing", "strong", "changed", {"content_changed": True})],
+     "edited_no_ai_indicated"),
+    ([Evidence("c2pa", "altered_after_signing", "weak", "bad signature", {"content_changed": False})],
+     "no_indicators_found"),
+    ([Evidence("c2pa", "altered_after_signing", "strong", "changed", {"content_changed": True}),
+      ev("ai_generated", "weak", "c2pa")], "inconclusive"),
+    ([Evidence("c2pa", "ai_edited", "proof", "composite", {"role": "active", "declared_origin": True}),
+      Evidence("c2pa", "ai_generated", "proof", "ingredient", {"role": "parent", "declared_origin": True})],
+     "ai_edited"),
 ])
 def test_verdicts(items, verdict):
     got, summary = decide(items)
     assert got == verdict
     assert summary
+    for e in items:  # every non-AI item a verdict rests on is named in the summary
+        if e.claim in ("computer_generated", "content_credentials", "altered_after_signing") and len(items) == 1:
+            assert e.summary in summary
     # "authentic" only ever appears as what the findings do NOT prove
     assert "authentic" not in summary.replace("does not prove the content is authentic", "")
 

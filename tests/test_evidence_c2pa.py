@@ -357,3 +357,184 @@ def test_unexpected_store_shapes_do_not_crash():
 def test_wrong_mime_hint_is_tolerated(ca, ca_trust, ai_jpeg):
     f = analyze_c2pa(ai_jpeg, "application/octet-stream", trust=ca_trust)
     assert by_claim(f)["ai_generated"][0].strength == "proof"
+
+
+# --------------------------------------------------------------------------- issue 16: held-out fixes
+
+
+def _assess(data: bytes, trust: TrustLists):
+    from consentry.evidence.assess import assess_bytes
+
+    return assess_bytes(data, trust=trust)
+
+
+def test_algorithmic_media_is_computer_generated_not_ai(ca, ca_trust, jpeg):
+    """IPTC algorithmicMedia = made by a non-learned algorithm (a gradient, a fractal): not AI."""
+    f = analyze_c2pa(sign_image(ca, jpeg, source_type="algorithmicMedia"), "image/jpeg", trust=ca_trust)
+    claims = by_claim(f)
+    assert set(claims) == {"computer_generated"}
+    assert claims["computer_generated"][0].strength == "proof"
+    a = _assess(sign_image(ca, jpeg, source_type="algorithmicMedia"), ca_trust)
+    assert a.verdict == "no_indicators_found"
+    assert "not AI" in a.summary and "non-learned" in a.summary
+    assert any("not a claim of AI generation" in line for line in a.limitations)
+
+
+def test_composite_synthetic_is_at_most_a_weak_ai_claim(ca, ca_trust, jpeg):
+    f = analyze_c2pa(sign_image(ca, jpeg, source_type="compositeSynthetic"), "image/jpeg", trust=ca_trust)
+    ev = by_claim(f)["ai_edited"][0]
+    assert ev.strength == "weak" and any("compositeSynthetic" in c for c in ev.caveats)
+    assert _assess(sign_image(ca, jpeg, source_type="compositeSynthetic"), ca_trust).verdict == "inconclusive"
+
+
+@pytest.mark.parametrize("source_type, other", [("digitalCapture", "camera_captured"), ("digitalCreation", None)])
+def test_pixels_changed_after_signing_is_an_item_even_without_ai_claim(ca, ca_trust, jpeg, source_type, other):
+    """A camera capture (or a manifest with no claim) whose pixels changed after signing."""
+    signed = sign_image(ca, jpeg, source_type=source_type, title="harbour capture")
+    tampered = _flip_scan_byte(signed)
+    f = analyze_c2pa(tampered, "image/jpeg", trust=ca_trust)
+    claims = by_claim(f)
+    assert set(claims) == {"altered_after_signing"} | ({other} if other else set())
+    alt = claims["altered_after_signing"][0]
+    assert alt.strength == "strong" and alt.details["content_changed"] is True
+    assert "assertion.dataHash.mismatch" in alt.details["integrity_failures"]
+    assert alt.details["signer"]["issuer"] == "Consentry Test CA"
+    assert "changed after it was signed" in alt.summary and "Consentry Test CA" in alt.summary
+    assert any("not what changed" in c for c in alt.caveats)
+    a = _assess(tampered, ca_trust)
+    assert a.verdict == "edited_no_ai_indicated"
+    assert "Content Credentials (C2PA) are present, but the file was changed after it was signed" in a.summary
+    # the untouched file: no altered item, and a claim-less manifest is still shown
+    clean = by_claim(analyze_c2pa(signed, "image/jpeg", trust=ca_trust))
+    assert "altered_after_signing" not in clean
+    assert set(clean) == ({other} if other else {"content_credentials"})
+
+
+def test_invalid_signature_is_an_item_not_called_an_edit(ca, ca_trust, jpeg):
+    signed = sign_image(ca, jpeg, source_type="digitalCreation")
+    ctx = c2pa.Context.from_dict(c2pa_mod._settings(ca_trust, interim=False))
+    with c2pa.Reader("image/jpeg", io.BytesIO(signed), context=ctx) as r:
+        store = json.loads(r.json())
+    section = store["validation_results"]["activeManifest"]
+    section["success"] = [s for s in section["success"] if s["code"] != "claimSignature.validated"]
+    section.setdefault("failure", []).append({"code": "claimSignature.mismatch", "explanation": "bad signature"})
+    f = summarize_store(store)
+    alt = by_claim(f)["altered_after_signing"][0]
+    assert alt.strength == "weak" and alt.details["content_changed"] is False
+    assert "claimSignature.mismatch: bad signature" in alt.details["failures_explained"]
+    from consentry.evidence.assess import decide
+
+    verdict, summary = decide(f.evidence)
+    assert verdict == "no_indicators_found"
+    assert "fail validation (claimSignature.mismatch)" in summary and "does not prove" in summary
+
+
+def test_expired_certificate_without_claim_is_an_item(jpeg):
+    """A real expired signature: a certificate valid for a few seconds, checked after it ran out."""
+    import time
+
+    now = dt.datetime.now(dt.timezone.utc)
+    short = make_ca(org="Shortlived Camera Co", not_after=now + dt.timedelta(seconds=2))
+    signed = sign_image(short, jpeg, source_type="digitalCreation")
+    time.sleep(max(0.0, (now + dt.timedelta(seconds=3) - dt.datetime.now(dt.timezone.utc)).total_seconds()))
+    f = analyze_c2pa(signed, "image/jpeg")
+    assert f.raw["c2pa"]["trust"] == "expired"
+    ev = by_claim(f)["content_credentials"][0]
+    assert ev.strength == "strong" and ev.details["trust"] == "expired"
+    assert "Shortlived Camera Co" in ev.summary and "expired certificate" in ev.summary
+    assert any("expired" in c for c in ev.caveats)
+    a = _assess(signed, TrustLists())
+    assert a.verdict == "no_indicators_found" and "expired certificate" in a.summary
+    assert [e.claim for e in a.evidence] == ["content_credentials"]
+
+
+def test_active_composite_with_ai_wins_over_ai_generated_ingredient(ca, ca_trust, ai_jpeg):
+    child = sign_image(
+        ca, encode(scene(300, 200, seed=21), "JPEG"), source_type=None, ingredient=(ai_jpeg, "image/jpeg"),
+        actions=[{"action": "c2pa.opened", "parameters": {"ingredientIds": ["parent"]},
+                  "digitalSourceType": IPTC + "compositeWithTrainedAlgorithmicMedia"}],
+        title="composite with an AI part",
+    )
+    f = analyze_c2pa(child, "image/jpeg", trust=ca_trust)
+    claims = by_claim(f)
+    assert claims["ai_edited"][0].details["role"] == "active" and claims["ai_edited"][0].strength == "proof"
+    assert claims["ai_generated"][0].details["role"] == "parent"
+    a = _assess(child, ca_trust)
+    assert a.verdict == "ai_edited"
+    assert "1 more indicator agrees" in a.summary
+
+
+def _sign_remote(ca, image: bytes, url: str) -> bytes:
+    from c2pa_testca import _context, _signer
+
+    manifest = {"claim_generator_info": [{"name": "remote test", "version": "1"}], "title": "remote", "format": "image/jpeg",
+                "assertions": [{"label": "c2pa.actions", "data": {"actions": [
+                    {"action": "c2pa.created", "digitalSourceType": IPTC + "trainedAlgorithmicMedia"}]}}]}
+    ctx = _context()
+    try:
+        with c2pa.Builder(json.dumps(manifest), context=ctx) as b:
+            b.set_no_embed()
+            b.set_remote_url(url)
+            out = io.BytesIO()
+            with _signer(ca) as s:
+                b.sign(s, "image/jpeg", io.BytesIO(image), out)
+            return out.getvalue()
+    finally:
+        ctx.close()
+
+
+def test_remote_manifest_is_named_with_its_url_not_malformed(ca, jpeg):
+    url = "https://manifests.example.org/store/lighthouse.c2pa"
+    data = _sign_remote(ca, jpeg, url)
+    assert b"jumb" not in data  # nothing embedded: only the XMP reference
+    f = analyze_c2pa(data, "image/jpeg")
+    assert f.notes == [f"c2pa: remote manifest, not fetched (offline): {url}"]
+    assert not any("malformed" in n for n in f.notes)
+    ev = by_claim(f)["content_credentials"][0]
+    assert ev.details["remote_manifest_url"] == url and ev.strength == "weak"
+    assert "remote manifest, not fetched" in ev.summary
+    assert f.raw["c2pa"]["remote_manifest_url"] == url
+
+
+def test_unsupported_format_error_is_named():
+    note = c2pa_mod._error_note(Exception("NotSupported: type is unsupported"), "image/x-foo")
+    assert "cannot read Content Credentials in this file's format (image/x-foo)" in note
+    assert "malformed" not in note
+
+
+def _jxl_container() -> bytes:
+    import struct
+
+    def box(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+    return (b"\x00\x00\x00\x0cJXL \r\n\x87\n" + box(b"ftyp", b"jxl \x00\x00\x00\x00jxl ")
+            + box(b"jxlc", b"\xff\x0a" + bytes(range(200))))
+
+
+def test_jpeg_xl_is_checked_for_c2pa_and_says_what_was_not(ca, ca_trust):
+    from c2pa_testca import _context, _signer
+
+    plain = _jxl_container()
+    a = _assess(plain, ca_trust)
+    assert a.verdict == "inconclusive"
+    assert "JPEG XL" in a.summary and "Content Credentials (C2PA) were checked and none were found" in a.summary
+    assert "watermarks" in a.summary and a.error
+    manifest = {"claim_generator_info": [{"name": "t", "version": "1"}], "title": "x", "format": "image/jxl",
+                "assertions": [{"label": "c2pa.actions", "data": {"actions": [
+                    {"action": "c2pa.created", "digitalSourceType": IPTC + "trainedAlgorithmicMedia"}]}}]}
+    ctx = _context()
+    try:
+        with c2pa.Builder(json.dumps(manifest), context=ctx) as b:
+            out = io.BytesIO()
+            with _signer(ca) as s:
+                b.sign(s, "image/jxl", io.BytesIO(plain), out)
+    finally:
+        ctx.close()
+    signed = _assess(out.getvalue(), ca_trust)
+    assert signed.verdict == "ai_generated" and signed.error is None
+    assert "JPEG XL, which this tool cannot decode" in signed.summary
+    jp2 = _assess(b"\x00\x00\x00\x0cjP  \r\n\x87\n" + bytes(200), ca_trust)
+    assert jp2.verdict == "inconclusive" and "cannot read JPEG 2000 files" in jp2.summary
+    unknown = _assess(b"plain text, not a picture " * 20, ca_trust)
+    assert unknown.verdict == "inconclusive" and "format was not recognised" in unknown.summary

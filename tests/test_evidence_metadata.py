@@ -430,7 +430,7 @@ def test_no_metadata_no_evidence():
     [
         ("trainedAlgorithmicMedia", "ai_generated", "strong"),
         ("compositeWithTrainedAlgorithmicMedia", "ai_edited", "strong"),
-        ("algorithmicMedia", "ai_generated", "strong"),
+        ("algorithmicMedia", "computer_generated", "weak"),
         ("compositeSynthetic", "ai_edited", "weak"),
         ("digitalCapture", "camera_captured", "weak"),
         ("negativeFilm", "camera_captured", "weak"),
@@ -446,7 +446,7 @@ def test_jpeg_xmp_iptc_digital_source_type(code, claim, strength):
     assert ev.details["digital_source_type"] == DST + code
     assert ev.details["code"] == code
     if code == "algorithmicMedia":
-        assert any("not necessarily machine learning" in c for c in ev.caveats)
+        assert any("not a claim of AI generation" in c for c in ev.caveats)
 
 
 def test_iptc_2025_ai_fields_in_element_form():
@@ -698,3 +698,50 @@ def test_heif_exif_and_xmp_through_pillow():
     data = encode(scene(64, 48), "HEIF", exif=b"Exif\x00\x00" + block, xmp=packet)
     f = analyze_metadata(data, "image/heic")
     assert (only(f, "exif:flux").details["prompt"], only(f, "xmp:iptc").claim) == (PROMPT, "ai_generated")
+
+
+def _area_graph(n_areas: int) -> dict:
+    """ComfyUI area conditioning: n positive prompts, each on an area, combined pairwise."""
+    g = {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd_xl_base_1.0.safetensors"}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": NEGATIVE, "clip": ["4", 1]}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 48, "batch_size": 1}},
+    }
+    combined = None
+    for i in range(n_areas):
+        g[f"t{i}"] = {"class_type": "CLIPTextEncode", "inputs": {"text": f"area {i}: a lighthouse on a rock",
+                                                                  "clip": ["4", 1]}}
+        g[f"a{i}"] = {"class_type": "ConditioningSetArea", "inputs": {
+            "conditioning": [f"t{i}", 0], "width": 32, "height": 48, "x": 32 * i, "y": 0, "strength": 1.0}}
+        if combined is None:
+            combined = [f"a{i}", 0]
+        else:
+            g[f"c{i}"] = {"class_type": "ConditioningCombine",
+                          "inputs": {"conditioning_1": combined, "conditioning_2": [f"a{i}", 0]}}
+            combined = [f"c{i}", 0]
+    g["3"] = {"class_type": "KSampler", "inputs": {
+        "seed": 42, "steps": 20, "cfg": 7, "sampler_name": "euler", "scheduler": "normal", "denoise": 1,
+        "model": ["4", 0], "positive": combined, "negative": ["7", 0], "latent_image": ["5", 0]}}
+    return g
+
+
+def test_comfyui_area_conditioning_reports_every_positive_prompt():
+    ev = only(analyze_metadata(png_text(prompt=json.dumps(_area_graph(3))), "image/png"), "png:comfyui")
+    d = ev.details
+    assert d["prompts"] == [f"area {i}: a lighthouse on a rock" for i in range(3)]
+    assert d["prompt_count"] == 3 and "prompts_left_out" not in d
+    assert d["prompt"] == "area 0: a lighthouse on a rock"
+    assert d["negative_prompt"] == NEGATIVE and NEGATIVE not in d["prompts"]
+
+
+def test_comfyui_many_positive_prompts_say_how_many_were_left_out():
+    from consentry.evidence.metadata.comfyui import MAX_PROMPTS
+
+    ev = only(analyze_metadata(png_text(prompt=json.dumps(_area_graph(MAX_PROMPTS + 3))), "image/png"), "png:comfyui")
+    assert len(ev.details["prompts"]) == MAX_PROMPTS
+    assert ev.details["prompt_count"] == MAX_PROMPTS + 3 and ev.details["prompts_left_out"] == 3
+
+
+def test_comfyui_single_prompt_has_no_prompt_list():
+    ev = only(analyze_metadata(png_text(prompt=json.dumps(comfy_graph())), "image/png"), "png:comfyui")
+    assert "prompts" not in ev.details and ev.details["prompt"] == PROMPT

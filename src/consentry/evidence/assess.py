@@ -11,8 +11,14 @@ Verdict (never overstated; absence of indicators is never "authentic"):
   the strongest wins, ``ai_generated`` on a tie — unless a *proof*-level ``camera_captured`` claim
   stands against AI claims that are only ``strong``, which is ``inconclusive``;
 * only ``weak`` AI claims (e.g. a C2PA AI claim whose integrity check failed) → ``inconclusive``;
-* ``edited`` claims and no AI claim → ``edited_no_ai_indicated``;
-* anything else (camera-capture claims, or nothing) → ``no_indicators_found``.
+* when AI claims tie in strength, a C2PA active manifest's own declaration of the asset's source
+  type wins over its ingredients (a composite with AI whose ingredient is AI-generated is
+  ``ai_edited``; the ingredient supports it);
+* ``edited`` claims, or C2PA credentials whose *content* hash fails (the file changed after
+  signing), and no AI claim → ``edited_no_ai_indicated``;
+* anything else (camera-capture claims, ``computer_generated`` — IPTC ``algorithmicMedia``, made by
+  a non-learned algorithm, which is not AI —, intact or invalid credentials without a claim, or
+  nothing) → ``no_indicators_found``, with the item named in the summary.
 """
 
 from __future__ import annotations
@@ -102,8 +108,12 @@ class Assessment:
 
 def decide(evidence: list[Evidence]) -> tuple[str, str]:
     """The verdict and a one-sentence summary for a list of evidence items."""
+    def declares_origin(e: Evidence) -> bool:
+        return e.source == "c2pa" and e.details.get("role") == "active" and bool(e.details.get("declared_origin"))
+
     def best(items: list[Evidence]) -> Evidence | None:
-        return max(items, key=lambda e: (STRENGTH_RANK[e.strength], e.claim == "ai_generated"), default=None)
+        return max(items, key=lambda e: (STRENGTH_RANK[e.strength], declares_origin(e), e.claim == "ai_generated"),
+                   default=None)
 
     ai = [e for e in evidence if e.claim in AI_CLAIMS]
     firm_ai = [e for e in ai if e.strength in FIRM]
@@ -126,13 +136,35 @@ def decide(evidence: list[Evidence]) -> tuple[str, str]:
         return "inconclusive", (
             f"Only weak indications of AI were found: {top.summary.rstrip('.')}"
             f"{'; ' + top.caveats[0] if top.caveats else ''}.")
+    altered = [e for e in evidence if e.claim == "altered_after_signing"]
+    changed = [e for e in altered if e.details.get("content_changed")]
+    if changed:
+        return "edited_no_ai_indicated", f"Edited, with no indication of AI: {changed[0].summary.rstrip('.')}."
     if edited:
         top = best(edited)
         assert top is not None
         return "edited_no_ai_indicated", f"Edited, with no indication of AI: {top.summary.rstrip('.')}."
+    if altered:
+        return "no_indicators_found", (
+            f"No indicator of AI generation or editing was found; {altered[0].summary.rstrip('.')}. "
+            "This does not prove the content is authentic.")
+    computed = [e for e in evidence if e.claim == "computer_generated"]
+    if computed:
+        top = best(computed)
+        assert top is not None
+        return "no_indicators_found", (
+            f"No indicator of AI generation or editing was found; {top.summary.rstrip('.')} — computer-generated "
+            "by a non-learned algorithm, which is not AI.")
     cams = [e for e in evidence if e.claim == "camera_captured"]
     if cams:
         top = best(cams)
+        assert top is not None
+        return "no_indicators_found", (
+            f"No indicator of AI generation or editing was found; {top.summary.rstrip('.')}. "
+            "This does not prove the content is authentic.")
+    creds = [e for e in evidence if e.claim == "content_credentials"]
+    if creds:
+        top = best(creds)
         assert top is not None
         return "no_indicators_found", (
             f"No indicator of AI generation or editing was found; {top.summary.rstrip('.')}. "
@@ -153,6 +185,12 @@ def limitations_for(verdict: str, evidence: list[Evidence]) -> list[str]:
     if any(e.source == "c2pa" for e in evidence):
         out.append("A valid C2PA signature shows who signed the manifest and that the file has not "
                    "changed since; the claims in it are the signer's assertions.")
+    if any(e.claim == "altered_after_signing" for e in evidence):
+        out.append("Content Credentials that fail validation show that the file or its manifest changed after "
+                   "signing, not what changed, who changed it or why.")
+    if any(e.claim == "computer_generated" for e in evidence):
+        out.append("'Algorithmic media' (IPTC) means made by an algorithm not trained on sampled content, such "
+                   "as a gradient or a fractal; it is not a claim of AI generation.")
     if any(e.strength == "strong" for e in evidence):
         out.append("Unsigned metadata and watermarks can be added, copied or forged; they show how a "
                    "file presents itself, not who made it.")
@@ -230,9 +268,7 @@ def assess_content(content: Content, path: str = "-", *, trust=None, watermarks:
         verdict="no_indicators_found", summary="", error=None,
     )
     if content.content_type == UNKNOWN:
-        a.error = hashed.error or "unrecognised or unsupported file format"
-        a.verdict, a.summary = "inconclusive", "The file could not be analysed."
-        return a
+        return _assess_undecodable(content, a, hashed, trust)
     found = Findings()
     data = None
     try:
@@ -273,6 +309,76 @@ def assess_content(content: Content, path: str = "-", *, trust=None, watermarks:
     if hashed.error and not a.evidence:
         a.error = hashed.error
         a.verdict, a.summary = "inconclusive", f"The file could not be analysed: {hashed.error}."
+    return a
+
+
+#: Picture formats known by their magic bytes that this tool cannot decode: (magic, name, the MIME
+#: type to give the C2PA library, or None where it cannot read the format).
+UNDECODED_FORMATS: tuple[tuple[bytes, str, str | None], ...] = (
+    (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL", "image/jxl"),
+    (b"\xff\x0a", "JPEG XL (bare codestream)", "image/jxl"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000", None),
+    (b"\xff\x4f\xff\x51", "JPEG 2000 (bare codestream)", None),
+    (b"II+\x00", "BigTIFF", "image/tiff"),
+    (b"MM\x00+", "BigTIFF", "image/tiff"),
+)
+_NEEDS_PIXELS = "generator metadata, invisible watermarks and the PDQ hash need a decoded picture and were not checked"
+
+
+def undecoded_format(head: bytes) -> tuple[str, str | None] | None:
+    """(name, C2PA MIME type or None) of a picture format this tool recognises but cannot decode."""
+    for magic, name, mime in UNDECODED_FORMATS:
+        if head.startswith(magic):
+            return name, mime
+    return None
+
+
+def _assess_undecodable(content: Content, a: Assessment, hashed: HashResult, trust) -> Assessment:
+    """A file whose format the media layer does not decode: say which format, check C2PA where the
+    C2PA library reads it, and say what was and was not checked (never a bare "inconclusive")."""
+    head = b""
+    data = None
+    try:
+        data = _content_bytes(content, MAX_C2PA_BYTES)
+        head = data[:64] if data is not None else b""
+    except OSError as exc:
+        a.notes.append(f"cannot read file: {exc.strerror or exc}")
+    known = undecoded_format(head)
+    if known is None:
+        a.error = hashed.error or "unrecognised or unsupported file format"
+        a.verdict, a.summary = "inconclusive", (
+            "The file could not be analysed: its format was not recognised, so neither Content Credentials "
+            "(C2PA), metadata nor watermarks were checked.")
+        return a
+    name, mime = known
+    a.mime = mime or a.mime
+    found = Findings()
+    from consentry.evidence.c2pa import _supported_mimes, analyze_c2pa
+
+    supported = False
+    if mime is not None and data is not None:
+        try:
+            supported = mime in _supported_mimes()
+        except Exception:  # noqa: BLE001 - c2pa missing or broken: reported below as not checked
+            supported = False
+    if supported:
+        _run("c2pa", lambda: analyze_c2pa(data, mime, trust=trust), found)
+        c2pa_words = ("Content Credentials (C2PA) were checked" +
+                      ("" if found.evidence or found.notes else " and none were found"))
+    else:
+        c2pa_words = f"the C2PA library cannot read {name} files, so Content Credentials were not checked"
+        found.notes.append(f"c2pa: not checked: {name} is not a format the C2PA library supports")
+    found.notes.append(f"{name}: this tool cannot decode the picture; {_NEEDS_PIXELS}")
+    a.evidence, a.notes, a.raw = found.evidence, a.notes + found.notes, found.raw
+    a.limitations = limitations_for("inconclusive", a.evidence)
+    if a.evidence:
+        a.verdict, a.summary = decide(a.evidence)
+        a.summary += f" (The file is {name}, which this tool cannot decode: {_NEEDS_PIXELS}.)"
+        a.limitations = limitations_for(a.verdict, a.evidence)
+    else:
+        a.error = f"{name} pictures cannot be decoded by this tool"
+        a.verdict, a.summary = "inconclusive", (
+            f"Inconclusive: the file is {name}, which this tool cannot decode; {c2pa_words}; {_NEEDS_PIXELS}.")
     return a
 
 

@@ -81,9 +81,11 @@ IPTC_PREFIXES = (
 SOURCE_TYPE_CLAIMS: dict[str, str | None] = {
     "trainedAlgorithmicMedia": "ai_generated",
     "trainedAlgorithmicData": "ai_generated",
-    # "created purely by an algorithm not based on sampled training data": synthetic, not a capture.
-    "algorithmicMedia": "ai_generated",
+    # IPTC: "created purely by an algorithm not based on sampled training data" (a gradient, a
+    # fractal): computer-generated, not AI; neither IPTC nor the C2PA tools count it as AI.
+    "algorithmicMedia": "computer_generated",
     "compositeWithTrainedAlgorithmicMedia": "ai_edited",
+    # "at least one element is synthetic": AI or a non-learned algorithm; the item is capped at weak.
     "compositeSynthetic": "ai_edited",
     "digitalCapture": "camera_captured",
     "computationalCapture": "camera_captured",
@@ -106,10 +108,16 @@ SOURCE_TYPE_CLAIMS: dict[str, str | None] = {
 SOURCE_TYPE_WORDS = {
     "trainedAlgorithmicMedia": "created by a trained AI model",
     "trainedAlgorithmicData": "created by a trained AI model",
-    "algorithmicMedia": "created by an algorithm (synthetic, not a capture)",
+    "algorithmicMedia": "created purely by an algorithm not based on sampled training data",
     "compositeWithTrainedAlgorithmicMedia": "a composite including AI-generated elements",
     "compositeSynthetic": "a composite including synthetic elements",
 }
+#: Terms whose AI claim is ambiguous (the synthetic part may be AI or a non-learned algorithm):
+#: the item is never more than ``weak``, so on its own it gives an ``inconclusive`` verdict.
+AMBIGUOUS_AI_TERMS = frozenset({"compositeSynthetic"})
+#: Failure codes that mean the *content* (not only the manifest) changed after signing.
+CONTENT_HASH_FAILURES = ("assertion.dataHash.mismatch", "assertion.bmffHash.mismatch",
+                         "assertion.boxesHash.mismatch", "assertion.collectionHash.mismatch")
 #: Actions that do not change what the content shows.
 NON_EDITORIAL_ACTIONS = frozenset({
     "c2pa.created", "c2pa.opened", "c2pa.published", "c2pa.repackaged", "c2pa.transcoded",
@@ -263,10 +271,14 @@ def _supported_mimes() -> frozenset[str]:
     return frozenset(c2pa.Reader.get_supported_mime_types())
 
 
-def _error_note(exc: BaseException) -> str:
+def _error_note(exc: BaseException, mime: str | None = None) -> str:
     msg = _short(str(exc) or type(exc).__name__, 200)
-    if "remote" in type(exc).__name__.lower() or "RemoteManifest" in msg:
-        return f"c2pa: the Content Credentials are stored remotely and were not fetched (offline analysis): {msg}"
+    if _is_remote_error(exc):
+        url = _remote_url(str(exc))
+        return f"c2pa: remote manifest, not fetched (offline){': ' + url if url else ''}"
+    if "NotSupported" in type(exc).__name__ or msg.startswith("NotSupported") or "naked codestream" in msg:
+        return (f"c2pa: not checked: the C2PA library cannot read Content Credentials in this file's format"
+                f"{' (' + mime + ')' if mime else ''}: {msg}")
     return f"c2pa: the Content Credentials could not be read (malformed or truncated manifest): {msg}"
 
 
@@ -538,7 +550,14 @@ def _claims_of(desc: dict[str, Any]) -> dict[str, list[str]]:
         claims.setdefault("edited", []).extend(edits)
     if "ai_generated" in claims or "ai_edited" in claims:
         claims.pop("edited", None)  # the edits are reported, the AI claim subsumes them
+        claims.pop("computer_generated", None)
     return {k: sorted(set(v)) for k, v in claims.items()}
+
+
+def _is_ambiguous_ai(reasons: list[str]) -> bool:
+    """Every reason for an AI claim is an ambiguous term (``compositeSynthetic``), bare or on an action."""
+    terms = [r[r.find("(") + 1:-1] if r.endswith(")") and "(" in r else r for r in reasons]
+    return bool(terms) and all(t in AMBIGUOUS_AI_TERMS for t in terms)
 
 
 def _walk(manifests: dict[str, Any], active: str) -> dict[str, dict[str, Any]]:
@@ -582,6 +601,7 @@ _CLAIM_WORDS = {
     "ai_edited": "was edited with AI or includes AI-generated parts",
     "edited": "was edited",
     "camera_captured": "was captured with a camera",
+    "computer_generated": "was created by a non-learned algorithm (computer-generated, not declared as AI)",
 }
 _TRUST_WORDS = {
     TRUSTED: "trusted (official C2PA trust list)",
@@ -631,6 +651,10 @@ def _evidence_for(label: str, claim: str, reasons: list[str], desc: dict[str, An
     if walk["role"] == "unlinked":
         strength = "weak"
         caveats.append("this manifest is in the file's manifest store but not linked to the active manifest")
+    if claim in ("ai_generated", "ai_edited") and _is_ambiguous_ai(reasons):
+        strength = "weak"
+        caveats.append("IPTC 'compositeSynthetic' says an element is synthetic, not that it was made by a "
+                       "trained AI model (it may be a non-learned algorithm or a 3D render)")
     caveats = list(dict.fromkeys(caveats))
 
     signer = manifests_info[label]["signer"] if label in manifests_info else desc["signer"]
@@ -664,16 +688,106 @@ def _evidence_for(label: str, claim: str, reasons: list[str], desc: dict[str, An
         "chain_trust": weakest,
         "integrity": "failed" if integrity_failures else "ok",
         "integrity_failures": integrity_failures,
+        # the manifest declares the asset's own digital source type (not an edit action on it)
+        "declared_origin": any(r in SOURCE_TYPE_CLAIMS for r in reasons),
     }
     return Evidence(source=SOURCE, claim=claim, strength=strength, summary=summary, details=details,
                     caveats=tuple(caveats))
 
 
+def _signed_words(desc: dict[str, Any], info: dict[str, Any]) -> str:
+    when = desc["signer"].get("time")
+    return (f"signed by {_signer_words(info['signer'])}{' on ' + str(when) if when else ''}, "
+            f"{_TRUST_WORDS[info['trust']]}")
+
+
+def _base_details(desc: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "manifest": desc["label"], "role": "active", "title": desc["title"],
+        "claim_generator": desc["claim_generator"], "claim_generator_info": desc["claim_generator_info"],
+        "actions": [a["action"] for a in desc["actions"]], "signer": info["signer"], "trust": info["trust"],
+        "integrity": info["integrity"]["status"], "integrity_failures": info["integrity"]["failures"],
+    }
+
+
+def _trust_caveats(info: dict[str, Any]) -> list[str]:
+    who = _signer_words(info["signer"])
+    if info["trust"] == EXPIRED:
+        return [f"the signer {who} used a certificate that had expired (or was not yet valid) when checked, and "
+                "no trusted time-stamp shows it was valid when the manifest was signed"]
+    if info["trust"] == UNTRUSTED:
+        return [f"the signer {who} is not on a configured trust list: anyone can make such a signature"]
+    if info["trust"] == TRUSTED_INTERIM:
+        return [f"{who}: {INTERIM_CAVEAT}"]
+    return []
+
+
+def _altered_evidence(desc: dict[str, Any], info: dict[str, Any], status: _Status) -> Evidence:
+    """The active manifest failed its integrity check: what failed, who signed, when."""
+    failures = info["integrity"]["failures"]
+    content_changed = any(f in CONTENT_HASH_FAILURES for f in failures)
+    explained = sorted({f"{c}: {e}" if e else c for kind, c, e in status.codes()
+                        if kind == "failure" and c in failures})[:12]
+    listed = ", ".join(failures[:6])
+    if content_changed:
+        what = f"the file was changed after it was signed ({listed})"
+        caveats = ["the hashes show that the file's bytes differ from what was signed, not what changed: a "
+                   "re-encoding or a metadata edit breaks them as surely as a visible edit",
+                   "the manifest's claims describe the file as it was when signed, not as it is now"]
+    else:
+        what = (f"they fail validation ({listed}): the manifest is malformed, or it or its signature was "
+                "altered after signing")
+        caveats = ["the manifest's claims cannot be relied on: its signature or assertions do not check out"]
+    caveats += _trust_caveats(info)
+    details = {**_base_details(desc, info), "content_changed": content_changed, "failures_explained": explained}
+    return Evidence(
+        source=SOURCE, claim="altered_after_signing", strength="strong" if content_changed else "weak",
+        summary=f"Content Credentials (C2PA) are present, but {what}; {_signed_words(desc, info)}.",
+        details=details, caveats=tuple(caveats),
+    )
+
+
+def _credentials_evidence(desc: dict[str, Any], info: dict[str, Any]) -> Evidence:
+    """An intact manifest that claims nothing about AI, a camera or edits (e.g. an expired signer)."""
+    tools = desc["claim_generator_info"][:1] or ([desc["claim_generator"]] if desc["claim_generator"] else [])
+    made = f", written by {tools[0]}" if tools else ""
+    strength = "proof" if info["trust"] in (TRUSTED, TRUSTED_INTERIM) else "strong"
+    return Evidence(
+        source=SOURCE, claim="content_credentials", strength=strength,
+        summary=(f"The file carries Content Credentials (C2PA){made} that make no claim about AI, a camera "
+                 f"capture or edits; {_signed_words(desc, info)}; hashes and signature check out."),
+        details=_base_details(desc, info), caveats=tuple(_trust_caveats(info)),
+    )
+
+
+def _remote_url(message: str) -> str | None:
+    m = re.search(r"(https?://\S+)", message)
+    return _short(m.group(1).rstrip(".,;)'\""), 500) if m else None
+
+
+def _is_remote_error(exc: BaseException) -> bool:
+    msg = str(exc)
+    return ("remote" in type(exc).__name__.lower() or msg.startswith("Remote:") or "RemoteManifest" in msg
+            or "remote manifest" in msg.lower())
+
+
+def _remote_evidence(url: str | None) -> Evidence:
+    where = f" at {url}" if url else ""
+    return Evidence(
+        source=SOURCE, claim="content_credentials", strength="weak",
+        summary=(f"The file refers to Content Credentials (C2PA) kept online{where}: a remote manifest, not "
+                 "fetched (offline analysis), so what they claim is unknown."),
+        details={"remote_manifest_url": url, "fetched": False, "role": "active"},
+        caveats=("a remote manifest is not checked offline: fetch it from the URL with a C2PA tool to see who "
+                 "signed it and what it claims",),
+    )
+
+
 _ROLE_KEEP = {
     "active": {"ai_generated": "ai_generated", "ai_edited": "ai_edited", "edited": "edited",
-               "camera_captured": "camera_captured"},
+               "camera_captured": "camera_captured", "computer_generated": "computer_generated"},
     "parent": {"ai_generated": "ai_generated", "ai_edited": "ai_edited", "edited": "edited",
-               "camera_captured": "camera_captured"},
+               "camera_captured": "camera_captured", "computer_generated": "computer_generated"},
     # A component is part of the content: AI in a part makes the whole AI-edited.
     "component": {"ai_generated": "ai_edited", "ai_edited": "ai_edited"},
     "unlinked": {"ai_generated": "ai_generated", "ai_edited": "ai_edited"},
@@ -707,8 +821,13 @@ def analyze_c2pa(data: bytes, mime: str, *, trust: TrustLists | None = None) -> 
         found.notes.append(f"c2pa: trust list unreadable: {_short(exc, 200)}")
         return found
     except Exception as exc:  # c2pa-rs parser errors, JSON errors: never a crash
-        if b"c2pa" in data or "remote" in str(exc).lower():
-            found.notes.append(_error_note(exc))
+        if _is_remote_error(exc):
+            url = _remote_url(str(exc))
+            found.notes.append(_error_note(exc, mime))
+            found.evidence.append(_remote_evidence(url))
+            found.raw["c2pa"] = {"remote_manifest_url": url, "fetched": False}
+        elif b"c2pa" in data:
+            found.notes.append(_error_note(exc, mime))
         return found
     if store is None:
         return found
@@ -793,6 +912,11 @@ def summarize_store(
         for claim, reasons in _claims_of(descs[lab]).items():
             if claim in keep:
                 found.evidence.append(_evidence_for(lab, keep[claim], reasons, descs[lab], w, info))
+    # Broken or claim-less credentials are evidence too: never leave them out of the verdict.
+    if info[active]["integrity"]["failures"]:
+        found.evidence.append(_altered_evidence(descs[active], info[active], statuses.get(active, _Status())))
+    elif not found.evidence:
+        found.evidence.append(_credentials_evidence(descs[active], info[active]))
     found.evidence.sort(key=lambda e: (e.details["role"] != "active", e.claim))
 
     act_status = statuses.get(active, _Status())

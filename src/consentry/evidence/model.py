@@ -12,8 +12,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-#: What a piece of evidence says about how the content was made.
-CLAIMS = ("ai_generated", "ai_edited", "edited", "camera_captured")
+#: What a piece of evidence says about how the content was made.  Not AI claims:
+#: ``computer_generated`` (IPTC algorithmicMedia: a non-learned algorithm, e.g. a fractal);
+#: ``altered_after_signing`` (C2PA credentials whose integrity check failed); ``content_credentials``
+#: (C2PA credentials that claim nothing about AI, a camera or edits, or a remote manifest not fetched).
+CLAIMS = ("ai_generated", "ai_edited", "edited", "camera_captured", "computer_generated",
+          "altered_after_signing", "content_credentials")
 #: How much weight it carries: ``proof`` = a valid signature under a trusted list; ``strong`` = a
 #: specific unsigned marker or watermark; ``weak`` = a statistical signal or a marker whose
 #: integrity could not be confirmed.

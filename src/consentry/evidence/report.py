@@ -45,8 +45,46 @@ def _excerpt(details: dict[str, Any], limit: int = 4000) -> str:
     return text if len(text) <= limit else text[:limit] + "\n… (truncated)"
 
 
-def render_html(assessment: Assessment, *, image: Image.Image | None = None, show_image: bool = False) -> str:
+#: Side of the forensic views: blurred ones as small as the thumbnail, clear ones larger.
+VIEW_SIDE_CLEAR = 360
+VIEW_SIDE_SPECTRUM = 240
+#: The file's bytes are re-read for the JPEG tables only up to this size.
+MAX_FORENSIC_BYTES = 64 * 1024 * 1024
+
+
+def forensic_context(image: Image.Image, data: bytes | None = None, *, show_image: bool = False) -> list[dict[str, Any]]:
+    """The forensic views as template rows.  A view that shows the content (ELA, noise residual)
+    follows the thumbnail's policy: blurred and greyscale in its pixels unless ``show_image``; the
+    magnitude spectrum does not show the content and is always clear."""
+    from consentry.evidence.forensics import forensic_views
+
+    rows = []
+    for v in forensic_views(image, data):
+        uri = None
+        if v.image is not None:
+            if v.shows_content:
+                jpeg = thumbnail_jpeg(v.image, VIEW_SIDE_CLEAR if show_image else THUMB_SIDE, blurred=not show_image)
+            else:
+                jpeg = thumbnail_jpeg(v.image, VIEW_SIDE_SPECTRUM, quality=85)
+            uri = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+        table = None
+        if v.key == "jpeg":
+            luma = v.details["tables"].get("0")
+            table = [luma[r * 8:(r + 1) * 8] for r in range(8)] if luma else None
+        rows.append({"key": v.key, "title": v.title, "note": v.note, "uri": uri, "table": table,
+                     "blurred": v.shows_content and not show_image, "details": v.details})
+    return rows
+
+
+def render_html(assessment: Assessment, *, image: Image.Image | None = None, show_image: bool = False,
+                data: bytes | None = None) -> str:
     thumb = thumbnail_data_uri(image, clear=show_image) if image is not None else None
+    forensics: list[dict[str, Any]] = []
+    if image is not None:
+        try:
+            forensics = forensic_context(image, data, show_image=show_image)
+        except Exception:  # noqa: BLE001 - the views are extras: never lose the report over them
+            forensics = []
     items = [
         {
             "source": e.source, "claim": e.claim, "strength": e.strength,
@@ -57,7 +95,7 @@ def render_html(assessment: Assessment, *, image: Image.Image | None = None, sho
     ]
     return _env.get_template("report.html").render(
         a=assessment, verdict_label=VERDICT_LABELS[assessment.verdict], items=items, thumb=thumb,
-        show_image=show_image,
+        show_image=show_image, forensics=forensics,
     )
 
 
@@ -69,6 +107,7 @@ def write_report(assessment: Assessment, out: str | Path, *, source: str | Path 
     if suffix not in (".html", ".htm", ".pdf"):
         raise ValueError(f"report must end in .html or .pdf, not {out.suffix or '(none)'}")
     image = None
+    data = None
     if source is not None and assessment.content_type == "photo" and assessment.error is None:
         from consentry.media.content import Content
 
@@ -76,7 +115,12 @@ def write_report(assessment: Assessment, out: str | Path, *, source: str | Path 
             image = Content.from_path(source, limits or MediaLimits()).image()
         except Exception:  # noqa: BLE001 - a report without a thumbnail is still a report
             image = None
-    html = render_html(assessment, image=image, show_image=show_image)
+        try:  # for the JPEG quantisation tables and the double-compression estimate
+            if image is not None and Path(source).stat().st_size <= MAX_FORENSIC_BYTES:
+                data = Path(source).read_bytes()
+        except OSError:
+            data = None
+    html = render_html(assessment, image=image, show_image=show_image, data=data)
     out.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".pdf":
         from weasyprint import HTML

@@ -12,11 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from consentry.evidence.metadata.common import Generation, as_int, clip
+from consentry.evidence.metadata.common import MAX_PROMPT_CHARS, Generation, as_int, clip
 
 _LOADER_INPUTS = ("ckpt_name", "unet_name", "model_name")
 _MAX_NODES = 5000
 _MAX_HOPS = 6
+#: Positive prompts reported from one sampler (area conditioning combines several); the number
+#: left out is reported as ``prompts_left_out``.
+MAX_PROMPTS = 8
+_MAX_VISITS = 200
+_MAX_COLLECT_DEPTH = 32  # combine chains: one node per extra area
 
 
 def is_api_graph(data: Any) -> bool:
@@ -42,13 +47,20 @@ def parse_api_graph(graph: dict[str, Any]) -> Generation:
         gen.seed = as_int(inputs.get("seed", inputs.get("noise_seed")))
         gen.steps = as_int(inputs.get("steps"))
         gen.sampler = clip(inputs.get("sampler_name")) if isinstance(inputs.get("sampler_name"), str) else None
-        gen.prompt = _follow_text(nodes, inputs.get("positive"))
+        positives = _collect_texts(nodes, inputs.get("positive"))
         gen.negative_prompt = _follow_text(nodes, inputs.get("negative"))
         guider = _follow(nodes, inputs.get("guider"))
-        if gen.prompt is None and guider is not None:  # SamplerCustomAdvanced -> CFGGuider/BasicGuider
+        if not positives and guider is not None:  # SamplerCustomAdvanced -> CFGGuider/BasicGuider
             g_inputs = guider.get("inputs") or {}
-            gen.prompt = _follow_text(nodes, g_inputs.get("positive") or g_inputs.get("conditioning"))
+            positives = _collect_texts(nodes, g_inputs.get("positive") or g_inputs.get("conditioning"))
             gen.negative_prompt = _follow_text(nodes, g_inputs.get("negative"))
+        if positives:
+            gen.prompt = positives[0]
+        if len(positives) > 1:  # area / regional conditioning: several positive prompts, all reported
+            gen.extra["prompts"] = [clip(t, MAX_PROMPT_CHARS) for t in positives[:MAX_PROMPTS]]
+            gen.extra["prompt_count"] = len(positives)
+            if len(positives) > MAX_PROMPTS:
+                gen.extra["prompts_left_out"] = len(positives) - MAX_PROMPTS
     if gen.prompt is None and texts:
         gen.prompt = texts[0]
     gen.extra["node_count"] = len(nodes)
@@ -161,6 +173,43 @@ def _follow_text(nodes: dict[str, dict], link: Any) -> str | None:
             return None
         link = inputs.get("conditioning") or inputs.get("conditioning_1") or inputs.get("positive")
     return None
+
+
+def _collect_texts(nodes: dict[str, dict], link: Any) -> list[str]:
+    """Every prompt text behind a conditioning link, in graph order: combine/concat/area nodes
+    (``ConditioningCombine``, ``ConditioningSetArea``, ``ConditioningConcat``…) are followed
+    through all their conditioning inputs; bounded in depth and node visits."""
+    texts: list[str] = []
+    seen: set[str] = set()
+    visits = [0]
+
+    def walk(lnk: Any, depth: int) -> None:
+        if depth > _MAX_COLLECT_DEPTH or visits[0] >= _MAX_VISITS:
+            return
+        if not (isinstance(lnk, list) and lnk and isinstance(lnk[0], (str, int))):
+            return
+        key = str(lnk[0])
+        node = nodes.get(key)
+        if node is None or key in seen:
+            return
+        seen.add(key)
+        visits[0] += 1
+        inputs = node.get("inputs") or {}
+        if _is_text_encoder(node):
+            text = _text(node)
+            if text is None and isinstance(inputs, dict):
+                text = _follow_primitive(nodes, inputs.get("text"))
+            if text is not None and text not in texts:
+                texts.append(text)
+            return
+        if not isinstance(inputs, dict):
+            return
+        for name, value in list(inputs.items())[:50]:
+            if isinstance(name, str) and ("conditioning" in name or name == "positive"):
+                walk(value, depth + 1)
+
+    walk(link, 0)
+    return texts
 
 
 def _follow_primitive(nodes: dict[str, dict], link: Any) -> str | None:

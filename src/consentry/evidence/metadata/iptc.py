@@ -27,9 +27,12 @@ DIGITAL_SOURCE_TYPES: dict[str, tuple[str | None, str, str, str | None]] = {
     "compositeWithTrainedAlgorithmicMedia": ("ai_edited", "strong",
                                              "a composite that includes generative AI elements "
                                              "(e.g. AI fill or expansion)", None),
-    "algorithmicMedia": ("ai_generated", "strong", "created purely by an algorithm",
-                         "IPTC 'algorithmic media' is not based on sampled training data: the "
-                         "algorithm is not necessarily machine learning (e.g. a fractal)"),
+    # Not AI: IPTC defines it as "created purely by an algorithm not based on sampled training
+    # data" (a gradient, a fractal); neither IPTC nor the C2PA tools count it as AI.
+    "algorithmicMedia": ("computer_generated", "weak",
+                         "created purely by an algorithm not based on sampled training data",
+                         "IPTC 'algorithmic media' is computer-generated without a trained model "
+                         "(e.g. a gradient or a fractal): not a claim of AI generation"),
     "compositeSynthetic": ("ai_edited", "weak", "a composite that includes synthetic elements",
                            "the synthetic element may be non-learned (algorithmic) rather than AI"),
     "digitalCapture": ("camera_captured", "weak", "captured from a real-life source with a digital camera "
