@@ -15,7 +15,7 @@ from rich.console import Console
 from consentry import __version__
 from consentry.cli_banks import bank_app, db_app, keys_app, match_cmd
 from consentry.cli_victims import exchange_app, victim_app
-from consentry.cli_evidence import analyze_cmd
+from consentry.cli_evidence import analyze_cmd, compare_cmd
 from consentry.cli_scan import scan_cmd
 from consentry.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err_console, fail, progress_bar  # noqa: F401
 from consentry.cli_common import hash_table, plural, write_result
@@ -45,6 +45,9 @@ app = typer.Typer(
 app.add_typer(bank_app, name="bank")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+from consentry.cli_signals import signals_app  # noqa: E402  (signal types on/off, issue 22)
+
+app.add_typer(signals_app, name="signals")
 app.add_typer(victim_app, name="victim")
 app.add_typer(exchange_app, name="exchange")
 from consentry.cli_review import cases_app, users_app  # noqa: E402  (review console, issue 6 part B)
@@ -59,6 +62,7 @@ app.add_typer(vault_app, name="vault")
 app.add_typer(webhooks_app, name="webhooks")
 app.command("match")(match_cmd)
 app.command("analyze")(analyze_cmd)
+app.command("compare")(compare_cmd)  # derivation proof (issue 16)
 app.command("scan")(scan_cmd)
 
 

@@ -65,11 +65,14 @@ def bank_create(
     threshold: Optional[List[str]] = typer.Option(None, "--threshold", "-t",
                                                   help="Per-signal threshold, e.g. pdq=31 (repeatable)."),
     shared: bool = typer.Option(False, "--shared", help="Bank is shared with partners."),
+    match_percent: float = typer.Option(100.0, "--match-percent", min=0, max=100,
+                                        help="Gradual rollout: the share of lookups (0-100, picked per content) "
+                                             "that may match this bank."),
 ) -> None:
     """Create a bank."""
     try:
         bank = _service().create_bank(name, kind, description, _parse_thresholds(threshold), shared=shared,
-                                      actor=_cli_actor())
+                                      actor=_cli_actor(), match_percent=match_percent)
     except ConsentryError as exc:
         fail(str(exc))
     print(json.dumps(bank.to_dict()))
@@ -84,11 +87,13 @@ def bank_list(fmt: ListFormat = typer.Option(ListFormat.table, "--format", "-f")
             print(json.dumps(b.to_dict()))
         return
     table = Table()
-    for col in ("name", "kind", "active", "disabled", "withdrawn", "thresholds", "description"):
+    for col in ("name", "kind", "active", "disabled", "withdrawn", "thresholds", "match %", "disabled until",
+                "description"):
         table.add_column(col)
     for b in banks:
         table.add_row(b.name, b.kind, str(b.counts.get("active", 0)), str(b.counts.get("disabled", 0)),
                       str(b.counts.get("withdrawn", 0)), json.dumps(b.thresholds) if b.thresholds else "",
+                      f"{b.match_percent:g}", b.disabled_until.isoformat() if b.disabled_at() else "",
                       b.description)
     Console().print(table)
 
@@ -104,6 +109,33 @@ def bank_show(name: str, entries: int = typer.Option(0, "--entries", "-n", help=
     except ConsentryError as exc:
         fail(str(exc))
     print(json.dumps(out, default=str, indent=2))
+
+
+@bank_app.command("update")
+def bank_update(
+    name: str,
+    match_percent: Optional[float] = typer.Option(None, "--match-percent", min=0, max=100,
+                                                  help="Gradual rollout share (0-100); 100 = every lookup."),
+    until: Optional[str] = typer.Option(None, "--until", help="Disable the bank until this ISO 8601 time "
+                                        "(e.g. 2030-01-31T12:00:00Z); it matches again by itself afterwards."),
+    enable: bool = typer.Option(False, "--enable", help="End a timed disable now."),
+    description: Optional[str] = typer.Option(None, "--description", "-d"),
+    kind: Optional[str] = typer.Option(None, "--kind", "-k"),
+    threshold: Optional[List[str]] = typer.Option(None, "--threshold", "-t", help="e.g. pdq=31 (repeatable)."),
+    shared: Optional[bool] = typer.Option(None, "--shared/--not-shared", help="Publish to partners or not."),
+) -> None:
+    """Change a bank: rollout share, timed disable, description, kind, thresholds, sharing."""
+    if until and enable:
+        fail("give --until or --enable, not both", EXIT_USAGE)
+    changes: dict[str, Any] = {"match_percent": match_percent, "description": description, "kind": kind,
+                               "thresholds": _parse_thresholds(threshold) if threshold else None, "shared": shared}
+    if until or enable:
+        changes["disabled_until"] = until if until else None
+    try:
+        bank = _service().update_bank(name, actor=_cli_actor(), **changes)
+    except ConsentryError as exc:
+        fail(str(exc))
+    print(json.dumps(bank.to_dict()))
 
 
 @bank_app.command("delete")
@@ -270,20 +302,23 @@ def bank_add(
 
 
 def _set_status(name: str, status: str, entry: Optional[int], pdq: Optional[str], md5: Optional[str],
-                sha256: Optional[str]) -> None:
+                sha256: Optional[str], until: Optional[str] = None) -> None:
     picked = [(k, v) for k, v in (("pdq", pdq), ("md5", md5), ("sha256", sha256)) if v]
     if (entry is None) == (len(picked) == 0) or len(picked) > 1:
         fail("give exactly one of --entry, --pdq, --md5, --sha256", EXIT_USAGE)
     try:
         if entry is not None:
-            changed = _service().set_status(name, status, entry_id=entry, actor=_cli_actor())
+            changed = _service().set_status(name, status, entry_id=entry, actor=_cli_actor(), until=until)
         else:
             changed = _service().set_status(name, status, signal_type=picked[0][0], value=picked[0][1],
-                                            actor=_cli_actor())
+                                            actor=_cli_actor(), until=until)
     except ConsentryError as exc:
         fail(str(exc))
     for e in changed:
-        print(json.dumps({"entry_id": e.id, "bank": e.bank, "signal_type": e.signal_type, "status": e.status}))
+        line = {"entry_id": e.id, "bank": e.bank, "signal_type": e.signal_type, "status": e.status}
+        if e.disabled_until is not None:
+            line["disabled_until"] = e.disabled_until.isoformat()
+        print(json.dumps(line))
 
 
 def _status_command(command: str, status: str, doc: str) -> None:
@@ -301,7 +336,21 @@ def _status_command(command: str, status: str, doc: str) -> None:
 
 
 _status_command("withdraw", "withdrawn", "Withdraw an entry: it stops matching immediately.")
-_status_command("disable", "disabled", "Disable an entry (reversible with `bank enable`).")
+@bank_app.command("disable")
+def bank_disable(
+    name: str,
+    entry: Optional[int] = typer.Option(None, "--entry", min=1, max=2**63 - 1, help="Entry id."),
+    pdq: Optional[str] = typer.Option(None, "--pdq"),
+    md5: Optional[str] = typer.Option(None, "--md5"),
+    sha256: Optional[str] = typer.Option(None, "--sha256"),
+    until: Optional[str] = typer.Option(None, "--until", help="ISO 8601 time (e.g. 2030-01-31T12:00:00Z): the "
+                                        "entry matches again from then on by itself."),
+) -> None:
+    """Disable an entry (reversible with `bank enable`), for good or until a time."""
+    _set_status(name, "disabled", entry, pdq, md5, sha256, until)
+
+
+
 _status_command("enable", "active", "Re-enable a disabled or withdrawn entry.")
 
 
@@ -332,7 +381,7 @@ def match_cmd(
         fail("only --format jsonl is supported", EXIT_USAGE)
     if not (paths or pdq or md5 or sha1 or sha256 or stdin):
         fail("give files, --pdq/--md5/--sha1/--sha256 values or --stdin", EXIT_USAGE)
-    matcher = Matcher(open_database()).load()
+    matcher = Matcher(open_database(), get_settings().signal_types).load()
     if bank:
         known = {b.name for b in matcher.banks.list_banks()}
         for b in bank:
@@ -441,10 +490,12 @@ def _keystore():
 def keys_create(
     role: str = typer.Option(..., "--role", "-r", help="admin, curator, matcher, moderator, auditor, submitter or partner."),
     name: str = typer.Option("", "--name", "-n", help="Who or what the key is for."),
+    allow_url: bool = typer.Option(False, "--allow-url", help="The key may hash, match and add media by URL "
+                                   "(hosts in CONSENTRY_URL_ALLOWLIST only)."),
 ) -> None:
     """Create an API key and print it once (it cannot be shown again)."""
     try:
-        secret, info = _keystore().create(role, name, actor=_cli_actor())
+        secret, info = _keystore().create(role, name, actor=_cli_actor(), allow_url=allow_url)
     except ConsentryError as exc:
         fail(str(exc), EXIT_USAGE)
     err_console.print(f"API key {info.id} ({info.role}) created; it will not be shown again:", highlight=False)

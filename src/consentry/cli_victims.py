@@ -131,38 +131,91 @@ def _store():
     return ExchangeStore(BankService(open_database()), get_settings())
 
 
+def _read_secret_file(path: Path) -> str:
+    try:
+        return sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read the credentials file {path}: {getattr(exc, 'strerror', None) or type(exc).__name__}")
+    return ""  # unreachable
+
+
 @exchange_app.command("add")
 def exchange_add(
-    type_: str = typer.Option(..., "--type", help="consentry-hub"),
-    url: str = typer.Option(..., "--url", help="The hub's base URL."),
-    key: Optional[str] = typer.Option(None, "--key", help="API key (a partner key on the hub: consentry keys create --role partner)."),
-    key_stdin: bool = typer.Option(False, "--key-stdin", help="Read the key from stdin instead."),
-    name: Optional[str] = typer.Option(None, "--name", help="Name (default: from the URL's host)."),
+    type_: str = typer.Option(..., "--type", help="stopncii, ncmec, threatexchange or consentry-hub"),
+    name: Optional[str] = typer.Option(None, "--name", help="Name (required for programs; hub: from the URL's host)."),
     bank: Optional[str] = typer.Option(None, "--bank", help="Target bank (default: the exchange name)."),
+    credentials_file: Optional[Path] = typer.Option(
+        None, "--credentials-file", help="JSON credentials ('-' = stdin); stored encrypted, never shown."),
+    environment: str = typer.Option("production", "--environment", help="test or production"),
+    option: Optional[List[str]] = typer.Option(None, "--option", help="key=value (repeatable), e.g. database=ngo"),
+    url: Optional[str] = typer.Option(None, "--url", help="consentry-hub: the hub's base URL."),
+    key: Optional[str] = typer.Option(None, "--key", help="consentry-hub: a partner key on the hub."),
+    key_stdin: bool = typer.Option(False, "--key-stdin", help="consentry-hub: read the key from stdin."),
 ) -> None:
-    """Subscribe to an exchange. The key is stored encrypted and never shown again."""
+    """Subscribe to an exchange. Credentials are stored encrypted and never shown again."""
     import re
     from urllib.parse import urlparse
 
+    from consentry.exchanges.programs import add_program, describe, parse_options
+
+    store = _store()
+    if type_ != "consentry-hub":
+        if not name or credentials_file is None:
+            fail(f"--type {type_} needs --name and --credentials-file", EXIT_USAGE)
+        try:
+            print(json.dumps(add_program(store, type_, name, bank, _read_secret_file(credentials_file),
+                                         environment=environment, options=parse_options(option))))
+        except ConsentryError as exc:
+            fail(str(exc))
+        return
+    if not url:
+        fail("--type consentry-hub needs --url", EXIT_USAGE)
     if key_stdin:
         key = sys.stdin.readline().strip()
+    elif credentials_file is not None:
+        key = _read_secret_file(credentials_file).strip()
+        if key.startswith("{"):
+            try:
+                key = str(json.loads(key).get("key") or "")
+            except (ValueError, AttributeError):
+                fail("the credentials file is not valid JSON")
     if not key:
-        fail("give the exchange's API key with --key or --key-stdin", EXIT_USAGE)
+        fail("give the hub's API key with --key, --key-stdin or --credentials-file", EXIT_USAGE)
     if name is None:
         host = urlparse(url).netloc or "hub"
         name = re.sub(r"[^A-Za-z0-9_.\-]+", "-", f"{type_}-{host}").strip("-")[:100]
     try:
-        info = _store().add(name, type_, url, key, bank)
+        info = store.add(name, type_, url, key, bank)
+        out = {**describe(store, info.name), **info.to_dict()}
     except ConsentryError as exc:
         fail(str(exc))
-    print(json.dumps(info.to_dict()))
+    print(json.dumps(out))
 
 
 @exchange_app.command("list")
 def exchange_list() -> None:
-    """Exchanges with their cursor and last pull (never the key); one JSON line each."""
-    for info in _store().list():
-        print(json.dumps(info.to_dict()))
+    """Exchanges: checkpoint, last success, added/removed in the last pull, last error, stale
+    warning, feedback outbox counts (never credentials); one JSON line each."""
+    from consentry.exchanges.programs import describe_all
+
+    for d in describe_all(_store()):
+        print(json.dumps(d))
+        if d.get("stale_warning"):
+            _say(f"warning: exchange {d['name']}: {d['stale_warning']}")
+
+
+@exchange_app.command("rotate-credentials")
+def exchange_rotate(
+    name: str = typer.Argument(..., show_default=False),
+    credentials_file: Path = typer.Option(..., "--credentials-file", help="New credentials ('-' = stdin)."),
+) -> None:
+    """Replace an exchange's credentials (encrypted at rest; audited; never shown)."""
+    from consentry.exchanges.programs import rotate_credentials
+
+    try:
+        print(json.dumps(rotate_credentials(_store(), name, _read_secret_file(credentials_file))))
+    except ConsentryError as exc:
+        fail(str(exc))
 
 
 @exchange_app.command("remove")
@@ -193,21 +246,48 @@ def exchange_pull(name: Optional[str] = typer.Argument(None, help="Only this exc
 
 @exchange_app.command("feedback")
 def exchange_feedback(
-    name: str = typer.Argument(..., show_default=False),
-    status: str = typer.Option(..., "--status", help="pending_review, blocked or not_blocked"),
+    name: Optional[str] = typer.Argument(None, help="The exchange (default with --list/--send: all)."),
+    status: Optional[str] = typer.Option(None, "--status", help="pending_review, blocked or not_blocked"),
     pdq: Optional[List[str]] = typer.Option(None, "--pdq", help="PDQ hash (repeatable)"),
     md5: Optional[List[str]] = typer.Option(None, "--md5", help="MD5 (repeatable)"),
+    list_: bool = typer.Option(False, "--list", help="Show the feedback outbox (one JSON line per item)."),
+    state: Optional[str] = typer.Option(None, "--state", help="With --list: pending, sent, failed or cancelled."),
+    send: bool = typer.Option(False, "--send", help="Send what is due now (the service does this on its schedule)."),
 ) -> None:
-    """Tell the hub what happened to content matching its hashes (it shows victims counts only)."""
+    """Feedback to exchanges: hashes and the program's statuses only.
+
+    Review decisions queue feedback automatically; --list shows the outbox, --send delivers what is
+    due. With --status and hashes, queue feedback by hand (a consentry-hub gets it at once).
+    """
+    from consentry.exchanges import feedback as fb
     from consentry.exchanges.base import send_feedback
 
-    if status not in ("pending_review", "blocked", "not_blocked"):
-        fail("--status must be pending_review, blocked or not_blocked", EXIT_USAGE)
-    items = [{"signal_type": "pdq", "value": v, "status": status} for v in pdq or []]
-    items += [{"signal_type": "md5", "value": v, "status": status} for v in md5 or []]
-    if not items:
-        fail("name at least one hash with --pdq or --md5", EXIT_USAGE)
+    store = _store()
     try:
-        print(json.dumps(send_feedback(_store(), name, items)))
+        if list_:
+            for it in fb.list_outbox(store, name, state, limit=10_000):
+                print(json.dumps(it.to_dict()))
+            return
+        if status is None:
+            if not send:
+                fail("give --status with hashes, or --list, or --send", EXIT_USAGE)
+            reports = fb.deliver(store, name)
+            for r in reports:
+                print(json.dumps(r))
+            raise typer.Exit(EXIT_FAILED if any(r.get("error") or r.get("failed") for r in reports) else EXIT_OK)
+        if status not in ("pending_review", "blocked", "not_blocked"):
+            fail("--status must be pending_review, blocked or not_blocked", EXIT_USAGE)
+        if not name:
+            fail("name the exchange", EXIT_USAGE)
+        hashes = [("pdq", v.strip().lower()) for v in pdq or []] + [("md5", v.strip().lower()) for v in md5 or []]
+        if not hashes:
+            fail("name at least one hash with --pdq or --md5", EXIT_USAGE)
+        if store.get(name).type == "consentry-hub":
+            items = [{"signal_type": st, "value": v, "status": status} for st, v in hashes]
+            print(json.dumps(send_feedback(store, name, items)))
+            return
+        queued = fb.queue_manual(store, name, status, hashes)
+        reports = fb.deliver(store, name)
+        print(json.dumps({"queued": queued, "delivery": reports}))
     except ConsentryError as exc:
         fail(str(exc))

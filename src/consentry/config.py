@@ -75,6 +75,12 @@ def _env_proxies(name: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _env_list(name: str) -> tuple[str, ...]:
+    """Comma- or space-separated items."""
+    raw = os.environ.get(name, "").replace(",", " ")
+    return tuple(item for item in raw.split() if item)
+
+
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
@@ -150,7 +156,8 @@ class Settings:
     limits: MediaLimits = field(default_factory=MediaLimits)
     max_upload_bytes: int = 200 * 1024 * 1024  # one HTTP request body
     request_timeout: float = 120.0  # seconds; 0 = none
-    match_rate_limit: float = 2000.0  # match requests per second per API key (per worker); 0 = off
+    match_rate_limit: float = 2000.0  # match/hash/analyze requests per second per API key (whole instance); 0 = off
+    match_rate_burst: float = 0.0  # the bucket's size; 0 = twice the rate
     index_refresh_seconds: float = 0.2  # how often each worker tails the change log
     # policy rules YAML (None = the packaged default rules); evidence vault: base64 of a 32-byte
     # key (None = vault off) and the default retention of preserved items
@@ -165,8 +172,8 @@ class Settings:
     # and where to send someone whose images show a person under 18 ("Title|URL;Title|URL")
     victim_hub_bank: str = "victim-hub"
     victim_max_hashes: int = 100
-    victim_submissions_per_hour: float = 20.0  # per client IP (per worker)
-    victim_lookups_per_minute: float = 30.0  # status/withdraw requests per client IP (per worker)
+    victim_submissions_per_hour: float = 20.0  # per client IP (whole instance)
+    victim_lookups_per_minute: float = 30.0  # status/withdraw requests per client IP (whole instance)
     victim_pin_attempts: int = 5  # wrong PINs before a case is locked (the lock then doubles)
     victim_minor_text: str = ("Images of anyone under 18 are handled by child-protection services, "
                               "not by this service. They can help you remove them:")
@@ -176,6 +183,16 @@ class Settings:
     # reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (IPs or CIDRs); none by
     # default, so a client cannot choose the IP that per-IP limits and the audit log see
     trusted_proxies: tuple[str, ...] = ()
+    # signal types computed and matched when the database stores no choice (empty: all); changed
+    # while running with PUT /v1/settings/signal-types or `consentry signals enable/disable`
+    signal_types: tuple[str, ...] = ()
+    # hash/match/add by URL (keys created with --allow-url): allowed hosts ("example.com",
+    # "*.cdn.example.com") or URL prefixes ("https://media.example.com/uploads/"); empty: off
+    url_allowlist: tuple[str, ...] = ()
+    url_fetch_timeout: float = 20.0  # seconds for the whole fetch (connect, redirects, body)
+    url_fetch_max_redirects: int = 3
+    # TESTS ONLY: let URL fetches reach loopback (a local test server); never set in production
+    url_fetch_allow_loopback: bool = False
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -188,6 +205,7 @@ class Settings:
             max_upload_bytes=_env_int("CONSENTRY_MAX_UPLOAD_BYTES", d.max_upload_bytes),
             request_timeout=_env_float("CONSENTRY_REQUEST_TIMEOUT", d.request_timeout),
             match_rate_limit=_env_float("CONSENTRY_MATCH_RATE_LIMIT", d.match_rate_limit),
+            match_rate_burst=_env_float("CONSENTRY_MATCH_RATE_BURST", d.match_rate_burst),
             index_refresh_seconds=_env_float("CONSENTRY_INDEX_REFRESH_SECONDS", d.index_refresh_seconds),
             rules_path=Path(os.environ["CONSENTRY_RULES_PATH"]).expanduser()
             if os.environ.get("CONSENTRY_RULES_PATH") else None,
@@ -207,6 +225,10 @@ class Settings:
             exchange_pull_seconds=_env_float("CONSENTRY_EXCHANGE_PULL_SECONDS", d.exchange_pull_seconds),
             secret_key=os.environ.get("CONSENTRY_SECRET_KEY") or None,
             trusted_proxies=_env_proxies("CONSENTRY_TRUSTED_PROXIES"),
+            signal_types=_env_list("CONSENTRY_SIGNAL_TYPES"),
+            url_allowlist=_env_list("CONSENTRY_URL_ALLOWLIST"),
+            url_fetch_timeout=_env_float("CONSENTRY_URL_FETCH_TIMEOUT", d.url_fetch_timeout),
+            url_fetch_max_redirects=_env_int("CONSENTRY_URL_FETCH_MAX_REDIRECTS", d.url_fetch_max_redirects),
         )
 
     def with_(self, **changes) -> "Settings":

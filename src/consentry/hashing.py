@@ -35,23 +35,30 @@ class HashResult:
         return self.error is None
 
 
-def hash_content(content: Content, path: str = "-", *, strict: bool = False) -> HashResult:
+def hash_content(content: Content, path: str = "-", *, strict: bool = False,
+                 enabled: "frozenset[str] | None" = None) -> HashResult:
     """All signals for one content; a failure after the digests keeps what was computed.
 
     ``strict`` (the HTTP API): unsupported, undecodable or over-limit media raise the
-    :class:`ConsentryError` instead (a 422 problem), rather than being reported in ``error``."""
+    :class:`ConsentryError` instead (a 422 problem), rather than being reported in ``error``.
+    ``enabled``: the signal types switched on for this instance (None: all); others are left
+    out (None) and PDQ/vPDQ are then not computed at all."""
     result = HashResult(path, content.content_type, content.size, None, None, None, None, None, None)
     try:
         if content.size == 0:
             content.check_size()
         digests = content.digests()
-        result.md5, result.sha256 = digests["md5"], digests["sha256"]
+        on = (lambda t: True) if enabled is None else enabled.__contains__  # noqa: E731
+        result.md5 = digests["md5"] if on("md5") else None
+        result.sha256 = digests["sha256"] if on("sha256") else None
         if content.content_type == PHOTO:
-            sig = PDQSignal.compute(content)
-            result.pdq, result.pdq_quality = sig.value, sig.quality
+            if on("pdq"):
+                sig = PDQSignal.compute(content)
+                result.pdq, result.pdq_quality = sig.value, sig.quality
         elif content.content_type == VIDEO:
-            frames = VPDQSignal.compute_frames(content)
-            result.vpdq = [str(f) for f in frames]
+            if on("vpdq"):
+                frames = VPDQSignal.compute_frames(content)
+                result.vpdq = [str(f) for f in frames]
         else:
             raise UnsupportedMedia("unrecognised or unsupported file format")
     except ConsentryError as exc:

@@ -34,11 +34,13 @@ class KeyInfo:
     prefix: str
     created_at: datetime
     revoked_at: datetime | None
+    allow_url: bool = False  # may hash, match and add media by URL (issue 22)
 
     def to_dict(self) -> dict:
         return {"id": self.id, "name": self.name, "role": self.role, "prefix": self.prefix,
                 "created_at": self.created_at.isoformat() if self.created_at else None,
-                "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None}
+                "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+                "allow_url": self.allow_url}
 
 
 def _digest(token: str) -> str:
@@ -46,7 +48,7 @@ def _digest(token: str) -> str:
 
 
 def _info(k: ApiKey) -> KeyInfo:
-    return KeyInfo(k.id, k.name, k.role, k.prefix, k.created_at, k.revoked_at)
+    return KeyInfo(k.id, k.name, k.role, k.prefix, k.created_at, k.revoked_at, bool(k.allow_url))
 
 
 class KeyStore:
@@ -56,19 +58,22 @@ class KeyStore:
         self._cache: dict[str, tuple[float, KeyInfo | None]] = {}
         self._lock = threading.Lock()
 
-    def create(self, role: str, name: str = "", actor: str | None = None) -> tuple[str, KeyInfo]:
+    def create(self, role: str, name: str = "", actor: str | None = None,
+               allow_url: bool = False) -> tuple[str, KeyInfo]:
         """Create a key; returns (secret, info). The secret is never stored or shown again."""
         if role not in ROLES:
             raise KeyError_(f"role must be one of: {', '.join(ROLES)}")
         token = KEY_PREFIX + secrets.token_urlsafe(32)
         with self.db.session() as s:
-            k = ApiKey(name=name or "", role=role, prefix=token[:12], key_hash=_digest(token))
+            k = ApiKey(name=name or "", role=role, prefix=token[:12], key_hash=_digest(token),
+                       allow_url=bool(allow_url))
             s.add(k)
             s.flush()
             from consentry.review.audit import AuditLog
 
             AuditLog(self.db).record("key.create", actor or "system",
-                                     {"key_id": k.id, "role": role, "name": k.name, "prefix": k.prefix}, session=s)
+                                     {"key_id": k.id, "role": role, "name": k.name, "prefix": k.prefix,
+                                      "allow_url": bool(allow_url)}, session=s)
             return token, _info(k)
 
     def list(self) -> list[KeyInfo]:

@@ -9,6 +9,7 @@ the next query without rebuilding anything.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -16,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from consentry.banks.service import BankInfo, BankService
-from consentry.db.models import Entry
+from consentry.db.models import Entry, utcnow
 from consentry.db.session import Database
 from consentry.index import ExactIndex, PDQIndex, hex_to_words, hex_to_words_many
 from consentry.signals import DIHEDRAL_TRANSFORMS, PDQ_MIN_QUALITY, PDQ_THRESHOLD
@@ -30,6 +31,8 @@ from consentry.signals.vpdq import (
     parse_frames,
     usable_unique_frames,
 )
+
+log = logging.getLogger("consentry.match")
 
 EXACT_TYPES = ("md5", "sha1", "sha256", "photodna")
 #: changes re-read behind the cursor, so ids committed out of order (PostgreSQL) are not missed
@@ -47,6 +50,26 @@ class QuerySignals:
     pdq: list[str] = field(default_factory=list)  # [original, rotate90, ...] (1 or 8)
     pdq_quality: int | None = None
     vpdq: list[VpdqFrame] | None = None
+    #: what a bank's gradual rollout is decided on (same content, same answer): the content's
+    #: SHA-256 for an upload, else the queried value (see :meth:`rollout_key`)
+    content_key: str | None = None
+
+    def rollout_key(self) -> str:
+        if self.content_key:
+            return self.content_key
+        if self.exact.get("sha256"):
+            return "sha256:" + self.exact["sha256"]
+        for st in EXACT_TYPES:
+            if self.exact.get(st):
+                return f"{st}:{self.exact[st]}"
+        if self.pdq:
+            return "pdq:" + self.pdq[0]
+        if self.vpdq:
+            return "vpdq:" + ",".join(f.pdq_hex for f in self.vpdq)
+        return ""
+
+    def signal_types(self) -> list[str]:
+        return list(self.exact) + (["pdq"] if self.pdq else []) + (["vpdq"] if self.vpdq else [])
 
 
 @dataclass
@@ -75,12 +98,18 @@ class MatchOutcome:
     matches: list[Match]
     suppressed: list[Match]  # matches hidden because the content is on an allow bank
     allowed_by: list[Match]  # the allow-bank matches that did it
+    #: matches held back by their bank's gradual rollout (match_percent): not matches, counted
+    rollout_skipped: list[Match] = field(default_factory=list)
+    #: query signal types not matched because they are switched off on this instance
+    disabled_types: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "matches": [m.to_dict() for m in self.matches],
             "suppressed": [m.to_dict() for m in self.suppressed],
             "allowed_by": [m.to_dict() for m in self.allowed_by],
+            "rollout_skipped": [{"bank": m.bank, "entry_id": m.entry_id, "signal_type": m.signal_type}
+                                for m in self.rollout_skipped],
         }
 
 
@@ -145,9 +174,13 @@ class _VpdqStore:
 class Matcher:
     """In-memory indexes over all banks, refreshed from the change log."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, default_signal_types: Sequence[str] | None = None):
         self.db = db
         self.banks = BankService(db)
+        # signal types switched on (instance setting in the database; CONSENTRY_SIGNAL_TYPES
+        # when none is stored); re-read on a ``settings`` change
+        self.default_signal_types = tuple(default_signal_types) if default_signal_types else None
+        self.enabled_types: frozenset[str] | None = None  # None: all
         self._lock = threading.RLock()
         self.pdq = PDQIndex(threshold=PDQ_THRESHOLD)
         self.exact: dict[str, ExactIndex] = {t: ExactIndex() for t in EXACT_TYPES}
@@ -170,9 +203,13 @@ class Matcher:
             vpdq = _VpdqStore()
             # a bare connection (Core rows, no ORM loading): this reads every active entry
             with self.db.engine.connect() as conn:
+                # timed-disabled entries are indexed too: the query-time status check keeps
+                # them out until their time has passed, then they match with no new change
                 q = (
                     select(Entry.id, Entry.signal_type, Entry.value, Entry.quality)
-                    .where(Entry.status == "active").order_by(Entry.id)
+                    .where(or_(Entry.status == "active",
+                               and_(Entry.status == "disabled", Entry.disabled_until.is_not(None))))
+                    .order_by(Entry.id)
                 )
                 chunk_ids: list[int] = []
                 chunk_vals: list[str] = []
@@ -203,6 +240,7 @@ class Matcher:
             self._applied.clear()
             self._gaps.clear()
             self._bank_cache = self.banks.banks_by_id()
+            self._load_enabled_types()
             self.loaded = True
             # anything committed while we were reading is replayed (idempotently)
             self.refresh(lookback=LOOKBACK)
@@ -280,6 +318,8 @@ class Matcher:
     def _apply(self, changes: list[dict[str, Any]]) -> None:
         if any(c["op"] in ("bank", "bank_deleted") for c in changes):
             self._bank_cache = self.banks.banks_by_id()
+        if any(c["op"] == "settings" for c in changes):
+            self._load_enabled_types()
         entry_ids = [c["entry_id"] for c in changes if c["entry_id"] is not None]
         if not entry_ids:
             return
@@ -293,8 +333,9 @@ class Matcher:
                 self._remove(eid, c.get("signal_type"))
                 continue
             entry, _bank_id = found
-            # the entry's *current* status decides, so replaying old changes is harmless
-            if entry.status == "active":
+            # the entry's *current* status decides, so replaying old changes is harmless; a
+            # timed-disabled entry stays indexed (checked at query time)
+            if entry.status == "active" or (entry.status == "disabled" and entry.disabled_until is not None):
                 self._add(eid, entry.signal_type, entry.value, entry.quality)
             else:
                 self._remove(eid, entry.signal_type)
@@ -319,13 +360,40 @@ class Matcher:
         if signal_type in (None, "vpdq"):
             self.vpdq.remove(entry_id)
 
+    def _load_enabled_types(self) -> None:
+        from consentry.instance_settings import enabled_signal_types
+
+        self.enabled_types = enabled_signal_types(self.db, self.default_signal_types)
+
+    def _without_disabled(self, query: QuerySignals) -> tuple[QuerySignals, list[str]]:
+        enabled = self.enabled_types
+        if enabled is None:
+            return query, []
+        off = [t for t in query.signal_types() if t not in enabled]
+        if not off:
+            return query, []
+        q = QuerySignals({k: v for k, v in query.exact.items() if k in enabled},
+                         query.pdq if "pdq" in enabled else [], query.pdq_quality,
+                         query.vpdq if "vpdq" in enabled else None, query.rollout_key())
+        return q, off
+
     # ----------------------------------------------------------- matching
     def _max_threshold(self, signal_type: str, default: int) -> int:
         ts = [b.thresholds.get(signal_type) for b in self._bank_cache.values()]
         return int(max([default] + [t for t in ts if t is not None]))
 
     def match(self, query: QuerySignals, banks: Iterable[str] | None = None) -> MatchOutcome:
-        """Every entry within its bank's threshold; allow banks suppress the rest."""
+        """Every entry within its bank's threshold; allow banks suppress the rest.
+
+        Signal types switched off on this instance are not matched (``disabled_types``); a bank
+        under a timed disable matches nothing; a bank in gradual rollout matches only the share
+        of contents its ``match_percent`` picks (the others are in ``rollout_skipped``)."""
+        query, off = self._without_disabled(query)
+        outcome = self._match(query, banks)
+        outcome.disabled_types = off
+        return outcome
+
+    def _match(self, query: QuerySignals, banks: Iterable[str] | None = None) -> MatchOutcome:
         with self._lock:
             # candidate entry id -> (signal_type, distance, transform, detail)
             cands: dict[int, tuple[str, int | float, str | None, dict[str, Any]]] = {}
@@ -353,7 +421,9 @@ class Matcher:
                 return MatchOutcome([], [], [])
             rows = self.banks.entries_by_id(cands)
             wanted = set(banks) if banks else None
-            matches, allows = [], []
+            matches, allows, held = [], [], []
+            now = utcnow()
+            content_key = query.rollout_key()
             for eid, (st, dist, transform, detail) in cands.items():
                 found = rows.get(eid)
                 if found is None:
@@ -369,7 +439,14 @@ class Matcher:
                         continue
                 if st == "pdq" and dist > bank.threshold("pdq"):
                     continue
+                if bank.disabled_at(now):
+                    continue
                 m = Match(bank.name, bank.kind, eid, st, dist, transform, entry.provenance, detail)
+                if wanted is not None and bank.name not in wanted and bank.kind != "allow":
+                    continue
+                if bank.match_percent < 100 and not bank.in_rollout(content_key):
+                    held.append(m)
+                    continue
                 if bank.kind == "allow":
                     allows.append(m)
                 elif wanted is None or bank.name in wanted:
@@ -377,9 +454,13 @@ class Matcher:
             key = lambda m: (m.distance, m.bank, m.entry_id)  # noqa: E731
             matches.sort(key=key)
             allows.sort(key=key)
+            held.sort(key=key)
+            for m in held:
+                log.info("match held back by rollout: bank=%s entry_id=%s signal_type=%s",
+                         m.bank, m.entry_id, m.signal_type)
             if allows:
-                return MatchOutcome([], matches, allows)
-            return MatchOutcome(matches, [], [])
+                return MatchOutcome([], matches, allows, held)
+            return MatchOutcome(matches, [], [], held)
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING = {
@@ -66,6 +68,13 @@ class Bank(Base):
     thresholds: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # {"pdq": 31}
     source: Mapped[str] = mapped_column(String(200), default="local")
     shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    # when the bank was first published to partners (kept after un-publishing: partners may hold
+    # its entries, so its deletion is still announced to them; issue 23)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # gradual rollout: the share (0-100 %) of lookups that may match this bank, picked
+    # deterministically per content; disabled_until: the bank matches nothing until then
+    match_percent: Mapped[float] = mapped_column(Float, default=100.0, server_default="100")
+    disabled_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -89,6 +98,8 @@ class Entry(Base):
     value_key: Mapped[str] = mapped_column(String(80))
     quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="active")
+    # a "disabled" entry with disabled_until matches again once that time has passed
+    disabled_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     source: Mapped[str | None] = mapped_column(String(200), nullable=True)
     external_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -113,6 +124,8 @@ class Change(Base):
     bank_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     entry_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     signal_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # bank_deleted of a bank that was ever published: served to partners although the bank is gone
+    published: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
 
 #: API-key (and console) roles. ``partner``: another organisation's instance subscribed to this one
@@ -131,6 +144,7 @@ class ApiKey(Base):
     role: Mapped[str] = mapped_column(String(20))
     prefix: Mapped[str] = mapped_column(String(16))  # first characters, to tell keys apart
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    allow_url: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())  # may fetch by URL
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
@@ -147,6 +161,18 @@ class MatchLog(Base):
     route: Mapped[str] = mapped_column(String(64))
     signal_types: Mapped[str] = mapped_column(String(200), default="")
     result_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class InstanceSetting(Base):
+    """Instance-wide settings changed while running (e.g. enabled signal types), read by every
+    worker (a change-log entry ``settings`` tells them to re-read)."""
+
+    __tablename__ = "instance_settings"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 # Models of other areas live in their own modules on the same Base; importing them here puts

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from consentry.db.models import Base, BigId, utcnow
@@ -72,3 +72,56 @@ class ExchangeConfig(Base):
     last_pull_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # issue 13: programs (StopNCII, NCMEC, ThreatExchange) beside consentry-hub
+    environment: Mapped[str] = mapped_column(String(20), default="production")
+    options: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # never credentials
+    state: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # program checkpoint (no secrets)
+    last_success_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_added: Mapped[int] = mapped_column(Integer, default=0)
+    last_removed: Mapped[int] = mapped_column(Integer, default=0)
+    credentials_rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+OUTBOX_STATES = ("pending", "sent", "failed", "cancelled")
+
+
+class ExchangeOutbox(Base):
+    """Feedback (and opted-in submissions) owed to an exchange: hashes and program statuses only,
+    retried with back-off, never sent twice (``dedupe`` is unique)."""
+
+    __tablename__ = "exchange_outbox"
+    __table_args__ = (Index("ix_exchange_outbox_due", "exchange_id", "state", "next_attempt_at"),
+                      Index("ix_exchange_outbox_decision", "decision_id"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    exchange_id: Mapped[int] = mapped_column(ForeignKey("exchanges.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16), default="feedback")  # feedback | submit
+    signal_type: Mapped[str] = mapped_column(String(32))
+    value: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))  # pending_review | blocked | not_blocked
+    external_id: Mapped[str | None] = mapped_column(String(300), nullable=True)  # the program's id
+    case_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    decision_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    dedupe: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(12), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ExchangeKeptSignal(Base):
+    """Signals an exchange sends that Consentry keeps but does not match (StopNCII ``VideoTMK``).
+    Removed (row deleted) when the program withdraws them."""
+
+    __tablename__ = "exchange_kept_signals"
+    __table_args__ = (UniqueConstraint("exchange_id", "signal_type", "value_sha256",
+                                       name="uq_exchange_kept_signals_value"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    exchange_id: Mapped[int] = mapped_column(ForeignKey("exchanges.id", ondelete="CASCADE"))
+    signal_type: Mapped[str] = mapped_column(String(32))
+    value_sha256: Mapped[str] = mapped_column(String(64))
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

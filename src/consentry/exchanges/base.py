@@ -190,14 +190,22 @@ def client_for(store: ExchangeStore, info: ExchangeInfo):
         from consentry.exchanges.consentry_hub import ConsentryHubClient
 
         return ConsentryHubClient(info.url, store.key(info.name))
+    if info.type in ("stopncii", "ncmec", "threatexchange"):  # issue 13: programs
+        from consentry.exchanges.programs import client_for_program
+
+        return client_for_program(store, info.name)
     raise ExchangeError(f"unknown exchange type {info.type!r}")
 
 
 def pull(store: ExchangeStore, name: str, *, client=None, max_pages: int = 10_000) -> PullReport:
     """Pull ``name`` from its checkpoint to the end of the remote change log."""
-    from consentry.exchanges.consentry_hub import records_from_changes
+    from consentry.exchanges.consentry_hub import apply_changes
 
     info = store.get(name)
+    if info.type != "consentry-hub":  # issue 13: StopNCII, NCMEC, ThreatExchange
+        from consentry.exchanges.programs import pull_program
+
+        return pull_program(store, name, client=client)
     report = PullReport(name, info.cursor, info.cursor)
     with store.exclusive(name) as mine:
         if not mine:
@@ -212,14 +220,9 @@ def pull(store: ExchangeStore, name: str, *, client=None, max_pages: int = 10_00
                 rows, next_cursor = client.changes(cursor)
                 if not rows:
                     break
-                records, skipped = records_from_changes(rows, name)
-                result = store.banks.add_records(info.bank, records, added_by=f"exchange:{name}")
+                # adds, withdrawals and bank_deleted (withdraws the hub bank's entries), in order
+                apply_changes(store.banks, info.bank, rows, name, report)
                 report.changes += len(rows)
-                report.skipped += skipped + len(result.errors)
-                report.added += result.added + result.reactivated
-                report.removed += result.removed
-                report.unchanged += result.unchanged + result.remove_not_found
-                report.errors += [f"{e.position}: {e.message}" for e in result.errors]
                 if next_cursor <= cursor:
                     raise ExchangeError("the exchange returned a cursor that does not advance")
                 cursor = next_cursor
@@ -229,6 +232,9 @@ def pull(store: ExchangeStore, name: str, *, client=None, max_pages: int = 10_00
             store.checkpoint(name, None, str(exc))
             raise
         store.checkpoint(name, cursor)
+        from consentry.exchanges.programs import record_hub_result  # last success, added/removed
+
+        record_hub_result(store, name, report)
     return report
 
 
@@ -275,6 +281,11 @@ class ExchangePuller:
                 for r in pull_all(self.store):
                     if r.errors:
                         log.warning("exchange %s: %s", r.exchange, r.errors[0])
+                from consentry.exchanges.feedback import deliver  # the feedback outbox (issue 13)
+
+                for d in deliver(self.store):
+                    if d.get("error"):
+                        log.warning("exchange %s feedback: %s", d["exchange"], d["error"])
             except Exception:  # noqa: BLE001 - keep serving; the next round retries
                 log.exception("exchange pull failed")
 

@@ -373,6 +373,10 @@ class CaseService:
             elif vault_id and not same.vault_item_id:
                 same.vault_item_id, same.media_type = vault_id, mime
             s.flush()
+            if item.matches:  # exchanges whose entries matched are owed "pending review" (issue 13)
+                from consentry.exchanges.feedback import review_hook
+
+                review_hook(s, "case", c.id, item.matches)
             AuditLog(self.db).record("case.item_added" if joined else "case.created", submitted_by,
                          {"case_id": c.id, "queue": queue, "priority": c.priority, "source": source,
                           "uploader_id": uploader_id, "sha256": item.sha256, "vaulted": vault_id is not None},
@@ -553,6 +557,10 @@ class CaseService:
             c.updated_at = now
             s.add(d)
             s.flush()
+            if d.status == "applied" and kind in ("confirm", "dismiss"):  # exchange feedback (issue 13),
+                from consentry.exchanges.feedback import review_hook  # sent after the undo window
+
+                review_hook(s, "decision", case_id, d.id, kind, bank, items, delay=UNDO_SECONDS)
             AuditLog(self.db).record("decision", reviewer,
                          {"case_id": case_id, "decision_id": d.id, "kind": kind, "bank": bank,
                           "status": d.status, "entries": d.result.get("entries", []),
@@ -570,6 +578,9 @@ class CaseService:
             d.status, d.second_reviewer, d.reviewed_at, d.applied_at = "applied", reviewer, now, now
             c.status, c.decided_at, c.updated_at = "decided", now, now
             s.flush()
+            from consentry.exchanges.feedback import review_hook  # exchange feedback (issue 13)
+
+            review_hook(s, "decision", d.case_id, d.id, d.kind, d.bank, items)
             AuditLog(self.db).record("decision.approved", reviewer,
                          {"case_id": d.case_id, "decision_id": d.id, "kind": d.kind, "bank": d.bank,
                           "first_reviewer": d.reviewer, "entries": d.result.get("entries", [])}, session=s)
@@ -651,6 +662,9 @@ class CaseService:
             result.update({"undone_at": _iso(now), "withdrawn": withdrawn, "status_before_undo": d.status})
             d.result = result
             d.status = "undone"
+            from consentry.exchanges.feedback import review_hook  # its queued feedback is not sent
+
+            review_hook(s, "undo", d.id)
             if note:
                 d.note = ((d.note + "\n") if d.note else "") + f"[undo] {note[:2000]}"
             c.status, c.decided_at, c.updated_at = "open", None, now

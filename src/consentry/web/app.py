@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from consentry.db import Database, open_database
 from consentry.keys import KeyStore
 from consentry.web import problems
 from consentry.web.deps import AppState
+from consentry.limits_store import LimitStore
 from consentry.web.limits import BodyLimitMiddleware, MatchLogWriter, RateLimiter, TimeoutMiddleware
 
 log = logging.getLogger("consentry.web")
@@ -41,8 +43,12 @@ class _Tailer:
             self.matcher.load()
         except Exception:  # noqa: BLE001
             log.exception("index load failed; retrying")
+        last_sweep = 0.0
         while not self._stop.wait(self.interval):
             try:
+                if time.monotonic() - last_sweep >= 10.0:  # timed disables that ran out (issue 22)
+                    last_sweep = time.monotonic()
+                    self.matcher.banks.expire_timed()
                 if not self.matcher.loaded:
                     self.matcher.load()
                 else:
@@ -59,10 +65,12 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     """Build the app. ``background=False`` (tests) loads the index synchronously and does not tail."""
     settings = settings or get_settings()
     db = db or open_database(settings)
-    matcher = Matcher(db)
+    matcher = Matcher(db, settings.signal_types)
     consentry_state = AppState(
         settings=settings, banks=BankService(db), matcher=matcher, keys=KeyStore(db),
-        match_log=MatchLogWriter(db), rate_limiter=RateLimiter(settings.match_rate_limit),
+        match_log=MatchLogWriter(db), rate_limiter=RateLimiter(
+            settings.match_rate_limit, settings.match_rate_burst or None,  # shared by all workers (issue 23)
+            store=LimitStore(db), scope="api_key"),
     )
     tailer = _Tailer(matcher, settings.index_refresh_seconds)
     from consentry.exchanges.base import ExchangePuller  # subscribed hubs (issue 8)
@@ -119,7 +127,18 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     from consentry.web.api import cases as cases_api  # review cases (issue 6 part B)
 
     app.include_router(cases_api.router)
+    from consentry.web.api import exchanges as exchanges_api  # exchange status, feedback outbox (issue 13)
+
+    app.include_router(exchanges_api.router)
     app.include_router(analysis.router)
+    from consentry.web.api import compare as compare_api  # derivation proof (issue 16)
+
+    app.include_router(compare_api.router)
+    from consentry.web.api import by_url, compare_hashes, instance_settings  # issue 22
+
+    app.include_router(compare_hashes.router)
+    app.include_router(instance_settings.router)
+    app.include_router(by_url.router)
 
     import importlib
 

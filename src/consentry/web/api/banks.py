@@ -41,7 +41,7 @@ def list_banks(request: Request, _p=Depends(require(*READ_BANKS))) -> dict:
 @router.post("/banks", status_code=201, summary="Create a bank")
 def create_bank(request: Request, body: BankCreate, p: Principal = Depends(require(*WRITE_BANKS))) -> dict:
     b = state(request).banks.create_bank(body.name, body.kind, body.description, body.thresholds,
-                                         shared=body.shared, actor=_who(p))
+                                         shared=body.shared, actor=_who(p), match_percent=body.match_percent)
     _written(request)
     return b.to_dict()
 
@@ -53,8 +53,10 @@ def get_bank(request: Request, name: str, _p=Depends(require(*READ_BANKS))) -> d
 
 @router.patch("/banks/{name}", summary="Update a bank")
 def update_bank(request: Request, name: str, body: BankUpdate, p: Principal = Depends(require(*WRITE_BANKS))) -> dict:
+    timed = {"disabled_until": body.disabled_until} if "disabled_until" in body.model_fields_set else {}
     b = state(request).banks.update_bank(name, actor=_who(p), description=body.description, thresholds=body.thresholds,
-                                         kind=body.kind, shared=body.shared, new_name=body.name)
+                                         kind=body.kind, shared=body.shared, new_name=body.name,
+                                         match_percent=body.match_percent, **timed)
     _written(request)
     return b.to_dict()
 
@@ -143,8 +145,10 @@ def get_entry(request: Request, name: str, entry_id: DbId, _p=Depends(require(*W
     return state(request).banks.get_entry(entry_id, bank=name).to_dict()
 
 
-def _status(request: Request, name: str, entry_id: int, status: str, p: Principal | None = None) -> dict:
-    (e,) = state(request).banks.set_status(name, status, entry_id=entry_id, actor=_who(p) if p else None)
+def _status(request: Request, name: str, entry_id: int, status: str, p: Principal | None = None,
+            until: str | None = None) -> dict:
+    (e,) = state(request).banks.set_status(name, status, entry_id=entry_id, actor=_who(p) if p else None,
+                                           until=until)
     _written(request)
     return e.to_dict()
 
@@ -154,9 +158,12 @@ def withdraw_entry(request: Request, name: str, entry_id: DbId, p: Principal = D
     return _status(request, name, entry_id, "withdrawn", p)
 
 
-@router.post("/banks/{name}/entries/{entry_id}/disable", summary="Disable an entry")
-def disable_entry(request: Request, name: str, entry_id: DbId, p: Principal = Depends(require(*WRITE_BANKS))) -> dict:
-    return _status(request, name, entry_id, "disabled", p)
+@router.post("/banks/{name}/entries/{entry_id}/disable", summary="Disable an entry (until a time, if given)")
+def disable_entry(request: Request, name: str, entry_id: DbId,
+                  until: str | None = Query(None, max_length=64, description="ISO 8601 time in the future: the "
+                                            "entry matches again from then on, without being re-enabled"),
+                  p: Principal = Depends(require(*WRITE_BANKS))) -> dict:
+    return _status(request, name, entry_id, "disabled", p, until)
 
 
 @router.post("/banks/{name}/entries/{entry_id}/enable", summary="Re-enable an entry")
@@ -236,5 +243,6 @@ def changes(
         r["bank"] = bank.name if bank else None
         if found:
             e, _ = found
-            r.update(signal_type=e.signal_type, value=e.value, status=e.status, quality=e.quality)
+            r.update(signal_type=e.signal_type, value=e.value, status=e.status, quality=e.quality,
+                     disabled_until=e.disabled_until.isoformat() if e.disabled_until else None)
     return {"changes": rows, "next_cursor": rows[-1]["cursor"] if rows else cursor}

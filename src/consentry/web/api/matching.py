@@ -8,13 +8,15 @@ from consentry.banks.matcher import Match, MatchOutcome, QuerySignals, query_fro
 from consentry.errors import UnsupportedMedia
 from consentry.media.sniff import PHOTO, VIDEO
 from consentry.signals import get_signal_type
-from consentry.web.api.quality import merge, pdq_warnings, vpdq_warnings
+from consentry.web.api.quality import disabled_warnings, merge, pdq_warnings, vpdq_warnings
 from consentry.web.api.schemas import MatchResponse
 from consentry.web.auth import MATCHERS, PUBLISHED_ONLY, Principal, require
 from consentry.web.deps import AppState, rate_limit, read_upload, require_ready, state
 from consentry.web.problems import Problem
 
 router = APIRouter(prefix="/v1", tags=["match"])
+#: roles shown ``rollout_skipped`` (matches held back by a bank's gradual rollout)
+ROLLOUT_VIEWERS = ("curator", "admin")
 
 
 def _limit(st: AppState, principal: Principal) -> None:
@@ -78,7 +80,11 @@ def _respond(st: AppState, principal: Principal, route: str, query: dict[str, An
     st.match_log.record(principal.key_id, route, types, len(outcome.matches))
     body = outcome.to_dict()
     body["query"] = query
-    body["warnings"] = _warnings(signals)
+    body["warnings"] = merge(_warnings(signals),
+                             disabled_warnings(st.matcher.enabled_types, types=outcome.disabled_types))
+    # matches held back by a bank's gradual rollout: curators see which (to judge the new list)
+    if principal.role not in ROLLOUT_VIEWERS:
+        body["rollout_skipped"] = None
     # the policy rules (policy/rules.py) decide the verdict and their actions run here
     policy = request.app.state.policy
     decision, ctx = policy.decide(body, **(context or {}))  # the serialised matches, made once

@@ -73,3 +73,21 @@ def merge(*groups: Iterable[dict[str, str]]) -> list[dict[str, str]]:
             if w not in out:
                 out.append(w)
     return out
+
+
+SIGNAL_TYPE_DISABLED = "signal-type-disabled"
+_FOR_CONTENT = {"photo": ("md5", "sha256", "pdq"), "video": ("md5", "sha256", "vpdq")}
+
+
+def disabled_warnings(enabled: Any, content_type: str | None = None,
+                      types: Iterable[str] | None = None) -> list[dict[str, str]]:
+    """A warning naming the signal types switched off on this instance (``PUT
+    /v1/settings/signal-types``) that this content or query would have used."""
+    if enabled is None:
+        return []
+    wanted = list(types) if types is not None else list(_FOR_CONTENT.get(content_type or "", ("md5", "sha256")))
+    off = [t for t in wanted if t not in enabled]
+    if not off:
+        return []
+    return [warning(SIGNAL_TYPE_DISABLED, f"signal type{'s' if len(off) > 1 else ''} {', '.join(off)} "
+                                          "switched off on this instance: not computed or matched")]

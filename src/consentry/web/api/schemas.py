@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -45,6 +46,12 @@ class ApiWarning(BaseModel):
     message: str
 
 
+class RolloutSkipped(BaseModel):
+    bank: str
+    entry_id: int
+    signal_type: str
+
+
 class MatchResponse(BaseModel):
     query: dict[str, Any]
     matches: list[MatchItem]
@@ -52,6 +59,9 @@ class MatchResponse(BaseModel):
                                        "matched by its exact hashes only")
     suppressed: list[MatchItem] = Field([], description="Matches hidden because the content is on an allow bank")
     allowed_by: list[MatchItem] = []
+    rollout_skipped: list[RolloutSkipped] | None = Field(
+        None, description="Matches held back by their bank's gradual rollout (match_percent below 100): not "
+        "matches, listed for curator and admin keys only (null for other roles)")
     verdict: Verdict
     assessment: dict[str, Any] | None = Field(
         None, description="With POST /v1/match?analyze=true: the evidence assessment (as POST /v1/analyze)")
@@ -63,6 +73,8 @@ class BankCreate(BaseModel):
     description: str = ""
     thresholds: dict[str, int] = {}
     shared: bool = False
+    match_percent: float = Field(100.0, ge=0, le=100, description="Gradual rollout: the share of lookups "
+                                 "(picked per content, the same content always alike) that may match this bank")
 
 
 class BankUpdate(BaseModel):
@@ -71,6 +83,9 @@ class BankUpdate(BaseModel):
     description: str | None = None
     thresholds: dict[str, int] | None = None
     shared: bool | None = None
+    match_percent: float | None = Field(None, ge=0, le=100, description="Gradual rollout share (0-100)")
+    disabled_until: datetime | None = Field(None, description="The bank matches nothing until this time "
+                                            "(ISO 8601, in the future); null clears it")
 
 
 class EntryCreate(BaseModel):
