@@ -141,3 +141,18 @@ def test_truncated_files_are_errors_not_grey_padding(fmt, limits):
     data = encode(scene(320, 240, seed=9), fmt)
     with pytest.raises(CorruptMedia):
         load_image(data[: len(data) // 2], limits)
+
+
+def test_truncated_files_stay_errors_after_weasyprint_is_imported(limits):
+    """WeasyPrint turns Pillow's process-wide LOAD_TRUNCATED_IMAGES on when imported (PDF
+    reports): a truncated upload must still be an error afterwards, never padded with grey."""
+    import weasyprint  # noqa: F401
+    from PIL import ImageFile
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = True  # as weasyprint's import leaves it
+    try:
+        data = encode(scene(320, 240, seed=9), "PNG")
+        with pytest.raises(CorruptMedia):
+            load_image(data[: len(data) // 2], limits)
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False

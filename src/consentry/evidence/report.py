@@ -124,6 +124,8 @@ def write_report(assessment: Assessment, out: str | Path, *, source: str | Path 
     out.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".pdf":
         from weasyprint import HTML
+        from consentry.media.image import strict_truncation
+        strict_truncation()  # weasyprint's import turned Pillow's truncated-file check off
 
         HTML(string=html, base_url=None).write_pdf(str(out))
     else:

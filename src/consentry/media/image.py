@@ -34,6 +34,13 @@ except ImportError:  # pragma: no cover - pillow-heif is a hard dependency
 # Truncated files are errors, never silently padded with grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
+
+def strict_truncation() -> None:
+    """Put Pillow back to refusing truncated files. WeasyPrint sets the process-wide
+    ``ImageFile.LOAD_TRUNCATED_IMAGES = True`` when it is imported (for its own images): every
+    module importing it calls this right after, and every decode here re-asserts it."""
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+
 #: sniffed format -> Pillow plugin names allowed to open it (nothing else is tried).
 _PIL_FORMATS = {
     "jpeg": ["JPEG"],
@@ -124,6 +131,7 @@ def load_image(data: bytes, limits: MediaLimits, draft_min_side: int = 0) -> Ima
                     scale = max(scale, _reduce_factor(w, h, max_px))
                 if scale >= 2:
                     img.draft(img.mode, (-(-w // scale), -(-h // scale)))
+            strict_truncation()
             img.load()
             guard.check()
             img = _exif_transpose(img)

@@ -119,6 +119,8 @@ def write_pdf(path: Path, ctx: ReportContext, store, *, include_thumbnails: bool
     import logging
 
     from weasyprint import HTML
+    from consentry.media.image import strict_truncation
+    strict_truncation()  # weasyprint's import turned Pillow's truncated-file check off
 
     thumbs = store.thumbnails(_shown_paths(ctx)) if include_thumbnails else {}
     html = render(ctx, thumbs, pdf=True, include_thumbnails=include_thumbnails)
