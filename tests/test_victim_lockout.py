@@ -145,6 +145,13 @@ def test_right_pin_resets_the_count_but_not_a_lock(hub, db, monkeypatch):
 def test_concurrent_wrong_pins_through_http_across_workers(db, tmp_path, monkeypatch, cheap_argon2):
     """Four app instances (four workers, each with its own in-memory rate limiters) on one
     database; 40 wrong PINs at once, 10 per worker (within the per-case limit of each)."""
+    import consentry.web.api.victims as victims_api
+    from consentry.limits_store import SharedRateLimiter
+
+    # the PIN lock is under test, not the rate limits: give each worker its own (in-memory)
+    # limiters, as before they were shared through the database (issue 23, tested elsewhere)
+    monkeypatch.setattr(victims_api, "RateLimiter",
+                        lambda *a, store=None, scope="", **k: SharedRateLimiter(*a, **k))
     apps = [create_app(Settings(home=tmp_path, victim_pin_attempts=LIMIT, victim_lookups_per_minute=10_000),
                        db, background=False) for _ in range(4)]
     try:
@@ -157,7 +164,7 @@ def test_concurrent_wrong_pins_through_http_across_workers(db, tmp_path, monkeyp
                                                        json={"pin": f"wrong-pin-{i}"}))
         assert 1 <= counter.n <= LIMIT, counter.n
         assert [getattr(r, "status_code", r) for r in out] == [403] * 40
-        apps[1].state.victims.lookup_case._buckets.clear()  # the per-case limit is not under test
+        apps[1].state.victims.lookup_case.reset()  # the per-case limit is not under test
         assert clients[1].post(f"/v1/victim/cases/{number}/status", json={"pin": PIN}).status_code == 403
         assert counter.n <= LIMIT and _case(db).locked_until is not None
     finally:
@@ -201,7 +208,7 @@ def test_locked_case_answers_like_an_unknown_one(db, tmp_path, monkeypatch):
         for _ in range(4):
             for kind, url, pin in (("locked", number, "wrong-pin"), ("unknown", unknown, "wrong-pin"),
                                    ("locked-right", number, PIN)):
-                app.state.victims.lookup_case._buckets.clear()  # the per-case limit is not under test
+                app.state.victims.lookup_case.reset()  # the per-case limit is not under test
                 before, t = calls["n"], time.perf_counter()
                 r = client.post(f"/v1/victim/cases/{url}/status", json={"pin": pin})
                 times[kind].append(time.perf_counter() - t)
@@ -210,7 +217,7 @@ def test_locked_case_answers_like_an_unknown_one(db, tmp_path, monkeypatch):
         assert answers["locked"] == answers["unknown"] == answers["locked-right"] == _answer(wrong[0])
         assert answers["unknown"][0] == 403 and "retry-after" not in answers["unknown"][2]
         for _ in range(4):  # withdraw too
-            app.state.victims.lookup_case._buckets.clear()
+            app.state.victims.lookup_case.reset()
             r1 = client.post(f"/v1/victim/cases/{number}/withdraw", json={"pin": PIN})
             r2 = client.post(f"/v1/victim/cases/{unknown}/withdraw", json={"pin": PIN})
             assert _answer(r1) == _answer(r2)

@@ -5,6 +5,15 @@ still work for the change log and feedback). It tails the hub's ``GET /v1/change
 such keys carries only the banks the hub publishes), adds what the hub adds and **withdraws what
 the hub withdraws** (HMA keeps withdrawn hashes; a victim who withdraws must be obeyed), and
 posts per-hash feedback to ``POST /v1/feedback``.
+
+When the hub deletes a bank it ever published, its change log carries a ``bank_deleted`` row
+(also after the bank was un-published: partners still hold what they pulled while it was
+published). The partner then withdraws every entry it pulled from that hub bank (each entry
+remembers the hub bank in ``meta.hub_bank_id``); the withdrawals are ordinary ``withdraw``
+changes here, so this instance's own partners and workers follow. Entries pulled before hub
+banks were recorded (older versions) carry no ``hub_bank_id`` and are left alone: re-pull from
+cursor 0 to tag them. A hash in two hub banks is one entry here and goes with the bank it was
+first pulled from.
 """
 
 from __future__ import annotations
@@ -88,9 +97,73 @@ def records_from_changes(rows: list[dict[str, Any]], exchange: str) -> tuple[lis
             skipped += 1
             continue
         meta: dict[str, Any] = {"hub_entry_id": row.get("entry_id")}
+        if isinstance(row.get("bank_id"), int) and not isinstance(row.get("bank_id"), bool):
+            meta["hub_bank_id"] = row["bank_id"]  # so a bank_deleted can withdraw it (issue 23)
         quality = row.get("quality")
         if isinstance(quality, int) and 0 <= quality <= 100:
             meta["quality"] = quality
         records.append(HashRecord(st, value, "add" if op in _ADD_OPS else "remove", [], [f"exchange:{exchange}"],
                                   "ncii", f"exchange:{exchange}", meta, f"change {row.get('cursor')}"))
     return records, skipped
+
+
+def withdraw_hub_bank(banks, bank: str, exchange: str, hub_bank_id: int) -> int:
+    """Withdraw every entry of local ``bank`` pulled from hub bank ``hub_bank_id`` (a
+    ``bank_deleted`` on the hub); returns how many were withdrawn. Idempotent."""
+    from sqlalchemy import select, update
+
+    from consentry.db.models import Change, Entry, utcnow
+    from consentry.review.audit import AuditLog
+
+    withdrawn = 0
+    with banks.db.session() as s:
+        bank_id = banks._bank(s, bank).id
+    after = 0
+    while True:
+        with banks.db.session() as s:
+            rows = s.execute(select(Entry.id, Entry.meta, Entry.signal_type)
+                             .where(Entry.bank_id == bank_id, Entry.status != "withdrawn", Entry.id > after)
+                             .order_by(Entry.id).limit(5000)).all()
+            if not rows:
+                break
+            after = rows[-1].id
+            hit = [(r.id, r.signal_type) for r in rows
+                   if isinstance(r.meta, dict) and r.meta.get("hub_bank_id") == hub_bank_id]
+            if hit:
+                now = utcnow()
+                s.execute(update(Entry).where(Entry.id.in_([i for i, _ in hit]), Entry.status != "withdrawn")
+                          .values(status="withdrawn", updated_at=now).execution_options(synchronize_session=False))
+                s.execute(Change.__table__.insert(), [{"op": "withdraw", "bank_id": bank_id, "entry_id": i,
+                                                       "signal_type": st, "at": now} for i, st in hit])
+                withdrawn += len(hit)
+    if withdrawn:
+        AuditLog(banks.db).record("bank.entries", f"exchange:{exchange}", {
+            "bank": bank, "bank_id": bank_id, "status": "withdrawn", "count": withdrawn,
+            "reason": "bank_deleted", "hub_bank_id": hub_bank_id})
+    return withdrawn
+
+
+def apply_changes(banks, bank: str, rows: list[dict[str, Any]], exchange: str, report) -> None:
+    """Apply one page of hub change rows to local ``bank`` in order, counting into ``report``
+    (a :class:`PullReport`): adds and withdrawals as records, ``bank_deleted`` as the
+    withdrawal of everything pulled from that hub bank."""
+    segment: list[dict[str, Any]] = []
+    for row in [*rows, None]:
+        if row is not None and row.get("op") != "bank_deleted":
+            segment.append(row)
+            continue
+        if segment:
+            records, skipped = records_from_changes(segment, exchange)
+            result = banks.add_records(bank, records, added_by=f"exchange:{exchange}")
+            report.skipped += skipped + len(result.errors)
+            report.added += result.added + result.reactivated
+            report.removed += result.removed
+            report.unchanged += result.unchanged + result.remove_not_found
+            report.errors += [f"{e.position}: {e.message}" for e in result.errors]
+            segment = []
+        if row is not None:
+            hub_bank = row.get("bank_id")
+            if isinstance(hub_bank, int) and not isinstance(hub_bank, bool):
+                report.removed += withdraw_hub_bank(banks, bank, exchange, hub_bank)
+            else:
+                report.skipped += 1

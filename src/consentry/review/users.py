@@ -130,20 +130,32 @@ class LoginThrottle:
     - ``audit``: the aggregation of failed-login audit events (:class:`FailedLoginAudit`).
 
     ``attempts`` failures within ``window`` seconds lock a name for ``lock_seconds``.
+
+    With a ``store`` (:class:`consentry.limits_store.LimitStore`, as ``consentry serve`` builds
+    it) the unknown names' counters are kept in the database, so every worker and host sees the
+    same lock and a restart forgets nothing (issue 23); the LRU is then only the fallback for a
+    moment when the database cannot be reached.
     """
 
+    SCOPE = "login_unknown_name"
+
     def __init__(self, attempts: int = 5, window: float = 300.0, *, lock_seconds: float | None = None,
-                 max_tracked: int = 10_000, audit: "FailedLoginAudit | None" = None):
+                 max_tracked: int = 10_000, audit: "FailedLoginAudit | None" = None, store: Any = None):
         self.attempts, self.window = attempts, window
         self.lock_seconds = window if lock_seconds is None else lock_seconds
         self.max_tracked = max_tracked
         self._fails: OrderedDict[str, list[float]] = OrderedDict()
         self._lock = threading.Lock()
         self.audit = audit or FailedLoginAudit()
+        self.store = store
 
     def blocked(self, username: str) -> bool:
-        now = time.monotonic()
         key = username.lower()
+        if self.store is not None:
+            shared = self.store.locked(self.SCOPE, key)
+            if shared is not None:
+                return shared
+        now = time.monotonic()
         with self._lock:
             times = self._fails.get(key)
             if times is None:
@@ -156,8 +168,11 @@ class LoginThrottle:
             return len(recent) >= self.attempts and now - recent[-1] < self.lock_seconds
 
     def failed(self, username: str) -> None:
-        now = time.monotonic()
         key = username.lower()
+        if self.store is not None and self.store.strike(self.SCOPE, key, self.attempts, self.window,
+                                                        self.lock_seconds) is not None:
+            return
+        now = time.monotonic()
         with self._lock:
             times = [t for t in self._fails.pop(key, []) if now - t < max(self.window, self.lock_seconds)]
             times.append(now)
@@ -166,6 +181,8 @@ class LoginThrottle:
                 self._fails.popitem(last=False)
 
     def succeeded(self, username: str) -> None:
+        if self.store is not None:
+            self.store.clear(self.SCOPE, username.lower())
         with self._lock:
             self._fails.pop(username.lower(), None)
 

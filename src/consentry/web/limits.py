@@ -7,11 +7,11 @@ import json
 import logging
 import queue
 import threading
-import time
 from typing import Any
 
 from consentry.db.models import MatchLog
 from consentry.db.session import Database
+from consentry.limits_store import SharedRateLimiter
 from consentry.web.problems import problem_response
 
 log = logging.getLogger("consentry.web")
@@ -96,28 +96,9 @@ class TimeoutMiddleware:
             reset_request_deadline(token)
 
 
-class RateLimiter:
-    """Token bucket per API key (per process): ``rate`` requests/second, bursts of ``burst``."""
-
-    def __init__(self, rate: float, burst: float | None = None):
-        self.rate = rate
-        self.burst = burst if burst is not None else max(1.0, rate * 2)
-        self._buckets: dict[int, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def check(self, key_id: int) -> float:
-        """0 if allowed, else seconds to wait."""
-        if self.rate <= 0:
-            return 0.0
-        now = time.monotonic()
-        with self._lock:
-            tokens, last = self._buckets.get(key_id, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            if tokens >= 1.0:
-                self._buckets[key_id] = (tokens - 1.0, now)
-                return 0.0
-            self._buckets[key_id] = (tokens, now)
-            return (1.0 - tokens) / self.rate
+#: Per-key (and per-IP, per-case) token buckets shared by every worker and host through the
+#: database, with a local fast path: see :mod:`consentry.limits_store` (issue 23).
+RateLimiter = SharedRateLimiter
 
 
 class MatchLogWriter:

@@ -13,6 +13,7 @@ from fastapi import Request
 
 from consentry.banks.service import BankService
 from consentry.config import Settings
+from consentry.limits_store import LimitStore
 from consentry.review.cases import CaseService
 from consentry.review.exposure import ExposureLog
 from consentry.review.users import LoginThrottle, UserService
@@ -34,7 +35,7 @@ def build_review_state(settings: Settings, banks: BankService, vault: Any) -> Re
                           claim_minutes=settings.review_claim_minutes),
         exposure=ExposureLog(db, settings.exposure_budget),
         users=UserService(db, settings.console_session_hours),
-        throttle=LoginThrottle(),
+        throttle=LoginThrottle(store=LimitStore(db)),  # unknown names' counters shared (issue 23)
         vault=vault,
     )
 

@@ -17,6 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from consentry.limits_store import LimitStore
 from consentry.victims.cases import (
     WRONG,
     BadSubmission,
@@ -74,11 +75,16 @@ class _VictimState:
         st = state(request)
         s = st.settings
         self.cases = VictimCases(st.banks, s)
+        # shared by every worker and host through the database, kept across restarts (issue 23)
+        store = LimitStore(st.banks.db)
         per_hour = max(s.victim_submissions_per_hour, 0)
-        self.submit_ip = RateLimiter(per_hour / 3600.0, burst=max(1.0, min(per_hour, max(5.0, per_hour / 4))))
+        self.submit_ip = RateLimiter(per_hour / 3600.0, burst=max(1.0, min(per_hour, max(5.0, per_hour / 4))),
+                                     store=store, scope="victim_submit_ip")
         per_min = max(s.victim_lookups_per_minute, 0)
-        self.lookup_ip = RateLimiter(per_min / 60.0, burst=max(1.0, min(per_min, max(10.0, per_min / 4))))
-        self.lookup_case = RateLimiter(10 / 60.0, burst=10.0)  # per case number, whoever asks
+        self.lookup_ip = RateLimiter(per_min / 60.0, burst=max(1.0, min(per_min, max(10.0, per_min / 4))),
+                                     store=store, scope="victim_lookup_ip")
+        # per case number, whoever asks
+        self.lookup_case = RateLimiter(10 / 60.0, burst=10.0, store=store, scope="victim_lookup_case")
 
 
 _state_lock = threading.Lock()
@@ -96,10 +102,7 @@ def _victims(request: Request) -> _VictimState:
 
 
 def _check(limiter: RateLimiter, key: str, what: str) -> None:
-    if len(limiter._buckets) > 100_000:  # bounded memory under a flood of addresses
-        with limiter._lock:
-            limiter._buckets.clear()
-    wait = limiter.check(key)  # type: ignore[arg-type]
+    wait = limiter.check(key)  # local memory is bounded in the limiter
     if wait > 0:
         raise Problem(429, "rate-limited", f"too many {what}; please wait and try again",
                       headers={"Retry-After": str(max(1, int(wait + 0.999)))})
