@@ -153,3 +153,41 @@ def test_tombstones_without_hashes_remove_by_external_id(db):
     assert (report.removed, report.remove_not_found, report.errors) == (2, 1, [])
     assert svc.find_entry("ncmec", "pdq", PDQ_B).status == "active"
     assert svc.find_entry("ncmec", "pdq", PDQ_A).status == "withdrawn"
+
+
+def test_demo_bank_seeding_races_are_harmless(db):
+    """Two hosts starting at once on one database both try to seed the demo bank: the loser
+    must not crash (it used to exit with 'a bank named demo already exists')."""
+    import threading
+
+    from consentry.banks.service import BankService
+    from consentry.bootstrap import DEMO_BANK, ensure_demo_bank
+
+    real = BankService.list_banks
+    gate = threading.Barrier(2)
+
+    def racing_list(self):  # both see "no banks yet" before either creates one
+        out = real(self)
+        gate.wait(timeout=10)
+        return out
+
+    results, errors = [], []
+
+    def run():
+        try:
+            results.append(ensure_demo_bank(db))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    BankService.list_banks = racing_list
+    try:
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    finally:
+        BankService.list_banks = real
+    assert not errors, errors
+    assert sorted(results) == [False, True]
+    assert [b.name for b in BankService(db).list_banks()] == [DEMO_BANK]

@@ -27,8 +27,13 @@ def ensure_demo_bank(db: Database) -> bool:
     banks = BankService(db)
     if banks.list_banks():
         return False
-    banks.create_bank(DEMO_BANK, "custom",
-                      "Benign example hashes (Meta's public PDQ/vPDQ test pictures) to try matching with.")
+    from consentry.banks.service import Conflict
+
+    try:
+        banks.create_bank(DEMO_BANK, "custom",
+                          "Benign example hashes (Meta's public PDQ/vPDQ test pictures) to try matching with.")
+    except Conflict:  # another host starting on the same database at the same moment seeded it
+        return False
     records = [HashRecord("pdq", v, tags=["demo"], source="consentry-demo", meta={"quality": 100})
                for v in get_signal_type("pdq").examples()]
     records += [HashRecord("md5", v, tags=["demo"], source="consentry-demo")
