@@ -100,3 +100,69 @@ def analyze_cmd(
     if failures:
         err_console.print(f"{failures} of {plural(len(files), 'file')} could not be analysed", highlight=False)
     raise typer.Exit(EXIT_FAILED if failures else EXIT_OK)
+
+
+class CompareFormat(str, Enum):
+    json = "json"
+    text = "text"
+
+
+def _compare_text(d) -> str:
+    r = d.to_dict()
+    lines = [f"{r['suspect'].get('name', 'suspect')} against {r['original'].get('name', 'original')}",
+             "  result: " + ("could not be compared" if d.error else
+                             "derived from the original" if d.derived else "not shown to be derived")]
+    if d.error:
+        lines.append(f"  error: {d.error}")
+    lines += textwrap.wrap(d.summary, 96, initial_indent="  ", subsequent_indent="  ")
+    if r["transform"]:
+        t = r["transform"]
+        lines.append(f"  transform: scale {t['scale']}, rotation {t['rotation_degrees']}°, mirrored {t['mirrored']}; "
+                     f"{r['inliers']} consistent of {r['matches']} matches")
+    for g in r["regions"]:
+        lines.append(f"  - differs at x={g['x']} y={g['y']} {g['width']}x{g['height']} (original pixels)")
+    if r["aligned_pdq"]:
+        lines.append(f"  aligned PDQ distance: {r['aligned_pdq']['distance']}")
+    lines += [f"  caveat: {c}" for c in d.caveats]
+    return "\n".join(lines)
+
+
+def compare_cmd(
+    original: Path = typer.Argument(..., help="Your original picture.", show_default=False),
+    suspect: Path = typer.Argument(..., help="The picture suspected to be made from it.", show_default=False),
+    fmt: CompareFormat = typer.Option(CompareFormat.json, "--format", "-f", help="Output format."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write a report: out.html or out.pdf.",
+                                          dir_okay=False),
+    show_image: bool = typer.Option(
+        False, "--show-image", help="Show the suspect clearly in the report (default: blurred, greyscale)."),
+) -> None:
+    """Show whether SUSPECT was made from ORIGINAL: the share derived and the regions that differ.
+
+    Aligns the pictures despite crops, resizing, rotation, mirroring, re-encoding and screenshots,
+    then outlines where they differ. One JSON object (derived, share_derived, regions in the
+    original's pixels, transform, inliers, aligned PDQ distance, summary, caveats). Exit status 0
+    when compared (derived or not), 1 when a picture could not be read, 2 for usage errors.
+    """
+    from consentry.evidence.derivation import compare_paths
+
+    if report is not None and report.suffix.lower() not in (".html", ".htm", ".pdf"):
+        fail("--report must end in .html or .pdf", EXIT_USAGE)
+    limits = get_settings().limits
+    with err_console.status("comparing"):
+        d = compare_paths(original, suspect, limits=limits)
+    if fmt is CompareFormat.json:
+        typer.echo(json.dumps(d.to_dict(), ensure_ascii=False))
+    else:
+        typer.echo(_compare_text(d))
+    if report is not None:
+        from consentry.evidence.compare_report import write_compare_report
+
+        try:
+            out = write_compare_report(d, report, original=original, suspect=suspect, show_image=show_image,
+                                       limits=limits)
+        except OSError as exc:
+            fail(f"cannot write the report: {exc.strerror or exc}")
+        err_console.print(f"report written to {out}", highlight=False)
+    if d.error:
+        err_console.print(f"could not compare: {d.error}", highlight=False)
+    raise typer.Exit(EXIT_FAILED if d.error else EXIT_OK)
