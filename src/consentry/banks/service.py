@@ -7,15 +7,15 @@ miss one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from sqlalchemy import Text, cast, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy import DateTime, Text, and_, bindparam, cast, func, not_, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from consentry.banks.formats.records import HashRecord, RecordError
@@ -52,17 +52,32 @@ class BankInfo:
     shared: bool
     created_at: datetime
     counts: dict[str, int] = field(default_factory=dict)  # entries by status
+    match_percent: float = 100.0  # gradual rollout: share of lookups that may match this bank
+    disabled_until: datetime | None = None  # the bank matches nothing until then
 
     def threshold(self, signal_type: str) -> int | float:
         t = self.thresholds.get(signal_type)
         return get_signal_type(signal_type).default_threshold if t is None else t
+
+    def disabled_at(self, now: datetime | None = None) -> bool:
+        """True while a timed disable is in force (it ends by itself)."""
+        return self.disabled_until is not None and self.disabled_until > (now or utcnow())
+
+    def in_rollout(self, content_key: str | None) -> bool:
+        """Whether a lookup of ``content_key`` may match this bank under its rollout share.
+
+        Deterministic: the same content (its SHA-256, or the queried value) always gets the
+        same answer for the same bank, so an upload is never blocked on one try and let
+        through on the next."""
+        return rollout_bucket(self.name, content_key) < self.match_percent
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "name": self.name, "kind": self.kind, "description": self.description,
             "thresholds": self.thresholds, "source": self.source, "shared": self.shared,
             "created_at": self.created_at.isoformat() if self.created_at else None,
-            "counts": self.counts,
+            "counts": self.counts, "match_percent": self.match_percent,
+            "disabled_until": self.disabled_until.isoformat() if self.disabled_until else None,
         }
 
 
@@ -81,6 +96,11 @@ class EntryInfo:
     meta: dict[str, Any]
     added_by: str | None
     added_at: datetime
+    disabled_until: datetime | None = None  # a timed disable: active again from then on
+
+    def active_at(self, now: datetime | None = None) -> bool:
+        """Active now (a timed disable that has run out counts as active)."""
+        return self.status == "active"
 
     @property
     def provenance(self) -> dict[str, Any]:
@@ -94,6 +114,7 @@ class EntryInfo:
         return {
             "id": self.id, "bank": self.bank, "signal_type": self.signal_type, "value": self.value,
             "quality": self.quality, "status": self.status, **self.provenance, "meta": self.meta,
+            "disabled_until": self.disabled_until.isoformat() if self.disabled_until else None,
         }
 
 
@@ -115,15 +136,61 @@ class ImportReport:
         }
 
 
+def as_utc(dt: datetime | None) -> datetime | None:
+    """SQLite hands back naive UTC datetimes; PostgreSQL aware ones."""
+    return dt.replace(tzinfo=timezone.utc) if dt is not None and dt.tzinfo is None else dt
+
+
+def rollout_bucket(bank_name: str, content_key: str | None) -> float:
+    """A number in [0, 100) fixed by (bank, content): SHA-256 of both, as a fraction."""
+    digest = hashlib.sha256(f"{bank_name}\0{content_key or ''}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") * 100.0 / 2**64
+
+
+def validate_match_percent(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BankError("match_percent must be a number from 0 to 100") from None
+    if not (0.0 <= number <= 100.0):
+        raise BankError("match_percent must be a number from 0 to 100")
+    return number
+
+
+def validate_until(value: Any) -> datetime | None:
+    """An ISO 8601 time (or datetime) in the future, as aware UTC; None clears."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise BankError(f"not an ISO 8601 time: {value!r} (e.g. 2030-01-31T12:00:00Z)") from None
+    if not isinstance(value, datetime):
+        raise BankError("disabled_until must be an ISO 8601 time")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    value = value.astimezone(timezone.utc)
+    if value <= utcnow():
+        raise BankError("disabled_until must be in the future")
+    return value
+
+
 def _bank_info(bank: Bank, counts: dict[str, int] | None = None) -> BankInfo:
+    mp = bank.match_percent
     return BankInfo(bank.id, bank.name, bank.kind, bank.description or "", dict(bank.thresholds or {}),
-                    bank.source, bool(bank.shared), bank.created_at, counts or {})
+                    bank.source, bool(bank.shared), bank.created_at, counts or {},
+                    100.0 if mp is None else float(mp), as_utc(bank.disabled_until))
 
 
 def _entry_info(e: Entry, bank_name: str) -> EntryInfo:
-    return EntryInfo(e.id, bank_name, e.signal_type, e.value, e.quality, e.status, e.source,
+    until = as_utc(e.disabled_until)
+    status = e.status
+    if status == "disabled" and until is not None and until <= utcnow():
+        status, until = "active", None  # the timed disable has run out
+    return EntryInfo(e.id, bank_name, e.signal_type, e.value, e.quality, status, e.source,
                      list(e.external_ids or []), list(e.tags or []), e.category, dict(e.meta or {}),
-                     e.added_by, e.added_at)
+                     e.added_by, e.added_at, until)
 
 
 def validate_thresholds(thresholds: dict[str, Any] | None) -> dict[str, Any]:
@@ -143,6 +210,183 @@ def validate_thresholds(thresholds: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+# ------------------------------------------------------------------ bulk import (issue 13)
+#: Records per import batch: one transaction, committed with its change-log rows.
+IMPORT_BATCH = 50_000
+
+_CANONICAL = {name: re.compile(f"[0-9a-f]{{{n}}}").fullmatch
+              for name, n in (("md5", 32), ("sha1", 40), ("sha256", 64), ("pdq", 64))}
+_STAGE_COLS = "signal_type, value, value_key, quality, op, source, external_ids, tags, category, meta"
+_SQLITE_STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS consentry_import (signal_type TEXT, value TEXT, value_key TEXT, "
+    "quality INTEGER, op TEXT, source TEXT, external_ids TEXT, tags TEXT, category TEXT, meta TEXT)"
+)
+_PG_STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS consentry_import (signal_type text, value text, value_key text, "
+    "quality integer, op text, source text, external_ids json, tags json, category text, meta json) "
+    "ON COMMIT DELETE ROWS"
+)
+#: SQLite page cache while an import batch runs (KiB, negative as PRAGMA cache_size takes it):
+#: the unique index is updated at random places, so a small cache re-reads pages for every row.
+_SQLITE_IMPORT_CACHE = -256 * 1024
+_NOW = bindparam("now", type_=DateTime(timezone=True))
+
+
+def _join_statements(join: str) -> dict[str, Any]:
+    """The statements that join the staging table to ``entries``. ``join`` is ``CROSS JOIN`` on
+    SQLite, which makes the staging table the outer loop (one unique-index probe a row); left
+    free, SQLite may drive from the bank's withdrawn entries and scan the staging table for each."""
+    on = (f"consentry_import t {join} entries e ON e.bank_id = :bank AND e.signal_type = t.signal_type "
+          "AND e.value_key = t.value_key")
+    withdrawable = f"FROM {on} WHERE t.op = 'remove' AND e.status <> 'withdrawn'"
+    revivable = f"FROM {on} WHERE t.op = 'add' AND e.status = 'withdrawn'"
+    return {
+        "removes_found": text(f"SELECT count(*) FROM {on} WHERE t.op = 'remove'"),
+        "withdraw_ids": text(f"SELECT e.id {withdrawable} ORDER BY e.id LIMIT 50"),
+        "withdraw_changes": text(
+            "INSERT INTO changes (op, bank_id, entry_id, signal_type, at) "
+            f"SELECT 'withdraw', :bank, e.id, e.signal_type, :now {withdrawable} ORDER BY e.id").bindparams(_NOW),
+        "withdraw": text(
+            f"UPDATE entries SET status = 'withdrawn', updated_at = :now WHERE id IN (SELECT e.id {withdrawable})"
+        ).bindparams(_NOW),
+        "revive_ids": text(f"SELECT e.id {revivable} ORDER BY e.id LIMIT 50"),
+        "revive_changes": text(
+            "INSERT INTO changes (op, bank_id, entry_id, signal_type, at) "
+            f"SELECT 'add', :bank, e.id, e.signal_type, :now {revivable} ORDER BY e.id").bindparams(_NOW),
+        "revive": text(
+            f"UPDATE entries SET status = 'active', updated_at = :now WHERE id IN (SELECT e.id {revivable})"
+        ).bindparams(_NOW),
+    }
+
+
+_SQL = {"postgresql": _join_statements("JOIN"), "sqlite": _join_statements("CROSS JOIN")}
+_SQL_ANY_WITHDRAWN = text("SELECT 1 FROM entries WHERE bank_id = :bank AND status = 'withdrawn' LIMIT 1")
+#: PostgreSQL: skip rows already present before the upsert, which would spend a sequence value
+_NOT_EXISTS = (" AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.bank_id = :bank "
+               "AND e.signal_type = t.signal_type AND e.value_key = t.value_key)")
+_INSERT_NEW = (
+    "INSERT INTO entries (bank_id, signal_type, value, value_key, quality, status, source, external_ids, "
+    "tags, category, meta, added_by, added_at, updated_at) "
+    "SELECT :bank, t.signal_type, t.value, t.value_key, t.quality, 'active', t.source, t.external_ids, "
+    "t.tags, t.category, t.meta, :by, :now, :now FROM consentry_import t WHERE t.op = 'add'" + _NOT_EXISTS
+    + " ORDER BY t.signal_type, t.value_key "
+    "ON CONFLICT (bank_id, signal_type, value_key) DO NOTHING"
+)
+_SQLITE_INSERT = text(_INSERT_NEW.replace(_NOT_EXISTS, "")).bindparams(_NOW)
+_SQL_MAX_ENTRY = text("SELECT coalesce(max(id), 0) FROM entries")
+_SQLITE_ADD_CHANGES = text(
+    "INSERT INTO changes (op, bank_id, entry_id, signal_type, at) "
+    "SELECT 'add', bank_id, id, signal_type, :now FROM entries WHERE id > :before ORDER BY id").bindparams(_NOW)
+_SQLITE_FIRST_NEW = text("SELECT id FROM entries WHERE id > :before ORDER BY id LIMIT 50")
+_PG_INSERT_WITH_CHANGES = text(
+    f"WITH ins AS ({_INSERT_NEW} RETURNING id, signal_type), "
+    "ch AS (INSERT INTO changes (op, bank_id, entry_id, signal_type, at) "
+    "SELECT 'add', :bank, id, signal_type, :now FROM ins ORDER BY id RETURNING entry_id) "
+    "SELECT count(*), (array_agg(entry_id ORDER BY entry_id))[1:50] FROM ch"
+).bindparams(_NOW)
+
+
+def _quality(q: Any) -> int | None:
+    if q is None:
+        return None
+    try:
+        return int(q)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _json_list(items: Any) -> str:
+    return json.dumps(list(items)) if items else "[]"
+
+
+def _stage_row(rec: HashRecord) -> tuple | str:
+    """One record as a staging row (canonical value, JSON already serialised), or an error."""
+    st_name, value = rec.signal_type, rec.value
+    check = _CANONICAL.get(st_name)
+    if check is None or not isinstance(value, str) or check(value) is None:
+        try:
+            st = get_signal_type(st_name)
+            st_name, value = st.name, st.parse(value)
+        except (KeyError, SignalValueError) as exc:
+            msg = exc.args[0] if isinstance(exc, KeyError) else str(exc)
+            return str(msg)[:200]
+        rec.signal_type, rec.value = st_name, value
+    meta = rec.meta if isinstance(rec.meta, dict) else {}
+    if meta:
+        quality = _quality(meta.get("quality"))
+        rest = {k: v for k, v in meta.items() if k != "quality"}
+        meta_json = json.dumps(rest) if rest else "{}"
+    else:
+        quality, meta_json = None, "{}"
+    return (st_name, value, value_key(value), quality, "remove" if rec.op == "remove" else "add",
+            rec.source, _json_list(rec.external_ids), _json_list(rec.tags), rec.category, meta_json)
+
+
+def _sqlite_stage(conn: Any, rows: list[tuple]) -> None:
+    """Load the staging table with multi-row INSERTs (thousands of rows a statement): cheaper
+    than ``executemany``, and the driver lets go of the GIL once a statement, not once a row,
+    so the reader thread is not held up."""
+    import itertools
+    import sqlite3
+
+    raw = conn.connection.driver_connection
+    limit = raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if hasattr(raw, "getlimit") else 999
+    per = max(1, min(3000, limit // 10))
+    head = f"INSERT INTO temp.consentry_import ({_STAGE_COLS}) VALUES "
+    full = head + ",".join(["(?,?,?,?,?,?,?,?,?,?)"] * per)
+    cur = raw.cursor()
+    try:
+        for i in range(0, len(rows), per):
+            part = rows[i : i + per]
+            sql = full if len(part) == per else head + ",".join(["(?,?,?,?,?,?,?,?,?,?)"] * len(part))
+            cur.execute(sql, list(itertools.chain.from_iterable(part)))
+    finally:
+        cur.close()
+
+
+def _merge(report: ImportReport, part: ImportReport) -> None:
+    report.added += part.added
+    report.reactivated += part.reactivated
+    report.unchanged += part.unchanged
+    report.removed += part.removed
+    report.remove_not_found += part.remove_not_found
+    report.errors += part.errors
+
+
+class _Pipeline:
+    """Runs an import's batch writes in order on one worker thread, at most one batch behind the
+    reader: parsing the next batch (Python) overlaps writing this one (the database drivers let go
+    of the GIL while the database works). An import of one batch, or a database whose connections
+    cannot move between threads (in-memory SQLite), runs inline."""
+
+    def __init__(self, db: Database) -> None:
+        from sqlalchemy.pool import SingletonThreadPool, StaticPool
+
+        self._threaded = not isinstance(db.engine.pool, (SingletonThreadPool, StaticPool))
+        self._pool: Any = None
+        self._pending: Any = None
+
+    def submit(self, fn: Callable[..., ImportReport], args: tuple, report: ImportReport, final: bool) -> None:
+        self.drain(report)
+        if not self._threaded or (final and self._pool is None):
+            _merge(report, fn(*args))
+            return
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="consentry-import")
+        self._pending = self._pool.submit(fn, *args)
+
+    def drain(self, report: ImportReport) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            _merge(report, pending.result())
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)  # a batch in flight finishes (or fails) on its own
+
+
 class BankService:
     def __init__(self, db: Database):
         self.db = db
@@ -151,23 +395,31 @@ class BankService:
     def create_bank(
         self, name: str, kind: str = "custom", description: str = "",
         thresholds: dict[str, Any] | None = None, source: str = "local", shared: bool = False,
-        actor: str | None = None,
+        actor: str | None = None, match_percent: float = 100.0,
     ) -> BankInfo:
         if not _NAME.match(name or ""):
             raise BankError("bank name must be 1-100 characters: letters, digits, '.', '_', '-'")
         if kind not in BANK_KINDS:
             raise BankError(f"bank kind must be one of: {', '.join(BANK_KINDS)}")
+        try:
+            return self._create_bank(name, kind, description, thresholds, source, shared, actor, match_percent)
+        except IntegrityError:  # created by another process between our check and our insert
+            raise Conflict(f"a bank named {name!r} already exists") from None
+
+    def _create_bank(self, name, kind, description, thresholds, source, shared, actor, match_percent) -> BankInfo:
         with self.db.session() as s:
             if s.scalar(select(Bank.id).where(Bank.name == name)) is not None:
                 raise Conflict(f"a bank named {name!r} already exists")
             bank = Bank(name=name, kind=kind, description=description or "",
-                        thresholds=validate_thresholds(thresholds), source=source, shared=shared)
+                        thresholds=validate_thresholds(thresholds), source=source, shared=shared,
+                        published_at=utcnow() if shared else None,  # issue 23: deletions reach partners
+                        match_percent=validate_match_percent(match_percent))
             s.add(bank)
             s.flush()
             s.add(Change(op="bank", bank_id=bank.id))
             AuditLog(self.db).record("bank.create", actor or "system", {
                 "bank": name, "bank_id": bank.id, "kind": kind, "thresholds": bank.thresholds,
-                "shared": bool(shared), "source": source}, session=s)
+                "shared": bool(shared), "source": source, "match_percent": bank.match_percent}, session=s)
             return _bank_info(bank)
 
     def _bank(self, s: Session, name: str) -> Bank:
@@ -185,6 +437,15 @@ class BankService:
             )
             for bank_id, status, n in rows:
                 out[bank_id][status] = n
+            expired = s.execute(
+                select(Entry.bank_id, func.count())
+                .where(Entry.bank_id.in_(bank_ids), Entry.status == "disabled",
+                       Entry.disabled_until.is_not(None), Entry.disabled_until <= utcnow())
+                .group_by(Entry.bank_id)
+            )
+            for bank_id, n in expired:  # timed disables that have run out count as active
+                out[bank_id]["disabled"] -= n
+                out[bank_id]["active"] += n
         return out
 
     def list_banks(self) -> list[BankInfo]:
@@ -203,7 +464,8 @@ class BankService:
             return {b.id: _bank_info(b) for b in s.scalars(select(Bank))}
 
     def update_bank(self, name: str, actor: str | None = None, **changes: Any) -> BankInfo:
-        allowed = {"description", "thresholds", "kind", "shared", "new_name"}
+        # ``disabled_until``: given (even as None, which clears it) only when it is to change
+        allowed = {"description", "thresholds", "kind", "shared", "new_name", "match_percent", "disabled_until"}
         unknown = set(changes) - allowed
         if unknown:
             raise BankError(f"cannot change: {', '.join(sorted(unknown))}")
@@ -219,6 +481,14 @@ class BankService:
                 bank.thresholds = validate_thresholds(changes["thresholds"])
             if changes.get("shared") is not None:
                 bank.shared = bool(changes["shared"])
+                if bank.shared and bank.published_at is None:
+                    bank.published_at = utcnow()  # kept when un-published (issue 23)
+            if changes.get("match_percent") is not None:
+                bank.match_percent = validate_match_percent(changes["match_percent"])
+            if "disabled_until" in changes:
+                bank.disabled_until = validate_until(changes["disabled_until"])
+                changes["disabled_until"] = (bank.disabled_until.isoformat() if bank.disabled_until
+                                             else "cleared")
             if changes.get("new_name"):
                 if not _NAME.match(changes["new_name"]):
                     raise BankError("bad bank name")
@@ -239,7 +509,9 @@ class BankService:
             n = s.scalar(select(func.count()).select_from(Entry).where(Entry.bank_id == bank.id)) or 0
             s.execute(Entry.__table__.delete().where(Entry.bank_id == bank.id))
             s.delete(bank)
-            s.add(Change(op="bank_deleted", bank_id=bank.id))
+            # a bank ever published is announced to partners, who withdraw its entries (issue 23)
+            s.add(Change(op="bank_deleted", bank_id=bank.id,
+                         published=True if bank.shared or bank.published_at is not None else None))
             AuditLog(self.db).record("bank.delete", actor or "system",
                                      {"bank": name, "bank_id": bank.id, "entries": int(n)}, session=s)
             return int(n)
@@ -265,164 +537,212 @@ class BankService:
         return entry, bool(report.added or report.reactivated)
 
     def add_records(
-        self, bank: str, records: Iterable[HashRecord | RecordError], *, batch_size: int = 2000,
+        self, bank: str, records: Iterable[HashRecord | RecordError], *, batch_size: int = IMPORT_BATCH,
         added_by: str | None = None, progress: Callable[[int], None] | None = None,
     ) -> ImportReport:
         """Apply a stream of records (adds and removes), committing every ``batch_size``.
 
         Idempotent: a value already active in the bank is left alone, so importing the same file
-        twice adds nothing. A crash loses at most the batch in flight.
+        twice adds nothing. Inside one batch the last record for a value wins (duplicates count as
+        unchanged). Each batch is written set-based (a staging table loaded with ``COPY`` on
+        PostgreSQL, ``executemany`` on SQLite, then one ``INSERT ... SELECT`` into ``entries`` and
+        one into ``changes``) and committed with its change-log rows, so a matcher tailing the log
+        sees the import arrive batch by batch. Records are read and checked on the calling thread
+        while the previous batch is written on another, so a crash loses at most two batches.
+        Bad records are reported with their position, in input order.
         """
         report = ImportReport()
         with self.db.session() as s:
             bank_id = self._bank(s, bank).id
-        batch: list[HashRecord] = []
-        for rec in records:
-            if isinstance(rec, HashRecord) and rec.op == "remove" and (rec.meta or {}).get("remove_by") == "external_id":
-                # a tombstone naming the list's own entry id (NCMEC deletedImage): no hash in it
-                if batch:
-                    self._apply_batch(bank_id, batch, report, added_by)
+        batch_size = max(1, int(batch_size))
+        pipe = _Pipeline(self.db)
+        ops: dict[tuple[str, str], tuple] = {}
+        n_ops = 0
+        tombs: list[tuple[str, list[str]]] = []  # (position, external ids), applied in order
+
+        def submit_ops(final: bool = False) -> None:
+            nonlocal ops, n_ops
+            if ops:
+                rows = [ops[k] for k in sorted(ops)]  # key order: index pages are filled in order
+                pipe.submit(self._write_batch, (bank_id, rows, added_by), report, final)
+            if progress and n_ops:
+                progress(n_ops)
+            ops, n_ops = {}, 0
+
+        def submit_tombs(final: bool = False) -> None:
+            nonlocal tombs
+            if tombs:
+                pipe.submit(self._remove_by_external_ids, (bank_id, tombs), report, final)
+                if progress:
+                    progress(len(tombs))
+            tombs = []
+
+        try:
+            for rec in records:
+                if isinstance(rec, RecordError):
+                    report.records += 1
+                    report.errors.append(rec)
                     if progress:
-                        progress(len(batch))
-                    batch = []
+                        progress(1)
+                    continue
+                if rec.op == "remove" and isinstance(rec.meta, dict) and rec.meta.get("remove_by") == "external_id":
+                    # a tombstone naming the list's own entry id (NCMEC deletedImage): no hash in it
+                    report.records += 1
+                    submit_ops()  # it applies after the records before it
+                    ids = [str(x) for x in rec.external_ids if x]
+                    if not ids:
+                        report.errors.append(RecordError(rec.position or f"record {report.records}",
+                                                         "removal names no entry id"))
+                        continue
+                    tombs.append((rec.position or f"record {report.records}", ids))
+                    if len(tombs) >= batch_size:
+                        submit_tombs()
+                    continue
                 report.records += 1
-                self._remove_by_external_ids(bank_id, rec, report)
-                if progress:
-                    progress(1)
-                continue
-            if isinstance(rec, RecordError):
-                report.records += 1
-                report.errors.append(rec)
-                if progress:
-                    progress(1)
-                continue
-            batch.append(rec)
-            if len(batch) >= batch_size:
-                self._apply_batch(bank_id, batch, report, added_by)
-                if progress:
-                    progress(len(batch))
-                batch = []
-        if batch:
-            self._apply_batch(bank_id, batch, report, added_by)
-            if progress:
-                progress(len(batch))
+                if tombs:
+                    submit_tombs()
+                row = _stage_row(rec)
+                if isinstance(row, str):
+                    report.errors.append(RecordError(rec.position or f"record {report.records}", row))
+                    continue
+                key = (row[0], row[2])
+                if key in ops:
+                    report.unchanged += 1
+                ops[key] = row
+                n_ops += 1
+                if n_ops >= batch_size:
+                    submit_ops()
+            submit_tombs(final=True)
+            submit_ops(final=True)
+            pipe.drain(report)
+        finally:
+            pipe.close()
         return report
 
-    def _apply_batch(self, bank_id: int, batch: list[HashRecord], report: ImportReport,
-                     added_by: str | None) -> None:
-        # canonicalise and collapse duplicates inside the batch (last op for a value wins)
-        ops: dict[tuple[str, str], HashRecord] = {}
-        for rec in batch:
-            report.records += 1
-            try:
-                st = get_signal_type(rec.signal_type)
-                rec.signal_type = st.name
-                rec.value = st.parse(rec.value)
-            except (KeyError, SignalValueError) as exc:
-                msg = exc.args[0] if isinstance(exc, KeyError) else str(exc)
-                report.errors.append(RecordError(rec.position or f"record {report.records}", str(msg)[:200]))
-                continue
-            key = (rec.signal_type, value_key(rec.value))
-            if key in ops:
-                report.unchanged += 1
-            ops[key] = rec
-        if not ops:
-            return
+    # ------------------------------------------------------------- bulk writes
+    def _write_batch(self, bank_id: int, rows: list[tuple], added_by: str | None) -> ImportReport:
+        """Apply one batch of staged rows (unique by signal type and value) in one transaction."""
+        out = ImportReport()
+        pg = self.db.dialect == "postgresql"
+        n_add = sum(1 for r in rows if r[4] == "add")
+        n_remove = len(rows) - n_add
+        when = {"bank": bank_id, "now": utcnow(), "by": added_by}
+        q = _SQL["postgresql" if pg else "sqlite"]
         with self.db.session() as s:
-            existing: dict[tuple[str, str], tuple[int, str]] = {}
-            by_type: dict[str, list[str]] = {}
-            for st_name, vkey in ops:
-                by_type.setdefault(st_name, []).append(vkey)
-            for st_name, keys in by_type.items():
-                for i in range(0, len(keys), 500):
-                    rows = s.execute(
-                        select(Entry.id, Entry.value_key, Entry.status).where(
-                            Entry.bank_id == bank_id, Entry.signal_type == st_name,
-                            Entry.value_key.in_(keys[i : i + 500]),
-                        )
-                    )
-                    for entry_id, vkey, status in rows:
-                        existing[(st_name, vkey)] = (entry_id, status)
-            now = utcnow()
-            new_rows, revive, withdraw = [], [], []
-            for key, rec in ops.items():
-                found = existing.get(key)
-                if rec.op == "remove":
-                    if found is None:
-                        report.remove_not_found += 1
-                    elif found[1] == "withdrawn":
-                        report.unchanged += 1
-                    else:
-                        withdraw.append(found[0])
-                    continue
-                if found is None:
-                    quality = rec.meta.get("quality") if isinstance(rec.meta, dict) else None
-                    new_rows.append({
-                        "bank_id": bank_id, "signal_type": rec.signal_type, "value": rec.value,
-                        "value_key": key[1], "quality": quality, "status": "active",
-                        "source": rec.source, "external_ids": list(rec.external_ids),
-                        "tags": list(rec.tags), "category": rec.category,
-                        "meta": {k: v for k, v in (rec.meta or {}).items() if k != "quality"},
-                        "added_by": added_by, "added_at": now, "updated_at": now,
-                    })
-                elif found[1] == "withdrawn":
-                    revive.append(found[0])
+            conn = s.connection()
+            if pg:
+                conn.exec_driver_sql(_PG_STAGE)
+                cur = conn.connection.driver_connection.cursor()
+                with cur.copy(f"COPY consentry_import ({_STAGE_COLS}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                conn.exec_driver_sql("ANALYZE consentry_import")  # row count and values for the planner
+            else:
+                cache = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+                conn.exec_driver_sql(_SQLITE_STAGE)
+                conn.exec_driver_sql("DELETE FROM temp.consentry_import")
+                _sqlite_stage(conn, rows)
+                conn.exec_driver_sql(f"PRAGMA cache_size = {_SQLITE_IMPORT_CACHE}")
+            ids: list[int] = []
+            if n_remove:
+                existing = conn.execute(q["removes_found"], when).scalar_one()
+                ids += conn.execute(q["withdraw_ids"], when).scalars().all()
+                # the change rows first, then the update: one predicate, so one set of entries
+                out.removed = conn.execute(q["withdraw_changes"], when).rowcount
+                conn.execute(q["withdraw"], when)
+                out.remove_not_found = n_remove - existing
+                out.unchanged += existing - out.removed
+            if n_add and conn.execute(_SQL_ANY_WITHDRAWN, when).first() is not None:
+                ids += conn.execute(q["revive_ids"], when).scalars().all()
+                out.reactivated = conn.execute(q["revive_changes"], when).rowcount
+                conn.execute(q["revive"], when)
+            if n_add:
+                if pg:
+                    added, first = conn.execute(_PG_INSERT_WITH_CHANGES, when).one()
+                    out.added, ids = int(added or 0), list(first or []) + ids
                 else:
-                    report.unchanged += 1
-            changes: list[dict[str, Any]] = []
-            if new_rows:
-                ins = (pg_insert if self.db.dialect == "postgresql" else sqlite_insert)(Entry.__table__)
-                ins = ins.on_conflict_do_nothing(
-                    index_elements=["bank_id", "signal_type", "value_key"]
-                ).returning(Entry.__table__.c.id, Entry.__table__.c.signal_type)
-                inserted = s.execute(ins, new_rows).all()
-                report.added += len(inserted)
-                report.unchanged += len(new_rows) - len(inserted)  # raced with another writer
-                changes += [{"op": "add", "bank_id": bank_id, "entry_id": i, "signal_type": t, "at": now}
-                            for i, t in inserted]
-            if revive:
-                s.execute(update(Entry).where(Entry.id.in_(revive)).values(status="active", updated_at=now))
-                report.reactivated += len(revive)
-                changes += [{"op": "add", "bank_id": bank_id, "entry_id": i, "at": now} for i in revive]
-            if withdraw:
-                s.execute(update(Entry).where(Entry.id.in_(withdraw)).values(status="withdrawn", updated_at=now))
-                report.removed += len(withdraw)
-                changes += [{"op": "withdraw", "bank_id": bank_id, "entry_id": i, "at": now} for i in withdraw]
-            if changes:
-                s.execute(Change.__table__.insert(), changes)
+                    # SQLite: this transaction holds the write lock (the statements above wrote),
+                    # and rowids grow, so the new entries are exactly those above the old maximum
+                    before = conn.execute(_SQL_MAX_ENTRY).scalar_one()
+                    out.added = conn.execute(_SQLITE_INSERT, when).rowcount
+                    logged = conn.execute(_SQLITE_ADD_CHANGES, {**when, "before": before}).rowcount
+                    if logged != out.added:  # never expected: refuse rather than miss a change
+                        raise BankError("import: change log out of step with the entries written")
+                    ids = conn.execute(_SQLITE_FIRST_NEW, {"before": before}).scalars().all() + ids
+                out.unchanged += n_add - out.added - out.reactivated  # present, or a concurrent writer
+            if out.added or out.reactivated or out.removed:
                 AuditLog(self.db).record("bank.entries", added_by or "system", {
-                    "bank_id": bank_id, "added": len(changes) - len(revive) - len(withdraw),
-                    "reactivated": len(revive), "withdrawn": len(withdraw),
-                    "entry_ids": [c["entry_id"] for c in changes][:50]}, session=s)
+                    "bank_id": bank_id, "added": out.added, "reactivated": out.reactivated,
+                    "withdrawn": out.removed, "entry_ids": ids[:50]}, session=s)
+            if not pg:
+                conn.exec_driver_sql("DELETE FROM temp.consentry_import")
+                conn.exec_driver_sql(f"PRAGMA cache_size = {cache}")
+        return out
 
-    def _remove_by_external_ids(self, bank_id: int, rec: HashRecord, report: ImportReport) -> None:
-        ids = [str(x) for x in rec.external_ids if x]
-        if not ids:
-            report.errors.append(RecordError(rec.position or f"record {report.records}",
-                                             "removal names no entry id"))
-            return
+    def _remove_by_external_ids(self, bank_id: int, tombs: list[tuple[str, list[str]]]) -> ImportReport:
+        """Withdraw every entry carrying an external id a tombstone names, tombstones in order.
+
+        One pass over the bank for the whole group: the entries whose ``external_ids`` hold any
+        named id are read once, then each tombstone takes those not already withdrawn (so a
+        second tombstone for the same entry counts as not found, as it would one at a time)."""
+        out = ImportReport()
+        wanted = {ext for _, ids in tombs for ext in ids}
         now = utcnow()
         with self.db.session() as s:
+            by_ext: dict[str, set[int]] = {}
+            status: dict[int, tuple[str, str]] = {}
+            for entry_id, ext_ids, st, entry_status in self._entries_with_external_ids(s, bank_id, wanted):
+                status[entry_id] = (st, entry_status)
+                for ext in ext_ids or []:
+                    if isinstance(ext, str) and ext in wanted:
+                        by_ext.setdefault(ext, set()).add(entry_id)
             hit: list[int] = []
-            for ext in ids:
-                pattern = "%" + json.dumps(ext).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-                rows = s.execute(
-                    select(Entry.id, Entry.external_ids, Entry.status).where(
-                        Entry.bank_id == bank_id, cast(Entry.external_ids, Text).like(pattern, escape="\\"))
-                )
-                for entry_id, ext_ids, status in rows:
-                    if ext in (ext_ids or []) and status != "withdrawn":
-                        hit.append(entry_id)
+            gone = {i for i, (_, es) in status.items() if es == "withdrawn"}
+            for _position, ids in tombs:
+                found = sorted({i for ext in ids for i in by_ext.get(ext, ())} - gone)
+                if not found:
+                    out.remove_not_found += 1
+                    continue
+                gone.update(found)
+                hit += found
             if not hit:
-                report.remove_not_found += 1
-                return
-            s.execute(update(Entry).where(Entry.id.in_(hit)).values(status="withdrawn", updated_at=now))
+                return out
+            for i in range(0, len(hit), 5000):
+                s.execute(update(Entry).where(Entry.id.in_(hit[i : i + 5000]))
+                          .values(status="withdrawn", updated_at=now))
             s.execute(Change.__table__.insert(),
-                      [{"op": "withdraw", "bank_id": bank_id, "entry_id": i, "at": now} for i in hit])
+                      [{"op": "withdraw", "bank_id": bank_id, "entry_id": i, "signal_type": status[i][0],
+                        "at": now} for i in hit])
             AuditLog(self.db).record("bank.entries", "system", {
                 "bank_id": bank_id, "withdrawn": len(hit), "entry_ids": hit[:50],
-                "by_external_ids": ids[:20]}, session=s)
-            report.removed += len(hit)
+                "by_external_ids": sorted(wanted)[:20]}, session=s)
+            out.removed = len(hit)
+        return out
+
+    def _entries_with_external_ids(self, s: Session, bank_id: int, wanted: set[str]) -> Iterable[tuple]:
+        """(id, external_ids, signal_type, status) of the bank's entries naming any of ``wanted``."""
+        if len(wanted) <= 5:  # a few: a LIKE each ('_' and '%' escaped), as before
+            seen: set[int] = set()
+            for ext in sorted(wanted):
+                pattern = "%" + json.dumps(ext).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                rows = s.execute(
+                    select(Entry.id, Entry.external_ids, Entry.signal_type, Entry.status).where(
+                        Entry.bank_id == bank_id, cast(Entry.external_ids, Text).like(pattern, escape="\\"))
+                )
+                for row in rows:
+                    if row[0] not in seen:
+                        seen.add(row[0])
+                        yield tuple(row)
+            return
+        # many: one scan of the bank's entries that have any external id at all
+        rows = s.execute(
+            select(Entry.id, Entry.external_ids, Entry.signal_type, Entry.status).where(
+                Entry.bank_id == bank_id, cast(Entry.external_ids, Text) != "[]")
+            .execution_options(yield_per=20_000)
+        )
+        for entry_id, ext_ids, st, entry_status in rows:
+            if any(isinstance(e, str) and e in wanted for e in ext_ids or ()):
+                yield entry_id, ext_ids, st, entry_status
 
     def find_entry(self, bank: str, signal_type: str, value: str) -> EntryInfo | None:
         st = get_signal_type(signal_type)
@@ -454,10 +774,18 @@ class BankService:
     def set_status(
         self, bank: str, status: str, *, entry_id: int | None = None,
         signal_type: str | None = None, value: str | None = None, actor: str | None = None,
+        until: datetime | str | None = None,
     ) -> list[EntryInfo]:
-        """Withdraw, disable or re-enable entries picked by id or by value; takes effect at once."""
+        """Withdraw, disable or re-enable entries picked by id or by value; takes effect at once.
+
+        ``until`` (with ``disabled`` only): the entry matches again from that time on, without
+        anyone re-enabling it (the matcher checks the time on every query; a sweep then logs an
+        ``enable`` change so partners follow)."""
         if status not in ENTRY_STATUSES:
             raise BankError(f"status must be one of {ENTRY_STATUSES}")
+        if until is not None and status != "disabled":
+            raise BankError("an end time (until) applies to disabling only")
+        until_at = validate_until(until)
         op = {"active": "add", "disabled": "disable", "withdrawn": "withdraw"}[status]
         with self.db.session() as s:
             b = self._bank(s, bank)
@@ -475,8 +803,12 @@ class BankService:
             now = utcnow()
             changed: list[int] = []
             for e in entries:
-                if e.status != status:
+                if e.status == "disabled" and e.disabled_until is not None and as_utc(e.disabled_until) <= now:
+                    e.status = "active"  # a timed disable that has run out
+                    e.disabled_until = None
+                if e.status != status or as_utc(e.disabled_until) != until_at:
                     e.status = status
+                    e.disabled_until = until_at
                     e.updated_at = now
                     s.add(Change(op=op, bank_id=b.id, entry_id=e.id, signal_type=e.signal_type, at=now))
                     changed.append(e.id)
@@ -484,7 +816,7 @@ class BankService:
             if changed:
                 AuditLog(self.db).record("bank.entries", actor or "system", {
                     "bank": bank, "bank_id": b.id, "status": status, "entry_ids": changed[:50],
-                    "count": len(changed)}, session=s)
+                    "count": len(changed), **({"until": until_at.isoformat()} if until_at else {})}, session=s)
             return [_entry_info(e, b.name) for e in entries]
 
     def withdraw(self, bank: str, **which: Any) -> list[EntryInfo]:
@@ -498,7 +830,13 @@ class BankService:
         with self.db.session() as s:
             b = self._bank(s, bank)
             q = select(Entry).where(Entry.bank_id == b.id, Entry.id > after_id)
-            if status:
+            ran_out = and_(Entry.status == "disabled", Entry.disabled_until.is_not(None),
+                           Entry.disabled_until <= utcnow())
+            if status == "active":
+                q = q.where(or_(Entry.status == "active", ran_out))
+            elif status == "disabled":
+                q = q.where(Entry.status == "disabled", not_(ran_out))
+            elif status:
                 q = q.where(Entry.status == status)
             if signal_type:
                 q = q.where(Entry.signal_type == signal_type)
@@ -524,6 +862,47 @@ class BankService:
                 yield HashRecord(e.signal_type, e.value, "remove" if e.status == "withdrawn" else "add",
                                  e.external_ids, e.tags, e.category, e.source, meta, f"entry {e.id}")
 
+    def expire_timed(self, now: datetime | None = None) -> int:
+        """End timed disables that have run out: entries become ``active`` with an ``enable``
+        change, banks lose their ``disabled_until`` with a ``bank`` change, so workers that were
+        down and partner instances tailing the log follow. The matcher does not wait for this (it
+        checks the time on every query). Safe to run from several workers at once: the UPDATE's
+        condition lets one of them take each row. Returns how many entries and banks it ended."""
+        now = now or utcnow()
+        done = 0
+        with self.db.session() as s:
+            rows = s.execute(
+                select(Entry.id, Entry.bank_id, Entry.signal_type)
+                .where(Entry.status == "disabled", Entry.disabled_until.is_not(None), Entry.disabled_until <= now)
+                .limit(5000)
+            ).all()
+            changes: list[dict[str, Any]] = []
+            for entry_id, bank_id, st in rows:
+                n = s.execute(
+                    update(Entry).where(Entry.id == entry_id, Entry.status == "disabled",
+                                        Entry.disabled_until.is_not(None), Entry.disabled_until <= now)
+                    .values(status="active", disabled_until=None, updated_at=now)
+                ).rowcount
+                if n:
+                    changes.append({"op": "enable", "bank_id": bank_id, "entry_id": entry_id,
+                                    "signal_type": st, "at": now})
+            banks = s.execute(select(Bank.id).where(Bank.disabled_until.is_not(None),
+                                                    Bank.disabled_until <= now)).scalars().all()
+            for bank_id in banks:
+                n = s.execute(update(Bank).where(Bank.id == bank_id, Bank.disabled_until.is_not(None),
+                                                 Bank.disabled_until <= now).values(disabled_until=None)).rowcount
+                if n:
+                    changes.append({"op": "bank", "bank_id": bank_id, "entry_id": None, "signal_type": None,
+                                    "at": now})
+            if changes:
+                s.execute(Change.__table__.insert(), changes)
+                AuditLog(self.db).record("bank.timed_enable", "system", {
+                    "entry_ids": [c["entry_id"] for c in changes if c["entry_id"] is not None][:50],
+                    "bank_ids": [c["bank_id"] for c in changes if c["entry_id"] is None][:50],
+                    "count": len(changes)}, session=s)
+            done = len(changes)
+        return done
+
     # -------------------------------------------------------------- changes
     def change_cursor(self) -> int:
         with self.db.session() as s:
@@ -536,7 +915,8 @@ class BankService:
             q = select(Change.id, Change.op, Change.bank_id, Change.entry_id, Change.signal_type, Change.at)
             q = q.where(Change.id > cursor)
             if bank_ids is not None:
-                q = q.where(Change.bank_id.in_(list(bank_ids) or [-1]))
+                q = q.where(or_(Change.bank_id.in_(list(bank_ids) or [-1]),
+                                and_(Change.op == "bank_deleted", Change.published.is_(True))))
             rows = s.execute(q.order_by(Change.id).limit(limit))
             return [
                 {"cursor": r.id, "op": r.op, "bank_id": r.bank_id, "entry_id": r.entry_id,
