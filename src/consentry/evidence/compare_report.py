@@ -94,13 +94,6 @@ def write_compare_report(d: Derivation, out: str | Path, *, original: str | Path
                 img = None
         images.append(img)
     html = render_compare_html(d, original=images[0], suspect=images[1], show_image=show_image)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".pdf":
-        from weasyprint import HTML
-        from consentry.media.image import strict_truncation
-        strict_truncation()  # weasyprint's import turned Pillow's truncated-file check off
+    from consentry.evidence.report import write_html_or_pdf
 
-        HTML(string=html, base_url=None).write_pdf(str(out))
-    else:
-        out.write_text(html, encoding="utf-8")
-    return out
+    return write_html_or_pdf(html, out)

@@ -121,12 +121,18 @@ def write_report(assessment: Assessment, out: str | Path, *, source: str | Path 
         except OSError:
             data = None
     html = render_html(assessment, image=image, show_image=show_image, data=data)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".pdf":
-        from weasyprint import HTML
-        from consentry.media.image import strict_truncation
-        strict_truncation()  # weasyprint's import turned Pillow's truncated-file check off
+    return write_html_or_pdf(html, out)
 
+
+def write_html_or_pdf(html: str, out: Path) -> Path:
+    """Write a self-contained report as ``out`` (``.pdf`` through WeasyPrint, else the HTML)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".pdf":
+        from weasyprint import HTML
+
+        from consentry.media.image import strict_truncation
+
+        strict_truncation()  # weasyprint's import turned Pillow's truncated-file check off
         HTML(string=html, base_url=None).write_pdf(str(out))
     else:
         out.write_text(html, encoding="utf-8")
