@@ -260,3 +260,13 @@ def test_match_warns_about_a_low_quality_pdq_query(home, tmp_path):
     piped = _run(["match", "--stdin"], env, stdin=hashed)
     assert "warning: " in piped.stderr and "PDQ quality 0 < 50" in piped.stderr
     assert _json_lines(piped.stdout.encode())[0]["matches"]
+
+
+def test_hash_of_an_empty_folder_says_so(tmp_path):
+    """An empty folder is not silently 'done': the user is told nothing was found."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = subprocess.run([sys.executable, "-m", "consentry", "hash", str(empty)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout == ""
+    assert f"no files found in {empty}" in r.stderr

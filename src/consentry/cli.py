@@ -91,6 +91,9 @@ def hash_cmd(
     if seconds_per_hash is not None:
         limits = limits.with_(video_seconds_per_hash=seconds_per_hash)
     files = list(iter_files(paths))
+    if not files:
+        err_console.print("warning: no files found in " + ", ".join(str(p) for p in paths),
+                          highlight=False, markup=False, soft_wrap=True)
     failures = 0
     results = []
     with progress_bar() as progress:
