@@ -107,7 +107,32 @@ class CompareFormat(str, Enum):
     text = "text"
 
 
+def _compare_video_text(d) -> str:
+    r = d.to_dict()
+    lines = [f"{r['suspect'].get('name', 'suspect')} against {r['original'].get('name', 'original')} (videos)",
+             "  result: " + ("could not be compared" if d.error else
+                             "derived from the original" if d.derived else "not shown to be derived")]
+    if d.error:
+        lines.append(f"  error: {d.error}")
+    lines += textwrap.wrap(d.summary, 96, initial_indent="  ", subsequent_indent="  ")
+    if not d.error:
+        lines.append(f"  frames lined up: {d.frames_aligned} of {d.frames_usable} usable sampled frames"
+                     + (f"; offset {r['offset_seconds']} s" if r["offset_seconds"] is not None else ""))
+    for g in r["stable_regions"]:
+        lines.append(f"  - differs consistently at x={g['x']} y={g['y']} {g['width']}x{g['height']} (source pixels), "
+                     f"in {100 * g['fraction_of_frames']:.0f} % of the compared frames")
+    for p in r["pairs"]:
+        diff = "" if p["share_differing"] is None else f", {100 * p['share_differing']:.1f} % differing"
+        src = "-" if p["source_t"] is None else f"{p['source_t']:.1f} s"
+        lines.append(f"  frame {p['suspect_t']:.1f} s -> {src} (PDQ distance {p['pdq_distance']}, "
+                     f"{p['matched_by'] or 'not lined up'}{diff})")
+    lines += [f"  caveat: {c}" for c in d.caveats]
+    return "\n".join(lines)
+
+
 def _compare_text(d) -> str:
+    if getattr(d, "kind", "") == "video":
+        return _compare_video_text(d)
     r = d.to_dict()
     lines = [f"{r['suspect'].get('name', 'suspect')} against {r['original'].get('name', 'original')}",
              "  result: " + ("could not be compared" if d.error else
@@ -128,8 +153,9 @@ def _compare_text(d) -> str:
 
 
 def compare_cmd(
-    original: Path = typer.Argument(..., help="Your original picture.", show_default=False),
-    suspect: Path = typer.Argument(..., help="The picture suspected to be made from it.", show_default=False),
+    original: Path = typer.Argument(..., help="Your original picture or video.", show_default=False),
+    suspect: Path = typer.Argument(..., help="The picture or clip suspected to be made from it.",
+                                   show_default=False),
     fmt: CompareFormat = typer.Option(CompareFormat.json, "--format", "-f", help="Output format."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write a report: out.html or out.pdf.",
                                           dir_okay=False),
@@ -142,6 +168,11 @@ def compare_cmd(
     then outlines where they differ. One JSON object (derived, share_derived, regions in the
     original's pixels, transform, inliers, aligned PDQ distance, summary, caveats). Exit status 0
     when compared (derived or not), 1 when a picture could not be read, 2 for usage errors.
+
+    Two videos: about one suspect frame a second (at most 60) is paired with the nearest frame of
+    the original by PDQ (time offsets and re-cuts followed) and compared as pictures; the answer
+    gives the share of frames that line up, the frame pairs, and regions that differ consistently
+    across frames (boxes in the original's pixels). A picture and a video cannot be compared.
     """
     from consentry.evidence.derivation import compare_paths
 

@@ -3,6 +3,9 @@
 It shows the person's ORIGINAL with the differing regions outlined (red) and the part of it the
 suspect shows (blue), the figures in plain words, and the SUSPECT only as a small thumbnail that is
 blurred and greyscaled in its pixels (clear only with ``show_image=True``).
+
+For two videos: one representative frame of the SOURCE with the regions that differ consistently
+across frames outlined, the frame pairs in a table, and one suspect frame only as that thumbnail.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from PIL import Image, ImageDraw
 
 from consentry.config import MediaLimits
-from consentry.evidence.derivation import DIFF_SIDE, Derivation
+from consentry.evidence.derivation import DIFF_SIDE, Derivation, VideoDerivation
 from consentry.media.thumbnail import thumbnail_jpeg
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -73,7 +76,43 @@ def render_compare_html(d: Derivation, *, original: Image.Image | None = None, s
     )
 
 
-def write_compare_report(d: Derivation, out: str | Path, *, original: str | Path | None = None,
+def outlined_source_frame(d: VideoDerivation, side: int = ORIGINAL_SIDE) -> Image.Image | None:
+    """The representative source frame with the regions that differ consistently outlined."""
+    import cv2
+
+    if d.source_frame is None:
+        return None
+    img = d.source_frame.convert("RGB")
+    img.thumbnail((side, side), Image.Resampling.BILINEAR)
+    draw = ImageDraw.Draw(img)
+    width = max(2, img.width // 160)
+    if d.stable_mask is not None and d.stable_mask.any():
+        f = img.width / d.stable_mask.shape[1]  # display pixels per mask pixel
+        contours, _ = cv2.findContours(d.stable_mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        for c in contours:
+            pts = [(float(x) * f, float(y) * f) for x, y in c[:, 0, :]]
+            if len(pts) >= 2:
+                draw.line(pts + [pts[0]], fill=OUTLINE, width=width, joint="curve")
+    return img
+
+
+def render_compare_video_html(d: VideoDerivation, *, show_image: bool = False) -> str:
+    """The video report: one source frame outlined; the suspect only as a (blurred) thumbnail."""
+    frame_uri = None
+    frame = outlined_source_frame(d)
+    if frame is not None:
+        buf = io.BytesIO()
+        frame.save(buf, "JPEG", quality=85)
+        frame_uri = _uri(buf.getvalue())
+    thumb = (_uri(thumbnail_jpeg(d.suspect_frame, THUMB_SIDE, blurred=not show_image))
+             if d.suspect_frame is not None else None)
+    return _env.get_template("compare_video.html").render(
+        d=d, r=d.to_dict(), original_image=frame_uri, thumb=thumb, show_image=show_image,
+        pct=int(round(100 * d.share_aligned)),
+    )
+
+
+def write_compare_report(d: Derivation | VideoDerivation, out: str | Path, *, original: str | Path | None = None,
                          suspect: str | Path | None = None, show_image: bool = False,
                          limits: MediaLimits | None = None) -> Path:
     """Write ``out`` as HTML (``.html``/``.htm``) or PDF (``.pdf``); the pictures are decoded again
@@ -82,6 +121,10 @@ def write_compare_report(d: Derivation, out: str | Path, *, original: str | Path
     suffix = out.suffix.lower()
     if suffix not in (".html", ".htm", ".pdf"):
         raise ValueError(f"report must end in .html or .pdf, not {out.suffix or '(none)'}")
+    if isinstance(d, VideoDerivation):  # the frames were kept (reduced) by the comparison
+        from consentry.evidence.report import write_html_or_pdf
+
+        return write_html_or_pdf(render_compare_video_html(d, show_image=show_image), out)
     images = []
     for p in (original, suspect):
         img = None

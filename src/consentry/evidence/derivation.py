@@ -549,6 +549,344 @@ def _words(d: Derivation) -> None:
         d.caveats.append("The aligned perceptual hashes differ more than usual for a plain copy.")
 
 
+# ------------------------------------------------------------------ videos
+#: Sampled video frames are reduced to at most this many pixels a side (= the difference map's
+#: size, so per-frame masks share the source frame's grid).
+FRAME_SIDE = DIFF_SIDE
+#: The suspect clip is sampled once a second, and at most this many of its frames are compared.
+SUSPECT_STEP = 1.0
+MAX_FRAME_PAIRS = 60
+#: The source video is hashed every SOURCE_STEP seconds (coarser for long videos: at most
+#: MAX_SOURCE_HASHES hashes), so a re-cut with any time offset finds a near frame.
+SOURCE_STEP = 0.2
+MAX_SOURCE_HASHES = 3000
+#: PDQ distance at which a suspect frame is matched to a source frame (vPDQ's threshold).
+FRAME_PDQ_THRESHOLD = 31
+#: A suspect frame whose nearest source frame is within this distance is laid over it with the
+#: picture pipeline even though PDQ alone does not match it: an edited region (a pasted patch, a
+#: replaced face) moves PDQ by 30-50 bits while the rest of the frame still lines up. Unrelated
+#: frames are ~100-128 bits apart; the picture alignment decides.
+FRAME_PDQ_CANDIDATE = 70
+#: Frames whose PDQ quality is below this (flat, dark, fades) cannot be matched reliably.
+FRAME_QUALITY_THRESHOLD = 50
+#: A clip is derived when at least this share of its usable sampled frames line up with the source.
+MIN_SHARE_FRAMES_DERIVED = 0.5
+#: A pixel differing in at least this share of the compared frames belongs to a consistent region.
+STABLE_FRACTION = 0.6
+#: Consistent regions need at least this many compared frame pairs.
+MIN_STABLE_FRAMES = 2
+
+VIDEO_LIMITATIONS = [
+    "It does not show who made the suspect clip, when, or with what tool.",
+    "It does not show whether anyone consented to it being made or shared.",
+    "It does not show that the source video itself is authentic or unedited; it is compared as given.",
+    "Only sampled frames are compared (about one a second, at most 60), and not the sound.",
+    "A region may differ for harmless reasons too (a caption, a logo, a crop border, heavy "
+    "compression); the outlines show where the videos differ, not why.",
+]
+
+
+@dataclass
+class FramePair:
+    suspect_t: float
+    source_t: float | None
+    pdq_distance: int | None
+    quality: int
+    matched_by: str | None = None  # "pdq", "features" (picture alignment) or None
+    share_differing: float | None = None
+    share_derived: float | None = None
+    regions: list[Region] = field(default_factory=list)  # boxes in the source video's pixels
+
+    @property
+    def aligned(self) -> bool:
+        return self.matched_by is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"suspect_t": self.suspect_t, "source_t": self.source_t, "pdq_distance": self.pdq_distance,
+                "quality": self.quality, "aligned": self.aligned, "matched_by": self.matched_by,
+                "share_differing": _r(self.share_differing, 4), "share_derived": _r(self.share_derived, 4),
+                "regions": [r.to_dict() for r in self.regions]}
+
+
+@dataclass
+class StableRegion:
+    x: int
+    y: int
+    width: int
+    height: int
+    fraction: float  # mean share of the compared frames in which its pixels differ
+    share: float  # of the source frame's area
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"x": self.x, "y": self.y, "width": self.width, "height": self.height,
+                "fraction_of_frames": round(self.fraction, 3), "share_of_frame": round(self.share, 4)}
+
+
+@dataclass
+class VideoDerivation:
+    kind: str = "video"
+    derived: bool = False
+    share_aligned: float = 0.0  # of the usable sampled suspect frames
+    frames_sampled: int = 0
+    frames_usable: int = 0
+    frames_aligned: int = 0
+    frames_compared: int = 0  # pairs the picture pipeline aligned (the stable map's denominator)
+    offset_seconds: float | None = None  # median source t minus suspect t over the aligned pairs
+    pairs: list[FramePair] = field(default_factory=list)
+    stable_regions: list[StableRegion] = field(default_factory=list)
+    share_differing: float | None = None  # median per-frame share differing
+    source_size: tuple[int, int] | None = None
+    suspect_size: tuple[int, int] | None = None
+    source_duration: float | None = None
+    suspect_duration: float | None = None
+    summary: str = ""
+    caveats: list[str] = field(default_factory=list)
+    limitations: list[str] = field(default_factory=lambda: list(VIDEO_LIMITATIONS))
+    error: str | None = None
+    original: dict[str, Any] = field(default_factory=dict)
+    suspect: dict[str, Any] = field(default_factory=dict)
+    tool: str = f"consentry {__version__}"
+    compared_at: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    # for the report only (not serialised): a representative source frame and its suspect frame
+    # (both reduced to FRAME_SIDE), and the consistent-difference mask on the source frame's grid
+    source_frame: Image.Image | None = field(default=None, repr=False)
+    suspect_frame: Image.Image | None = field(default=None, repr=False)
+    stable_mask: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "video", "original": self.original, "suspect": self.suspect,
+            "derived": self.derived,
+            "share_aligned": round(self.share_aligned, 4),
+            "frames_sampled": self.frames_sampled, "frames_usable": self.frames_usable,
+            "frames_aligned": self.frames_aligned, "frames_compared": self.frames_compared,
+            "offset_seconds": _r(self.offset_seconds, 3),
+            "stable_regions": [r.to_dict() for r in self.stable_regions],
+            "share_differing": _r(self.share_differing, 4),
+            "pairs": [p.to_dict() for p in self.pairs],
+            "source_size": list(self.source_size) if self.source_size else None,
+            "suspect_size": list(self.suspect_size) if self.suspect_size else None,
+            "source_duration": _r(self.source_duration, 3), "suspect_duration": _r(self.suspect_duration, 3),
+            "summary": self.summary, "caveats": list(self.caveats), "limitations": list(self.limitations),
+            "error": self.error, "tool": self.tool, "compared_at": self.compared_at,
+        }
+
+
+def _small_frame(image: Image.Image, side: int = FRAME_SIDE) -> Image.Image:
+    img = image.convert("RGB")
+    if max(img.size) > side:
+        img.thumbnail((side, side), Image.Resampling.BILINEAR)
+    return img
+
+
+def _pdq_words(hexes: list[str]) -> np.ndarray:
+    if not hexes:
+        return np.zeros((0, 4), np.uint64)
+    return np.frombuffer(bytes.fromhex("".join(hexes)), dtype=">u8").astype(np.uint64).reshape(-1, 4)
+
+
+def compare_videos(source, suspect, limits: MediaLimits | None = None) -> VideoDerivation:
+    """Compare a suspect clip with a source video (paths), within ``limits`` and the decode deadline.
+
+    1. The suspect is sampled once a second (at most :data:`MAX_FRAME_PAIRS` frames, reduced to
+       :data:`FRAME_SIDE`), each frame PDQ-hashed.
+    2. The source is decoded once, hashed every :data:`SOURCE_STEP` seconds; for each suspect frame
+       the nearest source frame by PDQ distance is kept (only those frames stay in memory), so any
+       time offset or re-cut is followed.
+    3. If any frame's nearest source frame is within :data:`FRAME_PDQ_CANDIDATE`, every usable
+       pair goes through the picture pipeline (:func:`compare_images`); a pair is aligned by PDQ
+       (within :data:`FRAME_PDQ_THRESHOLD`) or by the pictures' features (aligned and derived). Per-frame differing masks are counted on the source frame's grid; pixels that
+       differ in at least :data:`STABLE_FRACTION` of the compared pairs form consistent regions.
+    """
+    from contextlib import closing
+
+    from consentry.media import guard
+    from consentry.media.video import iter_frames, probe_video
+    from consentry.signals.pdq import pdq_from_image
+
+    limits = limits or MediaLimits()
+    v = VideoDerivation()
+    try:
+        info_o = probe_video(source, limits)
+        info_s = probe_video(suspect, limits)
+        v.source_size, v.suspect_size = (info_o.width, info_o.height), (info_s.width, info_s.height)
+        v.source_duration, v.suspect_duration = info_o.duration, info_s.duration
+        # 1. the suspect's sampled frames
+        s_step = max(SUSPECT_STEP, (info_s.duration or 0.0) / MAX_FRAME_PAIRS)
+        sus: list[tuple[float, Image.Image, str, int]] = []
+        with closing(iter_frames(suspect, limits, s_step)) as frames:
+            for vf in frames:
+                img = _small_frame(vf.image)
+                h, q = pdq_from_image(img)
+                sus.append((vf.timestamp, img, h, q))
+                if len(sus) >= MAX_FRAME_PAIRS:
+                    break
+        v.frames_sampled = len(sus)
+        usable = [i for i, (_, _, _, q) in enumerate(sus) if q >= FRAME_QUALITY_THRESHOLD]
+        v.frames_usable = len(usable)
+        n = len(sus)
+        best_d = np.full(n, 257, np.int32)
+        best_t: list[float | None] = [None] * n
+        best_img: list[Image.Image | None] = [None] * n
+        if usable:
+            sw = _pdq_words([sus[i][2] for i in usable])
+            # 2. the source, once, keeping only each suspect frame's nearest frame
+            o_step = max(SOURCE_STEP, (info_o.duration or 0.0) / MAX_SOURCE_HASHES)
+            with closing(iter_frames(source, limits, o_step)) as frames:
+                for vf in frames:
+                    img = _small_frame(vf.image)
+                    h, q = pdq_from_image(img)
+                    if q < FRAME_QUALITY_THRESHOLD:
+                        continue
+                    w = _pdq_words([h])[0]
+                    dist = np.zeros(len(usable), np.int32)
+                    for k in range(4):
+                        dist += np.bitwise_count(sw[:, k] ^ w[k]).astype(np.int32)
+                    for j in np.flatnonzero(dist < best_d[usable]):
+                        i = usable[j]
+                        best_d[i], best_t[i], best_img[i] = int(dist[j]), vf.timestamp, img
+        for i, (t, _, _, q) in enumerate(sus):
+            p = FramePair(t, best_t[i], int(best_d[i]) if best_img[i] is not None else None, q)
+            if p.pdq_distance is not None and p.pdq_distance <= FRAME_PDQ_THRESHOLD:
+                p.matched_by = "pdq"
+            v.pairs.append(p)
+        # 3. per-frame differences, only when the clip has at least one near frame
+        counts = None
+        best_pair, best_score = None, -1.0
+        if any(p.pdq_distance is not None and p.pdq_distance <= FRAME_PDQ_CANDIDATE for p in v.pairs):
+            cache: dict[int, tuple[np.ndarray, float, Features]] = {}
+            masks_by_pair: list[tuple[int, np.ndarray]] = []
+            for i in usable:
+                guard.check()  # the request's deadline covers the comparison too
+                src_img = best_img[i]
+                if src_img is None:
+                    continue
+                key = id(src_img)
+                if key not in cache:
+                    o_rgb, o_f = working_copy(src_img)
+                    cache[key] = (o_rgb, o_f, features(o_rgb, o_f))
+                d = compare_images(src_img, sus[i][1], orig_features=cache[key])
+                p = v.pairs[i]
+                if not (d.alignment and d.alignment.ok and d.mask is not None):
+                    continue
+                if d.derived and p.matched_by is None:
+                    p.matched_by = "features"
+                if p.matched_by is None:
+                    continue
+                p.share_differing, p.share_derived = d.share_differing, d.share_derived
+                f = info_o.width / src_img.width  # source video pixels per frame pixel
+                p.regions = [Region(int(r.x * f), int(r.y * f), max(1, int(math.ceil(r.width * f))),
+                                    max(1, int(math.ceil(r.height * f))), r.share) for r in d.regions]
+                if counts is None:
+                    counts = np.zeros(d.mask.shape, np.int32)
+                if d.mask.shape == counts.shape:
+                    counts += d.mask
+                    v.frames_compared += 1
+                    masks_by_pair.append((i, d.mask))
+                if best_pair is None:
+                    best_pair = i
+            if counts is not None and v.frames_compared >= MIN_STABLE_FRAMES:
+                stable = counts >= STABLE_FRACTION * v.frames_compared
+                v.stable_regions, v.stable_mask = _stable_regions(stable, counts, v.frames_compared,
+                                                                  info_o.width / counts.shape[1])
+                if v.stable_mask is not None and v.stable_mask.any():
+                    for i, m in masks_by_pair:  # the frame showing the consistent region best
+                        score = float((m & v.stable_mask).sum())
+                        if score > best_score:
+                            best_pair, best_score = i, score
+        if best_pair is None:
+            best_pair = next((i for i in usable if best_img[i] is not None and v.pairs[i].aligned), None)
+        if best_pair is not None:
+            v.source_frame, v.suspect_frame = best_img[best_pair], sus[best_pair][1]
+        elif sus:
+            v.suspect_frame = sus[0][1]
+    except ConsentryError as exc:
+        return _failed(v, str(exc))
+    aligned = [p for p in v.pairs if p.aligned]
+    v.frames_aligned = len(aligned)
+    v.share_aligned = len(aligned) / v.frames_usable if v.frames_usable else 0.0
+    if aligned:
+        v.offset_seconds = float(np.median([p.source_t - p.suspect_t for p in aligned]))
+    diffs = [p.share_differing for p in aligned if p.share_differing is not None]
+    v.share_differing = float(np.median(diffs)) if diffs else None
+    v.derived = v.share_aligned >= MIN_SHARE_FRAMES_DERIVED and v.frames_aligned >= 1
+    _video_words(v)
+    return v
+
+
+def _stable_regions(stable: np.ndarray, counts: np.ndarray, frames: int,
+                    to_full: float) -> tuple[list[StableRegion], np.ndarray]:
+    cv2 = _cv2()
+    # pieces of one change (a replaced region whose middle happens to match) are merged: close
+    # gaps up to ~1/16 of the frame's side, fill enclosed holes
+    k = max(5, (max(stable.shape) // 16) | 1)
+    merged = cv2.morphologyEx(stable.astype(np.uint8), cv2.MORPH_CLOSE,
+                              cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    merged = _fill_holes(cv2, merged)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(merged, connectivity=8)
+    area_all = stable.size
+    keep = np.zeros(n, bool)
+    out = []
+    for i in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        if area < MIN_BLOB_SHARE * area_all:
+            continue
+        keep[i] = True
+        core = (labels == i) & stable
+        frac = float(counts[core].mean()) / frames if core.any() else 0.0
+        out.append(StableRegion(int(x * to_full), int(y * to_full), max(1, int(math.ceil(w * to_full))),
+                                max(1, int(math.ceil(h * to_full))), frac, area / area_all))
+    out.sort(key=lambda r: -r.share)
+    return out, keep[labels]
+
+
+def _video_words(v: VideoDerivation) -> None:
+    pct = int(round(100 * v.share_aligned))
+    v.caveats.append(f"{v.frames_sampled} frames of the suspect clip were sampled (about one every "
+                     f"{max(SUSPECT_STEP, (v.suspect_duration or 0) / MAX_FRAME_PAIRS):.0f} s); "
+                     f"{v.frames_usable} had enough detail to be matched.")
+    if v.frames_usable == 0:
+        v.summary = ("This clip could not be compared with your video: none of its sampled frames has enough "
+                     "detail to be matched.")
+        return
+    if v.frames_aligned == 0:
+        v.summary = ("This clip could not be matched to your video: none of its sampled frames is close to a "
+                     "frame of your video.")
+        v.caveats.append("A clip made from your video but changed beyond recognition, or from another "
+                         "recording of the same moment, would also not match.")
+        return
+    if not v.derived:
+        v.summary = (f"Only {pct} % of the sampled frames of this clip line up with frames of your video; we "
+                     "do not call it derived from your video.")
+        v.caveats.append("It may share a scene or a few shots with your video, or be heavily changed.")
+        return
+    off = v.offset_seconds or 0.0
+    when = f" (about {abs(off):.1f} s {'later' if off > 0 else 'earlier'} in your video)" if abs(off) >= 0.1 else ""
+    n = len(v.stable_regions)
+    if v.frames_compared < MIN_STABLE_FRAMES:
+        changed = "Too few frames could be laid over your video to look for a region that differs consistently."
+    elif n == 0:
+        changed = "We found no region that differs consistently across frames."
+    elif n == 1:
+        r = v.stable_regions[0]
+        changed = (f"One region differs consistently across frames (on average in {100 * r.fraction:.0f} % of the "
+                   "compared frames); it is outlined on a frame of your video.")
+    else:
+        changed = (f"{n} regions differ consistently across frames; they are outlined on a frame of your "
+                   "video.")
+    v.summary = (f"{pct} % of the sampled frames of this clip line up with frames of your video{when}. "
+                 + changed)
+    if v.frames_compared < v.frames_aligned:
+        v.caveats.append(f"{v.frames_aligned - v.frames_compared} aligned frame(s) could not be laid over your "
+                         "video exactly; they count as aligned but add no region.")
+    v.caveats.append("A changed region that moves across the picture differs in different places from frame to "
+                     "frame and may not show as consistent; the per-frame regions show where each frame differs.")
+
+
 # ------------------------------------------------------------------ from files and bytes
 def _describe(content, name: str) -> dict[str, Any]:
     info: dict[str, Any] = {"name": name, "size": content.size}
@@ -567,10 +905,16 @@ def compare_contents(original, suspect, *, original_name: str = "original",
     d = Derivation()
     d.original = _describe(original, original_name)
     d.suspect = _describe(suspect, suspect_name)
+    kinds = (original.content_type, suspect.content_type)
+    if kinds == (VIDEO, VIDEO):
+        with original.video_path() as op, suspect.video_path() as sp:
+            v = compare_videos(op, sp, original.limits)
+        v.original, v.suspect = d.original, d.suspect
+        return v
+    if VIDEO in kinds and all(k in (PHOTO, VIDEO) for k in kinds):
+        return _failed(d, MIXED_MEDIA)
     images = []
     for which, content in (("original", original), ("suspect", suspect)):
-        if content.content_type == VIDEO:
-            return _failed(d, f"the {which} is a video: only pictures can be compared so far")
         if content.content_type != PHOTO:
             return _failed(d, f"the {which} is not a supported picture")
         try:
@@ -585,9 +929,14 @@ def compare_contents(original, suspect, *, original_name: str = "original",
     return result
 
 
-def _failed(d: Derivation, error: str) -> Derivation:
+MIXED_MEDIA = ("a picture and a video cannot be compared with each other: give two pictures or two videos "
+               "(a frame taken from the video can be compared as a picture)")
+
+
+def _failed(d, error: str):
     d.error = error
-    d.summary = f"The pictures could not be compared: {error}."
+    what = "videos" if isinstance(d, VideoDerivation) else "pictures"
+    d.summary = f"The {what} could not be compared: {error}."
     return d
 
 
@@ -606,4 +955,4 @@ def compare_paths(original, suspect, *, limits: MediaLimits | None = None) -> De
 
 
 __all__ = ["Derivation", "Region", "Alignment", "compare_images", "compare_contents", "compare_paths",
-           "UnsupportedMedia"]
+           "VideoDerivation", "FramePair", "StableRegion", "compare_videos", "UnsupportedMedia"]
