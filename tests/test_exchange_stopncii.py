@@ -17,16 +17,13 @@ def hx(n: int = 64) -> str:
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(db, tmp_path):
+    """An exchange store on SQLite, then on PostgreSQL (conftest's ``db`` fixture)."""
     from consentry.banks.service import BankService
     from consentry.config import Settings
-    from consentry.db import Database
     from consentry.exchanges.base import ExchangeStore
 
-    db = Database(f"sqlite:///{tmp_path / 'c.db'}")
-    db.upgrade()
-    yield ExchangeStore(BankService(db), Settings(home=tmp_path, secret_key="test-instance-secret"))
-    db.dispose()
+    return ExchangeStore(BankService(db), Settings(home=tmp_path, secret_key="test-instance-secret"))
 
 
 def add(store, url, **opts):
@@ -36,8 +33,8 @@ def add(store, url, **opts):
     return add_program(store, "stopncii", "sn", "sn", creds, options={"base_url": url, **opts})
 
 
-def rec(value, status="Active", cases=None, st="ImagePDQ"):
-    return {"lastModtimestamp": 1700000000, "signalType": st, "hashValue": value, "hashStatus": status,
+def rec(value, status="Active", cases=None, st="ImagePDQ", ts=1700000000):
+    return {"lastModtimestamp": ts, "signalType": st, "hashValue": value, "hashStatus": status,
             "caseNumbers": cases if cases is not None else {"c1": status}, "CSPFeedbacks": []}
 
 
@@ -175,8 +172,14 @@ def test_wrong_credentials_and_oversized_answers(store):
         d = describe(store, "sn")
         assert "refused the credentials" in d["last_error"] and "wrong" not in json.dumps(d)
         assert d["credentials_rotated_at"]
-    raw = (store.settings.home / "c.db").read_bytes()
-    assert SUB.encode() not in raw and FETCH.encode() not in raw and b"wrong" not in raw
+    from sqlalchemy import text
+
+    with store.db.session() as s:  # every column of the exchange row, on either database
+        stored = json.dumps([list(map(str, r)) for r in s.execute(text("SELECT * FROM exchanges"))])
+    assert SUB not in stored and FETCH not in stored and "wrong" not in stored
+    if store.db.dialect == "sqlite":
+        raw = (store.settings.home / "consentry.db").read_bytes()
+        assert SUB.encode() not in raw and FETCH.encode() not in raw and b"wrong" not in raw
 
 
 def test_bad_credentials_files_are_refused_without_echo(store):
@@ -193,3 +196,39 @@ def test_bad_credentials_files_are_refused_without_echo(store):
         parse_options(["api_key=abc"])
     with pytest.raises(ExchangeError, match="test URL"):
         add_program(store, "stopncii", "x", None, f"{FETCH},{SUB}", environment="test")
+
+
+def test_an_interrupted_rerun_never_brings_back_a_withdrawal_applied_before_it(store):
+    """Issue 13: the checkpoint moves only after a complete run, so a resumed run re-reads pages
+    older than a withdrawal it already applied; an older Active snapshot must not revive the hash
+    (even if this run is interrupted again before the withdrawal's page), a newer one does."""
+    from consentry.exchanges.base import ExchangeError, pull
+
+    a, b, c = hx(), hx(), hx()
+    mode = {"fail_from": 3}
+
+    def route(req):
+        k = int((req.query.get("nextPageToken") or "p1")[1:])
+        if k >= mode["fail_from"]:
+            return 500, "boom"
+        if k == 1:
+            return page([rec(a, ts=1700000001), rec(b, ts=1700000001)], token="p2", more=True)
+        if k == 2:
+            return page([rec(a, "Withdrawn", ts=1700000002), rec(b, "Withdrawn", ts=1700000002)],
+                        token="p3", more=True)
+        return page([rec(c, ts=1700000003), rec(b, ts=1700000003)], ts=1700000300)  # b: submitted again
+
+    with StandIn(route) as srv:
+        add(store, srv.url)
+        with pytest.raises(ExchangeError):
+            pull(store, "sn", client=client(store)[0])  # pages 1-2 applied, page 3 fails
+        assert status_of(store, a) == "withdrawn" and status_of(store, b) == "withdrawn"
+        mode["fail_from"] = 2
+        with pytest.raises(ExchangeError):
+            pull(store, "sn", client=client(store)[0])  # the re-run reads page 1 again, then fails
+        assert status_of(store, a) == "withdrawn" and status_of(store, b) == "withdrawn"
+        mode["fail_from"] = 99
+        r = pull(store, "sn", client=client(store)[0])
+        assert status_of(store, a) == "withdrawn" and status_of(store, c) == "active"
+        assert status_of(store, b) == "active"  # a newer Active snapshot does bring it back
+        assert r.added == 2 and r.removed == 0

@@ -28,7 +28,7 @@ from sqlalchemy import delete, func, select, update
 
 from consentry.banks.formats.records import HashRecord, RecordError
 from consentry.banks.service import NotFound
-from consentry.db.models import BANK_KINDS, utcnow
+from consentry.db.models import BANK_KINDS, Bank, Entry, utcnow, value_key
 from consentry.db.models_victims import ExchangeConfig, ExchangeKeptSignal, ExchangeOutbox
 from consentry.errors import ConsentryError
 from consentry.exchanges.base import _NAME, ExchangeError, ExchangeStore, PullReport, _fernet
@@ -290,6 +290,57 @@ def _save(store: ExchangeStore, name: str, **values: Any) -> None:
         s.execute(update(ExchangeConfig).where(ExchangeConfig.name == name).values(**values))
 
 
+def _stale_adds(store: ExchangeStore, bank_id: int, records: list) -> list:
+    """Drop the adds a withdrawal already applied here supersedes (snapshot programs: StopNCII).
+
+    A run interrupted (killed, an error) after it withdrew a hash re-reads its pages from the saved
+    checkpoint, older snapshots first: an ``Active`` record whose ``lastModtimestamp`` is older than
+    the withdrawal recorded on the entry (``meta.withdrawn_last_modified``) must not bring the hash
+    back, even for the time until the withdrawal's page is read again."""
+    adds = {}
+    for i, r in enumerate(records):
+        if isinstance(r, HashRecord) and r.op == "add" and isinstance((r.meta or {}).get("last_modified"), int):
+            adds.setdefault((r.signal_type, value_key(r.value)), []).append(i)
+    if not adds:
+        return records
+    drop: set[int] = set()
+    keys = list({k for _, k in adds})
+    with store.db.session() as s:
+        for j in range(0, len(keys), 500):
+            for st, vk, meta in s.execute(select(Entry.signal_type, Entry.value_key, Entry.meta).where(
+                    Entry.bank_id == bank_id, Entry.signal_type.in_({t for t, _ in adds}),
+                    Entry.value_key.in_(keys[j:j + 500]), Entry.status == "withdrawn")):
+                gone = (meta or {}).get("withdrawn_last_modified")
+                for i in adds.get((st, vk), ()):
+                    if isinstance(gone, int) and records[i].meta["last_modified"] < gone:
+                        drop.add(i)
+    return [r for i, r in enumerate(records) if i not in drop] if drop else records
+
+
+def _note_withdrawals(store: ExchangeStore, bank_id: int, records: list) -> None:
+    """Record on each entry a batch withdraws the program's timestamp of the withdrawal (see
+    _stale_adds); done before the batch is applied, so a kill between the two cannot lose it."""
+    when: dict[tuple[str, str], int] = {}
+    for r in records:
+        if isinstance(r, HashRecord) and isinstance((r.meta or {}).get("last_modified"), int):
+            k = (r.signal_type, value_key(r.value))
+            if r.op == "remove":
+                when[k] = max(when.get(k, 0), r.meta["last_modified"])
+            else:
+                when.pop(k, None)  # a later add in the same batch won
+    if not when:
+        return
+    keys = list({k for _, k in when})
+    with store.db.session() as s:
+        for j in range(0, len(keys), 500):
+            for e in s.scalars(select(Entry).where(
+                    Entry.bank_id == bank_id, Entry.signal_type.in_({t for t, _ in when}),
+                    Entry.value_key.in_(keys[j:j + 500]))):
+                ts = when.get((e.signal_type, e.value_key))
+                if ts is not None and ts > int((e.meta or {}).get("withdrawn_last_modified") or 0):
+                    e.meta = {**(e.meta or {}), "withdrawn_last_modified": ts}
+
+
 def pull_program(store: ExchangeStore, name: str, *, client=None, max_batches: int = 1_000_000) -> PullReport:
     """Pull a program exchange from its checkpoint; the caller holds nothing (we take the lock)."""
     with store.db.session() as s:
@@ -305,6 +356,7 @@ def pull_program(store: ExchangeStore, name: str, *, client=None, max_batches: i
         with store.db.session() as s:
             x = s.scalar(select(ExchangeConfig).where(ExchangeConfig.name == name))
             xid, bank, state = x.id, x.bank, dict(x.state or {})
+            bank_id = s.scalar(select(Bank.id).where(Bank.name == bank))
         client = client or client_for_program(store, name)
         kept_added = kept_removed = 0
         try:
@@ -313,10 +365,12 @@ def pull_program(store: ExchangeStore, name: str, *, client=None, max_batches: i
                     break
                 report.changes += batch.rows
                 if batch.records:
-                    result = store.banks.add_records(bank, batch.records, added_by=f"exchange:{name}")
+                    records = _stale_adds(store, bank_id, batch.records)
+                    _note_withdrawals(store, bank_id, records)
+                    result = store.banks.add_records(bank, records, added_by=f"exchange:{name}")
                     report.added += result.added + result.reactivated
                     report.removed += result.removed
-                    report.unchanged += result.unchanged + result.remove_not_found
+                    report.unchanged += result.unchanged + result.remove_not_found + len(batch.records) - len(records)
                     report.skipped += len(result.errors)
                     report.errors += [f"{e.position}: {e.message}" for e in result.errors][:50]
                 if batch.kept:

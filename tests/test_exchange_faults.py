@@ -1,0 +1,245 @@
+"""Volume and faults (issue 13): ``consentry exchange pull`` killed with SIGKILL in the middle of a
+multi-page pull, then pulled again, on SQLite and PostgreSQL.
+
+The stand-in holds the request for page N (so pages before it are applied and nothing after it)
+while the test kills the process; the next pull must not be blocked by the dead process's lock,
+must resume from the saved checkpoint, and must end with every active hash present once, every
+withdrawn hash withdrawn (including withdrawals applied before the kill) and the checkpoint moved
+only once the run (StopNCII) or the range (NCMEC) completed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+from sqlalchemy import func, select
+
+from exchange_standin import StandIn
+
+SECRET = "test-instance-secret"
+SUB, FETCH = "sub-key-" + "a" * 12, "fetch-fn-" + "b" * 12
+NS = "https://hashsharing.ncmec.org/hashsharing/v2"
+USER, PASSWORD = "esp-user", "pa55-" + "d" * 12
+
+
+def hx(n: int = 64) -> str:
+    return os.urandom(n // 2).hex()
+
+
+@pytest.fixture
+def env(db, db_url, tmp_path):
+    from consentry.banks.service import BankService
+    from consentry.config import Settings
+    from consentry.exchanges.base import ExchangeStore
+
+    home = tmp_path / "home"
+    home.mkdir()
+    store = ExchangeStore(BankService(db), Settings(home=home, secret_key=SECRET))
+    environ = dict(os.environ, CONSENTRY_HOME=str(home), DATABASE_URL=db_url, CONSENTRY_SECRET_KEY=SECRET)
+    return store, environ
+
+
+def cli_pull(environ, name):
+    return subprocess.Popen([sys.executable, "-m", "consentry", "exchange", "pull", name], env=environ,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+class Gate:
+    """Holds the request the route marks, until the test has killed the puller."""
+
+    def __init__(self):
+        self.reached, self.release, self.armed = threading.Event(), threading.Event(), True
+
+    def hold(self):
+        if self.armed:
+            self.reached.set()
+            self.release.wait(60)
+
+
+def kill_at_gate(proc, gate):
+    assert gate.reached.wait(120), proc.communicate()[1] if proc.poll() is not None else "gate not reached"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL
+    gate.armed = False
+    gate.release.set()
+
+
+def finish(environ, name):
+    proc = cli_pull(environ, name)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["busy"] is False  # the killed process's lock did not survive it
+    return report
+
+
+def bank_counts(store, bank):
+    from consentry.db.models import Bank, Change, Entry
+
+    with store.db.session() as s:
+        bank_id = s.scalar(select(Bank.id).where(Bank.name == bank))
+        status = {v: st for v, st in s.execute(select(Entry.value, Entry.status).where(Entry.bank_id == bank_id))}
+        dup = s.scalar(select(func.count()).select_from(
+            select(Entry.signal_type, Entry.value).where(Entry.bank_id == bank_id)
+            .group_by(Entry.signal_type, Entry.value).having(func.count() > 1).subquery()))
+        adds: dict[str, int] = {}
+        for v, n in s.execute(select(Entry.value, func.count()).join(Change, Change.entry_id == Entry.id)
+                              .where(Entry.bank_id == bank_id, Change.op == "add").group_by(Entry.value)):
+            adds[v] = int(n)
+    return status, dup, adds
+
+
+# ------------------------------------------------------------------------------------ StopNCII
+def sn_rec(value, status="Active", ts=1700000000):
+    return {"lastModtimestamp": ts, "signalType": "ImagePDQ", "hashValue": value, "hashStatus": status,
+            "caseNumbers": {"c1": status}, "CSPFeedbacks": []}
+
+
+def test_stopncii_sigkill_mid_pull_resumes_without_duplicates_or_lost_withdrawals(env):
+    from consentry.exchanges.programs import add_program, describe
+
+    store, environ = env
+    pages_n, per_page, kill_at = 6, 500, 4  # pages 1-3 applied, page 4 requested when killed
+    active = [[hx() for _ in range(per_page)] for _ in range(pages_n)]
+    early = active[0][:60]  # active on page 1, withdrawn on page 2 (before the kill)
+    late = active[1][:60]  # active on page 2, withdrawn on page 6 (after the kill)
+    late2 = active[4][:40]  # active on page 5, withdrawn on page 6 (both after the kill)
+    pages = [[sn_rec(v, ts=1700000000 + k) for v in vals] for k, vals in enumerate(active, 1)]
+    pages[1] += [sn_rec(v, "Withdrawn", 1700000002) for v in early]
+    pages[5] += [sn_rec(v, "Withdrawn", 1700000006) for v in late + late2]
+    final_ts = 1700009999
+    gate = Gate()
+
+    def route(req):
+        assert req.path == "/FetchHashes"
+        if req.query["startTimestamp"] == str(final_ts):  # nothing since the last complete run
+            return 200, json.dumps({"count": 0, "nextPageToken": "", "nextSetTimestamp": final_ts,
+                                    "hasMoreRecords": False, "hashRecords": []})
+        k = int((req.query.get("nextPageToken") or "p1")[1:])
+        if k == kill_at:
+            gate.hold()
+        more = k < pages_n
+        body = {"count": len(pages[k - 1]), "nextPageToken": f"p{k + 1}" if more else "",
+                "nextSetTimestamp": final_ts if not more else 1700000000 + k, "hasMoreRecords": more,
+                "hashRecords": pages[k - 1]}
+        return 200, json.dumps(body), {"Content-Type": "application/json"}
+
+    with StandIn(route) as srv:
+        add_program(store, "stopncii", "sn", "sn", json.dumps({"subscription_key": SUB, "fetch_function_key": FETCH}),
+                    options={"base_url": srv.url, "start_timestamp": "1000"})
+        proc = cli_pull(environ, "sn")
+        assert gate.reached.wait(120)
+        n_seen = len(srv.seen)
+        other = cli_pull(environ, "sn")  # while the first one runs: the lock is really held
+        out, err = other.communicate(timeout=120)
+        assert other.returncode == 0 and json.loads(out.strip().splitlines()[-1])["busy"] is True, err[-2000:]
+        assert len(srv.seen) == n_seen
+        kill_at_gate(proc, gate)
+        d = describe(store, "sn")
+        assert d["checkpoint"] == {} and d["last_success_at"] is None  # a run that did not complete
+        status, dup, _ = bank_counts(store, "sn")
+        assert all(status.get(v) == "active" for p in active[:kill_at - 1] for v in p if v not in early)
+        assert all(status[v] == "withdrawn" for v in early)  # applied before the kill
+        assert not any(v in status for p in active[kill_at - 1:] for v in p)
+
+        srv.seen.clear()
+        report = finish(environ, "sn")
+        first = srv.seen[0].query
+        assert first["startTimestamp"] == "1000" and "nextPageToken" not in first  # from the checkpoint
+        status, dup, adds = bank_counts(store, "sn")
+        withdrawn = set(early + late + late2)
+        assert dup == 0
+        assert len(status) == pages_n * per_page
+        assert {v for v, st in status.items() if st == "withdrawn"} == withdrawn
+        assert all(status[v] == "active" for p in active for v in p if v not in withdrawn)
+        # one change-log add per hash: the re-read page 1 did not bring back a hash withdrawn before
+        # the kill (its Active snapshot is older than the withdrawal), not even until page 2
+        assert all(adds[v] == 1 for v in status)
+        for v in list(withdrawn)[:5]:
+            assert store.banks.find_entry("sn", "pdq", v).status == "withdrawn"
+        d = describe(store, "sn")
+        assert d["checkpoint"]["next_set_timestamp"] == final_ts and d["last_error"] is None
+        assert report["removed"] == len(late) + len(late2)  # the early ones stayed withdrawn
+
+        srv.seen.clear()
+        report = finish(environ, "sn")  # the next run starts at the saved checkpoint
+        assert srv.seen[0].query["startTimestamp"] == str(final_ts)
+        assert report["added"] == 0 and report["removed"] == 0
+
+
+# ------------------------------------------------------------------------------------ NCMEC
+def nc_entries(body: str, next_: str = "") -> str:
+    paging = f"<paging><next>{next_}</next></paging>" if next_ else ""
+    return f'<?xml version="1.0" encoding="UTF-8"?><queryResult xmlns="{NS}">{body}{paging}</queryResult>'
+
+
+def nc_image(eid, md5):
+    return (f'<image><member id="42">M</member><timestamp>2024-01-01T00:00:00Z</timestamp><id>{eid}</id>'
+            f"<classification>A1</classification><fingerprints><md5>{md5}</md5></fingerprints></image>")
+
+
+def nc_deleted(eid):
+    return (f'<deletedImage><member id="42">M</member><id>{eid}</id>'
+            "<timestamp>2024-01-02T00:00:00Z</timestamp></deletedImage>")
+
+
+def test_ncmec_sigkill_mid_next_chain_resumes_the_range_with_tombstones(env):
+    from consentry.exchanges.programs import add_program, describe
+
+    store, environ = env
+    pages_n, per_page, kill_at = 6, 400, 4
+    ids = [[f"img{k}-{i}" for i in range(per_page)] for k in range(pages_n)]
+    md5 = {eid: hx(32) for p in ids for eid in p}
+    early = ids[0][:50]  # on page 1, tombstoned on page 2 (before the kill)
+    late = ids[1][:50]  # on page 2, tombstoned on page 6 (after the kill)
+    bodies = [[nc_image(e, md5[e]) for e in p] for p in ids]
+    bodies[1] += [nc_deleted(e) for e in early]
+    bodies[5] += [nc_deleted(e) for e in late]
+    gate = Gate()
+    start = 1_600_000_000
+
+    def route(req):
+        if req.path == "/v2/status":
+            return 200, (f'<?xml version="1.0"?><status xmlns="{NS}"><username>{USER}</username>'
+                         '<member id="7">Us</member></status>')
+        assert req.path == "/v2/entries"
+        k = int(req.query.get("page") or 1)
+        if "page" not in req.query and req.query.get("from") != "2020-09-13T12:26:40Z":
+            return 200, nc_entries("")  # a later range: nothing new
+        if k == kill_at:
+            gate.hold()
+        nxt = f"/v2/entries?page={k + 1}&amp;from=x" if k < pages_n else ""
+        return 200, nc_entries(f'<images count="{len(bodies[k - 1])}">{"".join(bodies[k - 1])}</images>', nxt)
+
+    with StandIn(route) as srv:
+        add_program(store, "ncmec", "nc", "nc", f"{USER}:{PASSWORD}",
+                    options={"base_url": srv.url, "start_timestamp": str(start)})
+        proc = cli_pull(environ, "nc")
+        kill_at_gate(proc, gate)
+        d = describe(store, "nc")
+        assert d["checkpoint"]["to"] == start and d["checkpoint"]["paging_from"] == start  # range not done
+        status, _, _ = bank_counts(store, "nc")
+        assert all(status[md5[e]] == "withdrawn" for e in early)
+        assert all(status[md5[e]] == "active" for p in ids[:kill_at - 1] for e in p if e not in early)
+        assert not any(md5[e] in status for p in ids[kill_at - 1:] for e in p)
+
+        srv.seen.clear()
+        report = finish(environ, "nc")
+        entries_seen = [s.raw_path for s in srv.seen if s.path == "/v2/entries"]
+        assert entries_seen[0] == f"/v2/entries?page={kill_at}&from=x"  # the saved link, not page 1
+        status, dup, adds = bank_counts(store, "nc")
+        gone = {md5[e] for e in early + late}
+        assert dup == 0 and len(status) == pages_n * per_page
+        assert {v for v, st in status.items() if st == "withdrawn"} == gone
+        assert all(n == 1 for n in adds.values()) and len(adds) == pages_n * per_page
+        assert report["removed"] == len(late)
+        d = describe(store, "nc")
+        assert d["checkpoint"]["to"] > start and "paging_url" not in json.dumps(d["checkpoint"])
+        assert d["last_error"] is None
