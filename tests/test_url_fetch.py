@@ -229,11 +229,13 @@ def test_hash_match_and_add_by_url(api, db, server):
         assert r.status_code == 200, r.text
         direct = c.post("/v1/hash", files={"file": ("p.png", io.BytesIO(PHOTO), "image/png")}, headers=h).json()
         assert (r.json()["pdq"], r.json()["sha256"]) == (direct["pdq"], direct["sha256"])
+        assert r.json()["url"] == url and r.json()["warnings"] == direct["warnings"]
         c.post("/v1/banks", json={"name": "v", "kind": "ncii"}, headers=h)
         r = c.post("/v1/banks/v/entries/url", json={"url": url, "tags": ["t"]}, headers=h)
         assert r.status_code == 201, r.text
         assert {e["signal_type"] for e in r.json()["entries"]} == {"md5", "sha256", "pdq"}
         assert all(e["source"] == "api-url" for e in r.json()["entries"])
+        assert r.json()["url"] == url and r.json()["hash"]["sha256"] == direct["sha256"] and r.json()["added"] == 3
         r = c.post("/v1/match/url", json={"url": server + "/media/same"},
                    headers={"Authorization": f"Bearer {keys['matcher_url']}"})
         assert r.status_code == 200, r.text

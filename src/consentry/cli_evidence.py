@@ -107,14 +107,19 @@ class CompareFormat(str, Enum):
     text = "text"
 
 
-def _compare_video_text(d) -> str:
-    r = d.to_dict()
-    lines = [f"{r['suspect'].get('name', 'suspect')} against {r['original'].get('name', 'original')} (videos)",
+def _compare_head(d, r: dict, kind: str = "") -> list[str]:
+    """The first lines of a comparison in text: who against whom, the result, any error, the summary."""
+    lines = [f"{r['suspect'].get('name', 'suspect')} against {r['original'].get('name', 'original')}{kind}",
              "  result: " + ("could not be compared" if d.error else
                              "derived from the original" if d.derived else "not shown to be derived")]
     if d.error:
         lines.append(f"  error: {d.error}")
-    lines += textwrap.wrap(d.summary, 96, initial_indent="  ", subsequent_indent="  ")
+    return lines + textwrap.wrap(d.summary, 96, initial_indent="  ", subsequent_indent="  ")
+
+
+def _compare_video_text(d) -> str:
+    r = d.to_dict()
+    lines = _compare_head(d, r, " (videos)")
     if not d.error:
         lines.append(f"  frames lined up: {d.frames_aligned} of {d.frames_usable} usable sampled frames"
                      + (f"; offset {r['offset_seconds']} s" if r["offset_seconds"] is not None else ""))
@@ -134,12 +139,7 @@ def _compare_text(d) -> str:
     if getattr(d, "kind", "") == "video":
         return _compare_video_text(d)
     r = d.to_dict()
-    lines = [f"{r['suspect'].get('name', 'suspect')} against {r['original'].get('name', 'original')}",
-             "  result: " + ("could not be compared" if d.error else
-                             "derived from the original" if d.derived else "not shown to be derived")]
-    if d.error:
-        lines.append(f"  error: {d.error}")
-    lines += textwrap.wrap(d.summary, 96, initial_indent="  ", subsequent_indent="  ")
+    lines = _compare_head(d, r)
     if r["transform"]:
         t = r["transform"]
         lines.append(f"  transform: scale {t['scale']}, rotation {t['rotation_degrees']}°, mirrored {t['mirrored']}; "

@@ -54,7 +54,10 @@ def stored_signal_types(db: Database) -> list[str] | None:
 
 def enabled_signal_types(db: Database, default: Sequence[str] | None = None) -> frozenset[str] | None:
     """The enabled signal types, or None when all are (nothing stored and no default)."""
-    stored = stored_signal_types(db)
+    return _enabled(stored_signal_types(db), default)
+
+
+def _enabled(stored: list[str] | None, default: Sequence[str] | None) -> frozenset[str] | None:
     if stored is not None:
         return frozenset(stored)
     if default:
@@ -63,9 +66,9 @@ def enabled_signal_types(db: Database, default: Sequence[str] | None = None) -> 
 
 
 def signal_types_view(db: Database, default: Sequence[str] | None = None) -> dict:
-    enabled = enabled_signal_types(db, default)
+    stored = stored_signal_types(db)  # one read of the setting
+    enabled = _enabled(stored, default)
     known = known_signal_types()
-    stored = stored_signal_types(db)
     return {
         "enabled": sorted(enabled) if enabled is not None else known,
         "disabled": sorted(set(known) - set(enabled)) if enabled is not None else [],
@@ -109,7 +112,3 @@ def change_signal_type(db: Database, name: str, on: bool, default: Sequence[str]
     else:
         enabled.discard(name)
     return set_signal_types(db, sorted(enabled), actor)
-
-
-def hash_types_enabled(enabled: frozenset[str] | None, *types: str) -> bool:
-    return enabled is None or all(t in enabled for t in types)

@@ -441,15 +441,15 @@ class Matcher:
                     continue
                 if bank.disabled_at(now):
                     continue
-                m = Match(bank.name, bank.kind, eid, st, dist, transform, entry.provenance, detail)
                 if wanted is not None and bank.name not in wanted and bank.kind != "allow":
                     continue
+                m = Match(bank.name, bank.kind, eid, st, dist, transform, entry.provenance, detail)
                 if bank.match_percent < 100 and not bank.in_rollout(content_key):
                     held.append(m)
                     continue
                 if bank.kind == "allow":
                     allows.append(m)
-                elif wanted is None or bank.name in wanted:
+                else:
                     matches.append(m)
             key = lambda m: (m.distance, m.bank, m.entry_id)  # noqa: E731
             matches.sort(key=key)

@@ -98,10 +98,6 @@ class EntryInfo:
     added_at: datetime
     disabled_until: datetime | None = None  # a timed disable: active again from then on
 
-    def active_at(self, now: datetime | None = None) -> bool:
-        """Active now (a timed disable that has run out counts as active)."""
-        return self.status == "active"
-
     @property
     def provenance(self) -> dict[str, Any]:
         return {

@@ -115,6 +115,10 @@ def decide(evidence: list[Evidence]) -> tuple[str, str]:
         return max(items, key=lambda e: (STRENGTH_RANK[e.strength], declares_origin(e), e.claim == "ai_generated"),
                    default=None)
 
+    def not_proven(e: Evidence) -> str:
+        return (f"No indicator of AI generation or editing was found; {e.summary.rstrip('.')}. "
+                "This does not prove the content is authentic.")
+
     ai = [e for e in evidence if e.claim in AI_CLAIMS]
     firm_ai = [e for e in ai if e.strength in FIRM]
     camera_proof = [e for e in evidence if e.claim == "camera_captured" and e.strength == "proof"]
@@ -138,16 +142,12 @@ def decide(evidence: list[Evidence]) -> tuple[str, str]:
             f"{'; ' + top.caveats[0] if top.caveats else ''}.")
     altered = [e for e in evidence if e.claim == "altered_after_signing"]
     changed = [e for e in altered if e.details.get("content_changed")]
-    if changed:
-        return "edited_no_ai_indicated", f"Edited, with no indication of AI: {changed[0].summary.rstrip('.')}."
-    if edited:
-        top = best(edited)
+    if changed or edited:
+        top = changed[0] if changed else best(edited)
         assert top is not None
-        return "edited_no_ai_indicated", f"Edited, with no indication of AI: {top.summary.rstrip('.')}."
+        return "edited_no_ai_indicated", f"{VERDICT_LABELS['edited_no_ai_indicated']}: {top.summary.rstrip('.')}."
     if altered:
-        return "no_indicators_found", (
-            f"No indicator of AI generation or editing was found; {altered[0].summary.rstrip('.')}. "
-            "This does not prove the content is authentic.")
+        return "no_indicators_found", not_proven(altered[0])
     computed = [e for e in evidence if e.claim == "computer_generated"]
     if computed:
         top = best(computed)
@@ -155,20 +155,10 @@ def decide(evidence: list[Evidence]) -> tuple[str, str]:
         return "no_indicators_found", (
             f"No indicator of AI generation or editing was found; {top.summary.rstrip('.')} — computer-generated "
             "by a non-learned algorithm, which is not AI.")
-    cams = [e for e in evidence if e.claim == "camera_captured"]
-    if cams:
-        top = best(cams)
-        assert top is not None
-        return "no_indicators_found", (
-            f"No indicator of AI generation or editing was found; {top.summary.rstrip('.')}. "
-            "This does not prove the content is authentic.")
-    creds = [e for e in evidence if e.claim == "content_credentials"]
-    if creds:
-        top = best(creds)
-        assert top is not None
-        return "no_indicators_found", (
-            f"No indicator of AI generation or editing was found; {top.summary.rstrip('.')}. "
-            "This does not prove the content is authentic.")
+    for claim in ("camera_captured", "content_credentials"):
+        top = best([e for e in evidence if e.claim == claim])
+        if top is not None:
+            return "no_indicators_found", not_proven(top)
     return "no_indicators_found", (
         "No indicator of AI generation or editing was found. This does not prove the content is "
         "authentic: provenance data, metadata and watermarks are easily lost or removed.")

@@ -20,11 +20,10 @@ from PIL import Image, ImageDraw
 
 from consentry.config import MediaLimits
 from consentry.evidence.derivation import DIFF_SIDE, Derivation, VideoDerivation
-from consentry.media.thumbnail import thumbnail_jpeg
+from consentry.evidence.report import thumbnail_data_uri, write_html_or_pdf
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 ORIGINAL_SIDE = 480
-THUMB_SIDE = 160
 OUTLINE = (230, 20, 20)
 FOOTPRINT = (30, 90, 230)
 _env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]))
@@ -68,7 +67,7 @@ def render_compare_html(d: Derivation, *, original: Image.Image | None = None, s
         buf = io.BytesIO()
         outlined_original(original, d).save(buf, "JPEG", quality=85)
         orig_uri = _uri(buf.getvalue())
-    thumb = _uri(thumbnail_jpeg(suspect, THUMB_SIDE, blurred=not show_image)) if suspect is not None else None
+    thumb = thumbnail_data_uri(suspect, clear=show_image) if suspect is not None else None
     a = d.alignment
     return _env.get_template("compare.html").render(
         d=d, r=d.to_dict(), a=a, original_image=orig_uri, thumb=thumb, show_image=show_image,
@@ -104,8 +103,7 @@ def render_compare_video_html(d: VideoDerivation, *, show_image: bool = False) -
         buf = io.BytesIO()
         frame.save(buf, "JPEG", quality=85)
         frame_uri = _uri(buf.getvalue())
-    thumb = (_uri(thumbnail_jpeg(d.suspect_frame, THUMB_SIDE, blurred=not show_image))
-             if d.suspect_frame is not None else None)
+    thumb = thumbnail_data_uri(d.suspect_frame, clear=show_image) if d.suspect_frame is not None else None
     return _env.get_template("compare_video.html").render(
         d=d, r=d.to_dict(), original_image=frame_uri, thumb=thumb, show_image=show_image,
         pct=int(round(100 * d.share_aligned)),
@@ -122,8 +120,6 @@ def write_compare_report(d: Derivation | VideoDerivation, out: str | Path, *, or
     if suffix not in (".html", ".htm", ".pdf"):
         raise ValueError(f"report must end in .html or .pdf, not {out.suffix or '(none)'}")
     if isinstance(d, VideoDerivation):  # the frames were kept (reduced) by the comparison
-        from consentry.evidence.report import write_html_or_pdf
-
         return write_html_or_pdf(render_compare_video_html(d, show_image=show_image), out)
     images = []
     for p in (original, suspect):
@@ -137,6 +133,4 @@ def write_compare_report(d: Derivation | VideoDerivation, out: str | Path, *, or
                 img = None
         images.append(img)
     html = render_compare_html(d, original=images[0], suspect=images[1], show_image=show_image)
-    from consentry.evidence.report import write_html_or_pdf
-
     return write_html_or_pdf(html, out)

@@ -48,7 +48,7 @@ def _excerpt(details: dict[str, Any], limit: int = 4000) -> str:
 #: Side of the forensic views: blurred ones as small as the thumbnail, clear ones larger.
 VIEW_SIDE_CLEAR = 360
 VIEW_SIDE_SPECTRUM = 240
-#: The file's bytes are re-read for the JPEG tables only up to this size.
+#: The file's bytes are passed on for the JPEG tables only up to this size.
 MAX_FORENSIC_BYTES = 64 * 1024 * 1024
 
 
@@ -112,14 +112,14 @@ def write_report(assessment: Assessment, out: str | Path, *, source: str | Path 
         from consentry.media.content import Content
 
         try:
-            image = Content.from_path(source, limits or MediaLimits()).image()
+            content = Content.from_path(source, limits or MediaLimits())
+            image = content.image()
         except Exception:  # noqa: BLE001 - a report without a thumbnail is still a report
             image = None
-        try:  # for the JPEG quantisation tables and the double-compression estimate
-            if image is not None and Path(source).stat().st_size <= MAX_FORENSIC_BYTES:
-                data = Path(source).read_bytes()
-        except OSError:
-            data = None
+        # the bytes already read for the picture, for the JPEG quantisation tables and the
+        # double-compression estimate
+        if image is not None and content.data is not None and len(content.data) <= MAX_FORENSIC_BYTES:
+            data = content.data
     html = render_html(assessment, image=image, show_image=show_image, data=data)
     return write_html_or_pdf(html, out)
 

@@ -226,10 +226,6 @@ def _sender(store: ExchangeStore, name: str, type_: str):
     return client_for_program(store, name)
 
 
-def _aware(dt: datetime | None) -> datetime | None:
-    return dt.replace(tzinfo=timezone.utc) if dt is not None and dt.tzinfo is None else dt
-
-
 def deliver(store: ExchangeStore, name: str | None = None, *, sender=None, now: datetime | None = None) -> list[dict[str, Any]]:
     """Send what is due, per exchange; one report per exchange with something due."""
     from consentry.exchanges._http import RetryLater

@@ -67,6 +67,7 @@ CHECKPOINT_KEYS = ("cursor", "to", "paging_from", "paging_to", "esp_id")
 PAGING_VALID_SECONDS = 12 * 3600
 FINGERPRINT_TYPES = {"md5": "MD5", "sha1": "SHA1", "pdq": "PDQ", "photodna": "PDNA"}
 NS = fmt.NAMESPACE
+_local = fmt._local
 MAX_PAGES_PER_RANGE = 100_000
 
 
@@ -108,10 +109,6 @@ def default_url(environment: str, options: dict[str, str]) -> str:
 
 def ncmec_time(ts: int) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _local(tag: Any) -> str:
-    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
 
 
 def _small_xml(body: bytes) -> Any:

@@ -21,13 +21,13 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
 from consentry.banks.formats.records import HashRecord, RecordError
-from consentry.banks.service import NotFound
+from consentry.banks.service import NotFound, as_utc as _aware
 from consentry.db.models import BANK_KINDS, Bank, Entry, utcnow, value_key
 from consentry.db.models_victims import ExchangeConfig, ExchangeKeptSignal, ExchangeOutbox
 from consentry.errors import ConsentryError
@@ -48,12 +48,6 @@ class Batch:
     kept: list[tuple[str, str, str]] = field(default_factory=list)  # (signal type, value, add|remove)
     state: dict[str, Any] | None = None  # checkpoint to save after this batch (None: not yet)
     rows: int = 0  # program records read (for the report)
-
-
-def _aware(dt: datetime | None) -> datetime | None:
-    if dt is not None and dt.tzinfo is None:
-        return dt.replace(tzinfo=timezone.utc)
-    return dt
 
 
 def program_module(type_: str):

@@ -219,6 +219,14 @@ def _add_note(existing: str | None, note: str) -> str:
     return ((existing + "\n") if existing else "") + note
 
 
+def _get(s: Session, model: Any, row_id: int, what: str) -> Any:
+    """The row ``row_id`` of ``model``; CaseNotFound ("no <what> <id>") if there is none."""
+    row = s.get(model, row_id)
+    if row is None:
+        raise CaseNotFound(f"no {what} {row_id}")
+    return row
+
+
 def _json_list(value: Any, what: str) -> list[dict[str, Any]]:
     if value is None:
         return []
@@ -385,9 +393,7 @@ class CaseService:
 
     # ------------------------------------------------------------------ read
     def _load(self, s: Session, case_id: int) -> CaseInfo:
-        c = s.get(Case, case_id)
-        if c is None:
-            raise CaseNotFound(f"no case {case_id}")
+        c = _get(s, Case, case_id, "case")
         items = list(s.scalars(select(CaseItem).where(CaseItem.case_id == case_id).order_by(CaseItem.id)))
         decisions = list(s.scalars(select(Decision).where(Decision.case_id == case_id).order_by(Decision.id)))
         return _case_info(c, len(items), items, decisions)
@@ -415,10 +421,7 @@ class CaseService:
 
     def item(self, item_id: int) -> ItemInfo:
         with self.db.session() as s:
-            i = s.get(CaseItem, item_id)
-            if i is None:
-                raise CaseNotFound(f"no case item {item_id}")
-            return _item_info(i)
+            return _item_info(_get(s, CaseItem, item_id, "case item"))
 
     def _vaulted(self, item_id: int) -> tuple[bytes, Any]:
         """The decrypted bytes of an item and what their magic bytes say they are."""
@@ -493,14 +496,18 @@ class CaseService:
             s.flush()
             return self._load(s, case_id)
 
-    def _locked(self, s: Session, case_id: int) -> Case:
-        q = select(Case).where(Case.id == case_id)
+    def _for_update(self, s: Session, model: Any, row_id: int, what: str) -> Any:
+        """The row ``row_id`` of ``model``, locked until commit on PostgreSQL; CaseNotFound if none."""
+        q = select(model).where(model.id == row_id)
         if self.db.dialect == "postgresql":
             q = q.with_for_update()
-        c = s.scalar(q)
-        if c is None:
-            raise CaseNotFound(f"no case {case_id}")
-        return c
+        row = s.scalar(q)
+        if row is None:
+            raise CaseNotFound(f"no {what} {row_id}")
+        return row
+
+    def _locked(self, s: Session, case_id: int) -> Case:
+        return self._for_update(s, Case, case_id, "case")
 
     # -------------------------------------------------------------- decide
     def decide(self, case_id: int, reviewer: str, kind: str, *, bank: str | None = None, note: str = "",
@@ -603,25 +610,32 @@ class CaseService:
 
     def decision(self, decision_id: int) -> DecisionInfo:
         with self.db.session() as s:
-            d = s.get(Decision, decision_id)
-            if d is None:
-                raise CaseNotFound(f"no decision {decision_id}")
-            return _decision_info(d)
+            return _decision_info(_get(s, Decision, decision_id, "decision"))
+
+    def _undo_refusal(self, s: Session, d: Decision, reviewer: str, now: datetime) -> str | None:
+        """Why ``reviewer`` cannot undo ``d`` now, or None when they can."""
+        if d.reviewer != reviewer:
+            return "only the reviewer who made a decision can undo it"
+        if d.status not in ("applied", "pending_second_review") or d.second_reviewer:
+            return (f"decision {d.id} cannot be undone ({d.status}"
+                    f"{', approved by ' + d.second_reviewer if d.second_reviewer else ''})")
+        if (now - _aware(d.created_at)).total_seconds() > UNDO_SECONDS:
+            return (f"the undo window ({UNDO_SECONDS} s) has passed; "
+                    "ask a curator to withdraw the entries instead")
+        later = s.scalar(select(func.count()).select_from(Decision)
+                         .where(Decision.case_id == d.case_id, Decision.id > d.id)) or 0
+        if later:
+            return f"case {d.case_id} has a later decision; this one can no longer be undone"
+        return None
 
     def undoable(self, decision_id: int, reviewer: str, now: datetime | None = None) -> float:
         """Seconds left to undo a decision (0 when it cannot be undone by ``reviewer``)."""
         now = now or utcnow()
         with self.db.session() as s:
             d = s.get(Decision, decision_id)
-            if d is None or d.reviewer != reviewer or d.status not in ("applied", "pending_second_review") \
-                    or d.second_reviewer:
+            if d is None or self._undo_refusal(s, d, reviewer, now) is not None:
                 return 0.0
-            later = s.scalar(select(func.count()).select_from(Decision)
-                             .where(Decision.case_id == d.case_id, Decision.id > d.id)) or 0
-            if later:
-                return 0.0
-            left = UNDO_SECONDS - (now - _aware(d.created_at)).total_seconds()
-            return max(0.0, left)
+            return max(0.0, UNDO_SECONDS - (now - _aware(d.created_at)).total_seconds())
 
     def undo(self, decision_id: int, reviewer: str, *, note: str = "", now: datetime | None = None) -> DecisionInfo:
         """Take back one's own decision within :data:`UNDO_SECONDS`: the decision is marked
@@ -629,24 +643,10 @@ class CaseService:
         and the case is reopened. Audited as ``decision.undone``."""
         now = now or utcnow()
         with self.db.session() as s:
-            q = select(Decision).where(Decision.id == decision_id)
-            if self.db.dialect == "postgresql":
-                q = q.with_for_update()
-            d = s.scalar(q)
-            if d is None:
-                raise CaseNotFound(f"no decision {decision_id}")
-            if d.reviewer != reviewer:
-                raise CaseConflict("only the reviewer who made a decision can undo it")
-            if d.status not in ("applied", "pending_second_review") or d.second_reviewer:
-                raise CaseConflict(f"decision {decision_id} cannot be undone ({d.status}"
-                                   f"{', approved by ' + d.second_reviewer if d.second_reviewer else ''})")
-            if (now - _aware(d.created_at)).total_seconds() > UNDO_SECONDS:
-                raise CaseConflict(f"the undo window ({UNDO_SECONDS} s) has passed; "
-                                   "ask a curator to withdraw the entries instead")
-            later = s.scalar(select(func.count()).select_from(Decision)
-                             .where(Decision.case_id == d.case_id, Decision.id > d.id)) or 0
-            if later:
-                raise CaseConflict(f"case {d.case_id} has a later decision; this one can no longer be undone")
+            d = self._for_update(s, Decision, decision_id, "decision")
+            refusal = self._undo_refusal(s, d, reviewer, now)
+            if refusal is not None:
+                raise CaseConflict(refusal)
             c = self._locked(s, d.case_id)
             result = dict(d.result or {})
             withdrawn: list[int] = []
@@ -676,12 +676,7 @@ class CaseService:
             return _decision_info(d)
 
     def _pending(self, s: Session, decision_id: int, reviewer: str) -> Decision:
-        q = select(Decision).where(Decision.id == decision_id)
-        if self.db.dialect == "postgresql":
-            q = q.with_for_update()
-        d = s.scalar(q)
-        if d is None:
-            raise CaseNotFound(f"no decision {decision_id}")
+        d = self._for_update(s, Decision, decision_id, "decision")
         if d.status != "pending_second_review":
             raise CaseConflict(f"decision {decision_id} is not waiting for a second review ({d.status})")
         if d.reviewer == reviewer:

@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from consentry.banks.formats.records import HashRecord
 from consentry.hashing import hash_content
-from consentry.web.api.quality import merge, pdq_warnings, vpdq_warnings
+from consentry.web.api.quality import hash_warnings, pdq_warnings, vpdq_warnings
 from consentry.web.api.schemas import BankCreate, BankUpdate, EntryCreate
 from consentry.web.auth import CHANGES, READ_BANKS, WRITE_BANKS, Principal, require
 from consentry.web.deps import DbId, MAX_DB_INT, read_upload, state
@@ -123,21 +123,27 @@ def add_entry_file(
     st = state(request)
     st.banks.get_bank(name)
     result = hash_content(read_upload(file, st.settings), file.filename or "-", strict=True)
-    tags = _tags(tag, tags)
-    recs = [HashRecord("md5", result.md5, tags=tags, category=category, source="api-file"),
-            HashRecord("sha256", result.sha256, tags=tags, category=category, source="api-file")]
+    return add_hashed(request, name, result, _tags(tag, tags), category, "api-file", p)
+
+
+def add_hashed(request: Request, name: str, result: Any, tags: list[str], category: str | None, source: str,
+               p: Principal) -> dict:
+    """Add a hashed file's signals (MD5, SHA-256, PDQ, vPDQ) to bank ``name``: the body of
+    ``POST /v1/banks/{name}/entries/file`` (and ``/entries/url``)."""
+    st = state(request)
+    recs = [HashRecord("md5", result.md5, tags=tags, category=category, source=source),
+            HashRecord("sha256", result.sha256, tags=tags, category=category, source=source)]
     if result.pdq:
-        recs.append(HashRecord("pdq", result.pdq, tags=tags, category=category, source="api-file",
+        recs.append(HashRecord("pdq", result.pdq, tags=tags, category=category, source=source,
                                meta={"quality": result.pdq_quality}))
     if result.vpdq:
-        recs.append(HashRecord("vpdq", json.dumps(result.vpdq), tags=tags, category=category, source="api-file"))
+        recs.append(HashRecord("vpdq", json.dumps(result.vpdq), tags=tags, category=category, source=source))
     report = st.banks.add_records(name, recs, added_by=_who(p))
     _written(request)
     entries = [st.banks.find_entry(name, r.signal_type, r.value) for r in recs]
-    warnings = merge(pdq_warnings(result.pdq_quality, "stored") if result.pdq else [],
-                     vpdq_warnings(result.vpdq, "stored") if result.vpdq is not None else [])
     return {"entries": [e.to_dict() for e in entries if e], "added": report.added + report.reactivated,
-            "hash": result.to_dict(), "warnings": warnings}
+            "hash": result.to_dict(),
+            "warnings": hash_warnings(result.pdq, result.pdq_quality, result.vpdq, "stored")}
 
 
 @router.get("/banks/{name}/entries/{entry_id}", summary="Get an entry")

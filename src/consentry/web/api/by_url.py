@@ -4,21 +4,17 @@ the bytes. Only for keys created with ``--allow-url``, only hosts or URL prefixe
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from consentry.banks.formats.records import HashRecord
-from consentry.banks.matcher import query_from_content
-from consentry.errors import UnsupportedMedia
 from consentry.hashing import hash_content
 from consentry.media.content import Content
 from consentry.media.fetch import FetchPolicy, UrlFetchFailed, UrlRefused, UrlTooLarge, UrlTooSlow, fetch_url
-from consentry.media.sniff import PHOTO, VIDEO
-from consentry.web.api.matching import _UPLOADER, _SURFACE, _banks, _limit, _published, _respond
-from consentry.web.api.quality import disabled_warnings, merge, pdq_warnings, vpdq_warnings
+from consentry.web.api.banks import add_hashed
+from consentry.web.api.hashing import hash_response
+from consentry.web.api.matching import _SURFACE, _UPLOADER, _banks, _content_query, _limit, _published, _respond
 from consentry.web.auth import HASHERS, MATCHERS, WRITE_BANKS, Principal, require
 from consentry.web.deps import AppState, rate_limit, require_ready, state
 from consentry.web.problems import Problem
@@ -63,13 +59,8 @@ def hash_url(request: Request, body: UrlBody, p: Principal = Depends(require(*HA
     st = state(request)
     rate_limit(st, p.key_id, "hash requests")
     content, final = _fetch(st, p, body.url)
-    enabled = st.matcher.enabled_types
-    result = hash_content(content, _name(final), strict=True, enabled=enabled)
-    out = result.to_dict()
+    out = hash_response(st, content, _name(final))
     out["url"] = final
-    out["warnings"] = merge(pdq_warnings(result.pdq_quality, "hashed") if result.pdq else [],
-                            vpdq_warnings(result.vpdq, "hashed") if result.vpdq is not None else [],
-                            disabled_warnings(enabled, content.content_type))
     return out
 
 
@@ -87,11 +78,7 @@ def match_url(
     published = _published(st, principal)
     banks = _banks(st, bank, published)
     content, final = _fetch(st, principal, body.url)
-    if content.content_type not in (PHOTO, VIDEO):
-        raise UnsupportedMedia("unrecognised or unsupported file format")
-    q = query_from_content(content)
-    query = {"url": final, "content_type": content.content_type, "size": content.size,
-             "sha256": q.exact.get("sha256"), "pdq": q.pdq[0] if q.pdq else None, "pdq_quality": q.pdq_quality}
+    q, query = _content_query(content, {"url": final})
     return _respond(st, principal, "POST /v1/match/url", query, q, banks, request,
                     {"uploader_id": uploader_id, "surface": surface}, content, published=published)
 
@@ -99,24 +86,11 @@ def match_url(
 @router.post("/banks/{name}/entries/url", status_code=201, summary="Hash the media at a URL and add its signals")
 def add_entry_url(request: Request, name: str, body: UrlEntryBody,
                   p: Principal = Depends(require(*WRITE_BANKS))) -> dict:
-    from consentry.web.api.banks import _who, _written
-
     st = state(request)
     st.banks.get_bank(name)
     content, final = _fetch(st, p, body.url)
     result = hash_content(content, _name(final), strict=True)
     tags = [t for t in dict.fromkeys(str(t).strip() for t in body.tags) if t]
-    recs = [HashRecord("md5", result.md5, tags=tags, category=body.category, source="api-url"),
-            HashRecord("sha256", result.sha256, tags=tags, category=body.category, source="api-url")]
-    if result.pdq:
-        recs.append(HashRecord("pdq", result.pdq, tags=tags, category=body.category, source="api-url",
-                               meta={"quality": result.pdq_quality}))
-    if result.vpdq:
-        recs.append(HashRecord("vpdq", json.dumps(result.vpdq), tags=tags, category=body.category, source="api-url"))
-    report = st.banks.add_records(name, recs, added_by=_who(p))
-    _written(request)
-    entries = [st.banks.find_entry(name, r.signal_type, r.value) for r in recs]
-    warnings = merge(pdq_warnings(result.pdq_quality, "stored") if result.pdq else [],
-                     vpdq_warnings(result.vpdq, "stored") if result.vpdq is not None else [])
-    return {"entries": [e.to_dict() for e in entries if e], "added": report.added + report.reactivated,
-            "hash": result.to_dict(), "url": final, "warnings": warnings}
+    out = add_hashed(request, name, result, tags, body.category, "api-url", p)
+    out["url"] = final
+    return out

@@ -8,7 +8,7 @@ from consentry.banks.matcher import Match, MatchOutcome, QuerySignals, query_fro
 from consentry.errors import UnsupportedMedia
 from consentry.media.sniff import PHOTO, VIDEO
 from consentry.signals import get_signal_type
-from consentry.web.api.quality import disabled_warnings, merge, pdq_warnings, vpdq_warnings
+from consentry.web.api.quality import disabled_warnings, hash_warnings, merge
 from consentry.web.api.schemas import MatchResponse
 from consentry.web.auth import MATCHERS, PUBLISHED_ONLY, Principal, require
 from consentry.web.deps import AppState, rate_limit, read_upload, require_ready, state
@@ -65,9 +65,14 @@ def _partner_view(outcome: MatchOutcome, published: set[str]) -> MatchOutcome:
     return MatchOutcome(found, [], [])
 
 
-def _warnings(signals: QuerySignals) -> list[dict[str, str]]:
-    return merge(pdq_warnings(signals.pdq_quality, "query") if signals.pdq else [],
-                 vpdq_warnings(signals.vpdq, "query") if signals.vpdq is not None else [])
+def _content_query(content: Any, label: dict[str, Any]) -> tuple[QuerySignals, dict[str, Any]]:
+    """The signals of an uploaded or fetched file and the ``query`` echoed in the answer (``label``
+    first: its filename or URL). Anything but a photo or video is a 422, as POST /v1/hash."""
+    if content.content_type not in (PHOTO, VIDEO):
+        raise UnsupportedMedia("unrecognised or unsupported file format")
+    q = query_from_content(content)  # undecodable or over-limit media raise: a 422 problem
+    return q, {**label, "content_type": content.content_type, "size": content.size,
+               "sha256": q.exact.get("sha256"), "pdq": q.pdq[0] if q.pdq else None, "pdq_quality": q.pdq_quality}
 
 
 def _respond(st: AppState, principal: Principal, route: str, query: dict[str, Any], signals: QuerySignals,
@@ -80,7 +85,7 @@ def _respond(st: AppState, principal: Principal, route: str, query: dict[str, An
     st.match_log.record(principal.key_id, route, types, len(outcome.matches))
     body = outcome.to_dict()
     body["query"] = query
-    body["warnings"] = merge(_warnings(signals),
+    body["warnings"] = merge(hash_warnings(signals.pdq, signals.pdq_quality, signals.vpdq, "query"),
                              disabled_warnings(st.matcher.enabled_types, types=outcome.disabled_types))
     # matches held back by a bank's gradual rollout: curators see which (to judge the new list)
     if principal.role not in ROLLOUT_VIEWERS:
@@ -158,16 +163,12 @@ def match_upload(
     published = _published(st, principal)
     banks = _banks(st, bank, published)
     content = read_upload(file, st.settings)
-    if content.content_type not in (PHOTO, VIDEO):  # as POST /v1/hash and /v1/analyze: a 422
-        raise UnsupportedMedia("unrecognised or unsupported file format")
-    q = query_from_content(content)  # undecodable or over-limit media raise: a 422 problem
+    q, query = _content_query(content, {"filename": file.filename})
     assessment = None
     if analyze:
         from consentry.evidence.assess import assess_content
 
         assessment = assess_content(content, file.filename or "-").to_dict()
-    query = {"filename": file.filename, "content_type": content.content_type, "size": content.size,
-             "sha256": q.exact.get("sha256"), "pdq": q.pdq[0] if q.pdq else None, "pdq_quality": q.pdq_quality}
     body = _respond(st, principal, "POST /v1/match", query, q, banks, request,
                     {"uploader_id": uploader_id, "surface": surface, "assessment": assessment}, content,
                     published=published)

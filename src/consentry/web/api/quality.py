@@ -65,6 +65,12 @@ def _are_frames(frames: Any) -> bool:
     return isinstance(frames, (list, tuple)) and bool(frames) and all(isinstance(f, VpdqFrame) for f in frames)
 
 
+def hash_warnings(pdq: Any, pdq_quality: int | None, vpdq: Any, use: Use) -> list[dict[str, str]]:
+    """The PDQ and vPDQ warnings of one hashed file or query (a hash result or query signals)."""
+    return merge(pdq_warnings(pdq_quality, use) if pdq else [],
+                 vpdq_warnings(vpdq, use) if vpdq is not None else [])
+
+
 def merge(*groups: Iterable[dict[str, str]]) -> list[dict[str, str]]:
     """The warnings of several groups, each once, in order."""
     out: list[dict[str, str]] = []

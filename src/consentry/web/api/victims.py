@@ -30,14 +30,13 @@ from consentry.victims.cases import (
     case_key,
 )
 from consentry.victims.hub import FeedbackItem, minor_links, record_feedback
-from consentry.web.auth import Principal, public, require
+from consentry.web.auth import FEEDBACK, Principal, public, require
 from consentry.web.deps import MAX_DB_INT, state
 from consentry.web.limits import RateLimiter
 from consentry.web.problems import Problem
 
 router = APIRouter(prefix="/v1", tags=["victims"])
 MAX_BODY = 4 * 1024 * 1024
-FEEDBACK_ROLES = ("partner", "matcher", "curator")  # as web.auth.FEEDBACK
 _PUBLIC = public("victims have no account: hashes only, rate-limited per IP and per case, PIN-protected")
 _NO_STORE = {"Cache-Control": "no-store"}
 
@@ -242,7 +241,7 @@ async def withdraw_case(request: Request, case: str) -> JSONResponse:
 
 
 @router.post("/feedback", summary="Partner feedback per hash: pending_review, blocked, not_blocked")
-def feedback(request: Request, body: FeedbackBody, p: Principal = Depends(require(*FEEDBACK_ROLES))) -> dict:
+def feedback(request: Request, body: FeedbackBody, p: Principal = Depends(require(*FEEDBACK))) -> dict:
     items = [FeedbackItem(i.status, i.signal_type, i.value, i.entry_id) for i in body.items]
     try:
         report = record_feedback(state(request).banks, p.key_id, items)
