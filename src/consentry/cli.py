@@ -64,6 +64,12 @@ app.command("match")(match_cmd)
 app.command("analyze")(analyze_cmd)
 app.command("compare")(compare_cmd)  # derivation proof (issue 16)
 app.command("scan")(scan_cmd)
+from consentry.cli_ledger import register as _register_ledger  # noqa: E402  (content ledger, sweep: issue 14)
+
+_register_ledger(app)
+from consentry.cli_cybertip import register as _register_cybertip  # noqa: E402  (CyberTipline: issue 15)
+
+_register_cybertip(app)
 
 
 class OutputFormat(str, Enum):

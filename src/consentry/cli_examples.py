@@ -39,6 +39,11 @@ EXAMPLES: dict[str, list[str]] = {
                      "consentry bank disable victims --entry 42 --until 2030-01-31T12:00:00Z"],
     "bank enable": ["consentry bank enable victims --entry 42"],
     "db upgrade": ["consentry db upgrade"],
+    "content import": ["consentry content import catalogue.jsonl", "consentry content import catalogue.csv --batch 10000"],
+    "content delete": ["consentry content delete post-123"],
+    "content show": ["consentry content show post-123", "consentry content show https://example.org/p/123"],
+    "content hits": ["consentry content hits --bank victims --limit 50"],
+    "sweep": ["consentry sweep", "consentry sweep --bank victims", "consentry sweep --all-banks"],
     "keys create": ['consentry keys create --role matcher --name "upload path"'],
     "keys list": ["consentry keys list"],
     "keys revoke": ["consentry keys revoke 3"],
@@ -73,6 +78,19 @@ EXAMPLES: dict[str, list[str]] = {
     "vault list": ["consentry vault list --all"],
     "vault hold": ['consentry vault hold ITEM-ID --reason "court order 2024/17"'],
     "webhooks deliveries": ["consentry webhooks deliveries --status failed"],
+    "report cybertip configure": ["consentry report cybertip configure --environment test "
+                                  "--credentials-file ncmec-esp.json --reporter-file reporter.json --four-eyes"],
+    "report cybertip draft": ["consentry report cybertip draft 42 --details-file platform-details.json",
+                              "consentry report cybertip draft 42 --xml > report.xml"],
+    "report cybertip approve": ["consentry report cybertip approve 42"],
+    "report cybertip file": ["consentry report cybertip file 42"],
+    "report cybertip status": ["consentry report cybertip status", "consentry report cybertip status 42"],
+    "report cybertip retract": ["consentry report cybertip retract 42"],
+    "report transparency": ["consentry report transparency --from 2026-01-01 --to 2026-06-30 --out transparency-2026h1/",
+                            "consentry report transparency --from 2026-01-01 --to 2026-06-30 --out t/ --format csv"],
+    "vault holds": ["consentry vault holds --all", "consentry vault holds --release-expired",
+                    'consentry vault holds --release 3 --reason "court order 2027/5 ends the preservation"'],
+    "users grant-reporter": ["consentry users grant-reporter alice", "consentry users grant-reporter alice --revoke"],
 }
 
 

@@ -131,7 +131,9 @@ class Change(Base):
 #: API-key (and console) roles. ``partner``: another organisation's instance subscribed to this one
 #: as a hub; it sees published banks only, without internal provenance (``matcher`` is this
 #: platform's own upload path and sees every bank).
-ROLES = ("admin", "curator", "matcher", "moderator", "auditor", "submitter", "partner")
+#: ``uploader`` (issue 14): the platform's upload path with the content ledger: hash and match as
+#: ``matcher``, and register/remove hosted content (``/v1/content``).
+ROLES = ("admin", "curator", "matcher", "moderator", "auditor", "submitter", "partner", "uploader")
 
 
 class ApiKey(Base):
@@ -180,3 +182,5 @@ class InstanceSetting(Base):
 from consentry.db import models_review as _models_review  # noqa: E402,F401
 from consentry.db import models_victims as _models_victims  # noqa: E402,F401
 from consentry.db import models_audit as _models_audit  # noqa: E402,F401
+from consentry.db import models_cybertip as _models_cybertip  # noqa: E402,F401  (issue 15)
+from consentry.db import models_ledger as _models_ledger  # noqa: E402,F401  (issue 14)

@@ -11,7 +11,6 @@ it stopped and re-applying a page changes nothing. One pull per exchange runs at
 from __future__ import annotations
 
 import base64
-import fcntl
 import hashlib
 import os
 import re
@@ -21,7 +20,7 @@ from datetime import datetime
 from typing import Any, Iterator
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 
 from consentry.banks.service import BankService, NotFound
 from consentry.config import Settings, ensure_home
@@ -160,29 +159,10 @@ class ExchangeStore:
     @contextmanager
     def exclusive(self, name: str) -> Iterator[bool]:
         """True while this process holds the pull lock of ``name`` (False: someone else does)."""
-        if self.db.dialect == "postgresql":
-            key = int.from_bytes(hashlib.sha256(b"exchange:" + name.encode()).digest()[:8], "big", signed=True)
-            with self.db.engine.connect() as conn:
-                got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
-                try:
-                    yield got
-                finally:
-                    if got:
-                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                        conn.commit()
-            return
-        ensure_home(self.settings.home)  # 0700 when new
-        path = self.settings.home / f"exchange-{hashlib.sha256(name.encode()).hexdigest()[:16]}.lock"
-        with open(path, "a+") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        from consentry.db.locks import exclusive  # shared with the ledger sweeper (issue 14)
+
+        with exclusive(self.db, self.settings.home, "exchange", name) as got:
+            yield got
 
 
 def client_for(store: ExchangeStore, info: ExchangeInfo):

@@ -67,11 +67,13 @@ class UserInfo:
     disabled: bool
     created_at: datetime
     last_login_at: datetime | None
+    can_report: bool = False  # the ``reporter`` permission: may file CyberTipline reports (issue 15)
 
     def to_dict(self) -> dict:
         return {"id": self.id, "username": self.username, "role": self.role, "disabled": self.disabled,
                 "created_at": self.created_at.isoformat() if self.created_at else None,
-                "last_login_at": self.last_login_at.isoformat() if self.last_login_at else None}
+                "last_login_at": self.last_login_at.isoformat() if self.last_login_at else None,
+                "reporter": self.can_report}
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,8 @@ class LoginResult:
 
 
 def _info(u: User) -> UserInfo:
-    return UserInfo(u.id, u.username, u.role, bool(u.disabled), u.created_at, u.last_login_at)
+    return UserInfo(u.id, u.username, u.role, bool(u.disabled), u.created_at, u.last_login_at,
+                    bool(u.can_report))
 
 
 def _digest(token: str) -> str:
@@ -296,6 +299,21 @@ class UserService:
             if disabled:
                 s.execute(delete(ConsoleSession).where(ConsoleSession.user_id == u.id))
             s.flush()
+            return _info(u)
+
+    def set_reporter(self, username: str, grant: bool = True, *, actor: str = "admin") -> UserInfo:
+        """Grant (or revoke) the ``reporter`` permission: filing NCMEC CyberTipline reports
+        (issue 15). An administrator's action, recorded in the audit log."""
+        from consentry.review.audit import AuditLog
+
+        with self.db.session() as s:
+            u = s.scalar(select(User).where(User.username == username))
+            if u is None:
+                raise UserNotFound(f"no user named {username!r}")
+            u.can_report = bool(grant)
+            s.flush()
+            AuditLog(self.db).record("user.reporter.grant" if grant else "user.reporter.revoke", actor,
+                                     {"username": username}, session=s)
             return _info(u)
 
     def authenticate(self, username: str, password: str) -> UserInfo | None:

@@ -13,6 +13,9 @@ vault's items cannot be read.
 - ``get()`` decrypts; only code paths that have checked the caller may call it (the review
   console's authenticated reveal route). Media never leave the vault unencrypted otherwise.
 - Every put, hold, release and purge is recorded in the audit log.
+- Preservation holds (:mod:`consentry.cybertip.holds`, one year after a CyberTipline report)
+  keep their items under legal hold: they cannot be lifted item by item, and ``purge_expired``
+  releases the holds that have expired (audited) before it purges.
 """
 
 from __future__ import annotations
@@ -248,6 +251,15 @@ class Vault:
             v = s.get(VaultItem, item_id)
             if v is None or v.purged_at is not None:
                 raise VaultItemNotFound(f"no vault item {item_id!r}")
+            if not hold:  # a preservation hold (CyberTipline report, issue 15) is not lifted item by item
+                from consentry.cybertip.holds import active_hold_for_item
+
+                held = active_hold_for_item(s, item_id)
+                if held is not None:
+                    raise VaultError(f"vault item {item_id} is under preservation hold {held.id} (case "
+                                     f"{held.case_id}) until {_aware(held.expires_at):%Y-%m-%d}; only an "
+                                     "administrator can end it early: consentry vault holds --release "
+                                     f"{held.id} --reason ...")
             v.legal_hold = bool(hold)
             v.hold_reason = (reason or "")[:500] if hold else None
             s.flush()
@@ -266,8 +278,12 @@ class Vault:
             return _info(v)
 
     def purge_expired(self, now: datetime | None = None, *, actor: str = "system") -> list[str]:
-        """Delete every item past its retention that is not under a legal hold; returns their ids."""
+        """Delete every item past its retention that is not under a legal hold; returns their ids.
+        Preservation holds that have expired are released first (audited)."""
         now = now or utcnow()
+        from consentry.cybertip.holds import HoldService
+
+        HoldService(self.db).release_expired(now, actor=actor)
         purged: list[str] = []
         with self.db.session() as s:
             rows = list(s.scalars(select(VaultItem).where(

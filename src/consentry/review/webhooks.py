@@ -18,7 +18,7 @@ the request that caused it. Rows are claimed with a conditional UPDATE, so sever
 share the table.
 
 Event types (the ``type`` field and the ``Consentry-Event`` header): ``match.decision``,
-``case.decision`` and ``audit.checkpoint`` (a signed head of the audit chain, see
+``case.decision``, ``content.matched`` (the ledger sweep, :mod:`consentry.ledger.sweep`) and ``audit.checkpoint`` (a signed head of the audit chain, see
 :mod:`consentry.review.checkpoints`; its ``data`` is the checkpoint document, which also carries
 its own Ed25519 signature for keeping and re-checking later).
 """
@@ -54,7 +54,7 @@ DELIVERY_HEADER = "Consentry-Delivery"
 EVENT_HEADER = "Consentry-Event"
 MAX_BODY_BYTES = 256 * 1024
 MAX_LOG_ENTRIES = 50
-EVENT_TYPES = ("match.decision", "case.decision", "audit.checkpoint")
+EVENT_TYPES = ("match.decision", "case.decision", "content.matched", "audit.checkpoint")
 
 
 # ---------------------------------------------------------------------------- signatures

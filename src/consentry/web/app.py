@@ -82,10 +82,12 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
         if background:
             tailer.start()
             puller.start()
+            _app.state.sweep_runner.start()  # the ledger sweep (issue 14)
         yield
         if background:
             tailer.stop()
             puller.stop()
+            _app.state.sweep_runner.stop()
         consentry_state.match_log.close()
         _app.state.policy.close()
 
@@ -113,6 +115,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
 
     app.state.review = build_review_state(settings, consentry_state.banks, app.state.policy.vault)
     app.state.policy.on_enqueue(app.state.review.cases.enqueue_handler())  # enqueue actions open cases
+    from consentry.ledger import install as install_ledger  # content ledger and sweep (issue 14)
+
+    install_ledger(app, settings, db)
     problems.install(app)
 
     from consentry.web.api import analysis, banks, hashing, health, matching
@@ -139,6 +144,12 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     app.include_router(compare_hashes.router)
     app.include_router(instance_settings.router)
     app.include_router(by_url.router)
+    from consentry.web.api import cybertipline  # NCMEC CyberTipline reports, holds (issue 15)
+
+    app.include_router(cybertipline.router)
+    from consentry.web.api import content as content_api  # content ledger (issue 14)
+
+    app.include_router(content_api.router)
 
     import importlib
 

@@ -150,11 +150,15 @@ READ_BANKS = ("curator", "moderator", "auditor")
 WRITE_BANKS = ("curator",)
 #: ``partner`` keys match against published banks only and see no internal provenance
 #: (web/api/matching.py); ``matcher`` is the platform's own upload path and sees every bank.
-MATCHERS = ("matcher", "curator", "moderator", "partner")
-HASHERS = ("matcher", "curator", "moderator", "submitter")  # not partner: no hashing of others' data
+MATCHERS = ("matcher", "curator", "moderator", "partner", "uploader")
+HASHERS = ("matcher", "curator", "moderator", "submitter", "uploader")  # not partner: no hashing of others' data
 #: The change log and feedback: ``partner`` keys (subscribed instances) and, for keys issued before
 #: the partner role existed, ``matcher`` keys; both see published banks only.
 CHANGES = ("curator", "partner", "matcher")
 FEEDBACK = ("curator", "partner", "matcher")
+#: The content ledger (issue 14): ``uploader`` is the platform's upload path (it also hashes and
+#: matches); reviewers and auditors read ledger entries and sweep hits.
+CONTENT_WRITERS = ("uploader",)
+CONTENT_READERS = ("uploader", "curator", "moderator", "auditor")
 #: Roles limited to what the hub publishes.
 PUBLISHED_ONLY = ("partner",)

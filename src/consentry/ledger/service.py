@@ -1,0 +1,441 @@
+"""The content ledger: the platform's hosted content as hashes (issue 14).
+
+Each content is kept under the platform's own ``content_id`` with its URL, uploader, surface and
+signals (MD5, SHA-256, PDQ with its dihedral variants when known, vPDQ) — never the media. Writes
+are idempotent by content id: registering the same content again changes nothing and logs no
+change; a changed URL or signal updates the row and logs one ``add``; removal leaves a tombstone
+(``status = deleted``) and logs a ``delete``. The ``ledger_changes`` log is what every ledger index
+follows (:class:`consentry.ledger.index.LedgerIndex`).
+
+Bulk writes (:meth:`LedgerService.write_many`, ``consentry content import``) are set-based: one
+multi-row upsert per batch that returns only the rows it inserted or changed, then one insert of
+their change rows, in one transaction.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Sequence
+
+from sqlalchemy import func, select, update
+
+from consentry.db.models import utcnow
+from consentry.db.models_ledger import LedgerChange, LedgerContent, SweepHit
+from consentry.db.session import Database
+from consentry.errors import ConsentryError
+from consentry.index import DIHEDRAL_TRANSFORMS
+
+FIELDS = ("content_id", "url", "uploader_id", "surface", "content_type", "md5", "sha256", "pdq",
+          "pdq_quality", "pdq_variants", "vpdq")
+SIGNAL_FIELDS = ("md5", "sha256", "pdq", "pdq_variants", "vpdq")
+_HEX = re.compile(r"[0-9a-f]*")
+BATCH = 5000
+
+
+class LedgerError(ConsentryError):
+    code = "ledger_error"
+
+
+class ContentNotFound(LedgerError):
+    code = "not_found"
+
+
+@dataclass
+class ContentRecord:
+    """One hosted content as the platform describes it (hashes only)."""
+
+    content_id: str
+    url: str | None = None
+    uploader_id: str | None = None
+    surface: str | None = None
+    content_type: str | None = None
+    md5: str | None = None
+    sha256: str | None = None
+    pdq: str | None = None
+    pdq_quality: int | None = None
+    #: the 7 other dihedral variants of ``pdq`` (rotate90, rotate180, rotate270, flipx, flipy,
+    #: flip_plus1, flip_minus1), as a list or one string of 7 x 64 hex digits
+    pdq_variants: list[str] | None = None
+    vpdq: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "record") -> "ContentRecord":
+        """Validated and canonical (lower-case hex); raises :class:`LedgerError` naming the field."""
+        if not isinstance(data, dict):
+            raise LedgerError(f"{where}: expected an object")
+        unknown = set(data) - set(FIELDS) - {"pdq_dihedral"}
+        if unknown:
+            raise LedgerError(f"{where}: unknown field {sorted(unknown)[0]!r} (use {', '.join(FIELDS)})")
+        cid = data.get("content_id")
+        if isinstance(cid, int) and not isinstance(cid, bool):
+            cid = str(cid)
+        if not isinstance(cid, str) or not cid.strip() or len(cid) > 200:
+            raise LedgerError(f"{where}: content_id: 1-200 characters")
+
+        def text_(name: str, n: int) -> str | None:
+            v = data.get(name)
+            if v is None or v == "":
+                return None
+            if not isinstance(v, str) or len(v) > n:
+                raise LedgerError(f"{where}: {name}: text of at most {n} characters")
+            return v
+
+        def hex_(name: str, n: int) -> str | None:
+            v = data.get(name)
+            if v is None or v == "":
+                return None
+            v = v.strip().lower() if isinstance(v, str) else v
+            if not isinstance(v, str) or len(v) != n or not _HEX.fullmatch(v):
+                raise LedgerError(f"{where}: {name}: expected {n} hex digits")
+            return v
+
+        quality = data.get("pdq_quality")
+        if quality in ("", None):
+            quality = None
+        else:
+            try:
+                quality = int(quality)
+            except (TypeError, ValueError):
+                raise LedgerError(f"{where}: pdq_quality: expected an integer 0-100") from None
+            if not 0 <= quality <= 100:
+                raise LedgerError(f"{where}: pdq_quality: expected an integer 0-100")
+        variants = data.get("pdq_variants", data.get("pdq_dihedral"))
+        if variants in ("", None):
+            variants = None
+        else:
+            if isinstance(variants, str):
+                variants = [variants[i:i + 64] for i in range(0, len(variants), 64)]
+            if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
+                raise LedgerError(f"{where}: pdq_variants: a list of 64-hex PDQ hashes")
+            variants = [v.strip().lower() for v in variants]
+            if len(variants) == 8:  # all eight, original first (as `consentry hash` prints them)
+                variants = variants[1:]
+            if len(variants) != 7 or not all(len(v) == 64 and _HEX.fullmatch(v) for v in variants):
+                raise LedgerError(f"{where}: pdq_variants: 7 (or all 8) PDQ hashes of 64 hex digits, "
+                                  f"in the order {', '.join(DIHEDRAL_TRANSFORMS[1:])}")
+        vpdq = data.get("vpdq")
+        if vpdq in ("", None):
+            vpdq = None
+        else:
+            from consentry.signals import get_signal_type
+
+            try:
+                vpdq = get_signal_type("vpdq").parse(vpdq)
+            except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's data
+                raise LedgerError(f"{where}: vpdq: {exc}") from None
+        rec = cls(cid.strip(), text_("url", 4000), text_("uploader_id", 200), text_("surface", 100),
+                  text_("content_type", 16), hex_("md5", 32), hex_("sha256", 64), hex_("pdq", 64),
+                  quality, variants, vpdq)
+        if rec.pdq_variants and not rec.pdq:
+            raise LedgerError(f"{where}: pdq_variants without pdq")
+        if not any((rec.md5, rec.sha256, rec.pdq, rec.vpdq)):
+            raise LedgerError(f"{where}: no signal (give md5, sha256, pdq or vpdq, or send the file)")
+        return rec
+
+    @classmethod
+    def from_content(cls, content: Any, **fields: Any) -> "ContentRecord":
+        """From a loaded file (``consentry.media.content.Content``): digests, the 8 PDQ variants
+        of a photo, the vPDQ frames of a video."""
+        from consentry.banks.matcher import query_from_content
+
+        return cls.from_signals(query_from_content(content), content.content_type, **fields)
+
+    @classmethod
+    def from_signals(cls, q: Any, content_type: str | None, **fields: Any) -> "ContentRecord":
+        """From a file's match query (``QuerySignals``), so a file is hashed once."""
+        from consentry.signals.vpdq import frames_to_json
+
+        return cls.from_dict({**fields, "content_type": content_type, "md5": q.exact.get("md5"),
+                              "sha256": q.exact.get("sha256"), "pdq": q.pdq[0] if q.pdq else None,
+                              "pdq_quality": q.pdq_quality, "pdq_variants": q.pdq[1:] if len(q.pdq) == 8 else None,
+                              "vpdq": frames_to_json(q.vpdq) if q.vpdq else None})
+
+    def row(self) -> dict[str, Any]:
+        d = {f: getattr(self, f) for f in FIELDS}  # (dataclasses.asdict deep-copies: 3x slower)
+        d["pdq_variants"] = "".join(self.pdq_variants) if self.pdq_variants else None
+        d["url_key"] = url_key(self.url)
+        return d
+
+
+def url_key(url: str | None) -> str | None:
+    return hashlib.sha256(url.encode("utf-8")).hexdigest() if url else None
+
+
+@dataclass(frozen=True)
+class ContentInfo:
+    """One ledger row as the API, the CLI and the sweep show it."""
+
+    pk: int
+    content_id: str
+    url: str | None
+    uploader_id: str | None
+    surface: str | None
+    content_type: str | None
+    md5: str | None
+    sha256: str | None
+    pdq: str | None
+    pdq_quality: int | None
+    pdq_variants: tuple[str, ...]
+    vpdq: str | None
+    status: str
+    created_at: Any
+    updated_at: Any
+
+    @property
+    def pdq_hashes(self) -> list[str]:
+        """The PDQ hash and its dihedral variants when known (original first)."""
+        return ([self.pdq] + list(self.pdq_variants)) if self.pdq else []
+
+    def public(self) -> dict[str, Any]:
+        """What a webhook or a notice needs: ids and where it is, no signals."""
+        return {"content_id": self.content_id, "url": self.url, "uploader_id": self.uploader_id,
+                "surface": self.surface}
+
+    def to_dict(self) -> dict[str, Any]:
+        iso = lambda d: d.isoformat() if d else None  # noqa: E731
+        return {**self.public(), "content_type": self.content_type, "status": self.status,
+                "md5": self.md5, "sha256": self.sha256, "pdq": self.pdq, "pdq_quality": self.pdq_quality,
+                "pdq_variants": len(self.pdq_variants) or None,
+                "vpdq_frames": len(json.loads(self.vpdq)) if self.vpdq else None,
+                "created_at": iso(self.created_at), "updated_at": iso(self.updated_at)}
+
+
+def _info(r: Any) -> ContentInfo:
+    v = r.pdq_variants or ""
+    return ContentInfo(r.id, r.content_id, r.url, r.uploader_id, r.surface, r.content_type, r.md5, r.sha256,
+                       r.pdq, r.pdq_quality, tuple(v[i:i + 64] for i in range(0, len(v), 64)), r.vpdq,
+                       r.status, r.created_at, r.updated_at)
+
+
+@dataclass
+class WriteReport:
+    read: int = 0
+    written: int = 0  # inserted, changed or revived (each logged one change)
+    unchanged: int = 0
+    deleted: int = 0
+    errors: list[str] = field(default_factory=list)
+    error_count: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"read": self.read, "written": self.written, "unchanged": self.unchanged,
+                "deleted": self.deleted, "error_count": self.error_count, "errors": self.errors[:20]}
+
+
+_COLS = ("content_id", "url", "url_key", "uploader_id", "surface", "content_type", "md5", "sha256", "pdq",
+         "pdq_quality", "pdq_variants", "vpdq")
+
+
+class LedgerService:
+    def __init__(self, db: Database):
+        self.db = db
+
+    # ------------------------------------------------------------------ writes
+    def write(self, record: ContentRecord) -> tuple[ContentInfo, bool]:
+        """Register or update one content; returns it and whether anything changed."""
+        report = self.write_many([record])
+        return self.get(record.content_id), report.written > 0
+
+    def write_many(self, records: Sequence[ContentRecord]) -> WriteReport:
+        """Upsert a batch in one transaction; the last record of a repeated content id wins."""
+        report = WriteReport(read=len(records))
+        rows = {r.content_id: r.row() for r in records}
+        if not rows:
+            return report
+        now = utcnow()
+        for r in rows.values():
+            r.update(status="active", created_at=now, updated_at=now, deleted_at=None)
+        table = LedgerContent.__table__
+        if self.db.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        stmt = insert(table)
+        ex = stmt.excluded
+        changed = table.c.status != "active"
+        for c in _COLS[1:]:
+            changed = changed | table.c[c].is_distinct_from(ex[c])
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["content_id"],
+            set_={**{c: ex[c] for c in _COLS[1:]}, "status": ex.status, "updated_at": ex.updated_at,
+                  "deleted_at": None},
+            where=changed,
+        ).returning(table.c.id)
+        with self.db.engine.begin() as conn:
+            if self.db.dialect == "sqlite":
+                ids = self._sqlite_upsert(conn, list(rows.values()))
+            else:  # one multi-row statement per 2,000 rows (PostgreSQL binds at most 65,535 values)
+                vals = list(rows.values())
+                ids = [row[0] for i in range(0, len(vals), 2000)
+                       for row in conn.execute(stmt.values(vals[i:i + 2000]))]
+            if ids:
+                conn.execute(LedgerChange.__table__.insert(), [{"op": "add", "content_pk": i, "at": now} for i in ids])
+        report.written = len(ids)
+        report.unchanged = len(rows) - len(ids)
+        return report
+
+    @staticmethod
+    def _sqlite_upsert(conn: Any, rows: list[dict[str, Any]]) -> list[int]:
+        """SQLite: stage the batch with the driver's executemany (no per-row statement building),
+        then one INSERT … SELECT … ON CONFLICT DO UPDATE … RETURNING of the rows that changed."""
+        cols = _COLS + ("status", "created_at", "updated_at")
+        raw = conn.connection.driver_connection
+        raw.execute(f"CREATE TEMP TABLE IF NOT EXISTS ledger_stage ({', '.join(cols)})")
+        raw.execute("DELETE FROM ledger_stage")
+        raw.executemany(f"INSERT INTO ledger_stage VALUES ({', '.join('?' * len(cols))})",
+                        [tuple(r[c] if c not in ("created_at", "updated_at") else r[c].replace(tzinfo=None).isoformat(" ")
+                               for c in cols) for r in rows])
+        sets = ", ".join(f"{c} = excluded.{c}" for c in _COLS[1:] + ("status", "updated_at"))
+        changed = " OR ".join(["ledger_content.status != 'active'"] +
+                              [f"ledger_content.{c} IS NOT excluded.{c}" for c in _COLS[1:]])
+        cur = raw.execute(
+            f"INSERT INTO ledger_content ({', '.join(cols)}) SELECT {', '.join(cols)} FROM ledger_stage WHERE true "
+            f"ON CONFLICT (content_id) DO UPDATE SET {sets}, deleted_at = NULL WHERE {changed} RETURNING id")
+        return [r[0] for r in cur.fetchall()]
+
+    def delete(self, content_id: str) -> ContentInfo:
+        """Tombstone one content: it leaves every ledger index and is never swept again."""
+        now = utcnow()
+        with self.db.session() as s:
+            row = s.scalar(select(LedgerContent).where(LedgerContent.content_id == content_id))
+            if row is None:
+                raise ContentNotFound(f"no content {content_id!r} in the ledger")
+            if row.status != "deleted":
+                row.status, row.deleted_at, row.updated_at = "deleted", now, now
+                s.add(LedgerChange(op="delete", content_pk=row.id, at=now))
+            s.flush()
+            return _info(row)
+
+    # ------------------------------------------------------------------ reads
+    def get(self, content_id: str) -> ContentInfo:
+        with self.db.session() as s:
+            row = s.scalar(select(LedgerContent).where(LedgerContent.content_id == content_id))
+            if row is None:
+                raise ContentNotFound(f"no content {content_id!r} in the ledger")
+            return _info(row)
+
+    def resolve(self, location: str, *, include_deleted: bool = False) -> ContentInfo | None:
+        """The content a notice or a person names: its content id, else its URL (as registered).
+        None when neither is in the ledger (or only as a tombstone, unless asked)."""
+        location = (location or "").strip()
+        if not location:
+            return None
+        with self.db.session() as s:
+            row = s.scalar(select(LedgerContent).where(LedgerContent.content_id == location[:200]))
+            if row is None:
+                row = s.scalars(select(LedgerContent).where(LedgerContent.url_key == url_key(location),
+                                                            LedgerContent.url == location)
+                                .order_by(LedgerContent.status, LedgerContent.id.desc())).first()
+            if row is None or (row.status != "active" and not include_deleted):
+                return None
+            return _info(row)
+
+    def by_pk(self, pks: Iterable[int]) -> dict[int, ContentInfo]:
+        pks = list(pks)
+        out: dict[int, ContentInfo] = {}
+        with self.db.session() as s:
+            for i in range(0, len(pks), 500):
+                for r in s.scalars(select(LedgerContent).where(LedgerContent.id.in_(pks[i:i + 500]))):
+                    out[r.id] = _info(r)
+        return out
+
+    def by_digest(self, signal_type: str, values: Sequence[str]) -> dict[str, list[ContentInfo]]:
+        """Active contents per MD5 or SHA-256 value (the database's indexes answer exactly)."""
+        col = {"md5": LedgerContent.md5, "sha256": LedgerContent.sha256}[signal_type]
+        out: dict[str, list[ContentInfo]] = {}
+        values = sorted({v.lower() for v in values if v})
+        with self.db.session() as s:
+            for i in range(0, len(values), 500):
+                q = select(LedgerContent).where(col.in_(values[i:i + 500]), LedgerContent.status == "active")
+                for r in s.scalars(q):
+                    out.setdefault(getattr(r, signal_type), []).append(_info(r))
+        return out
+
+    def count(self) -> dict[str, int]:
+        with self.db.session() as s:
+            rows = s.execute(select(LedgerContent.status, func.count()).group_by(LedgerContent.status)).all()
+        return {k: int(v) for k, v in rows}
+
+    def changes_since(self, cursor: int, limit: int = 10_000) -> list[dict[str, Any]]:
+        with self.db.session() as s:
+            rows = s.execute(select(LedgerChange.id, LedgerChange.op, LedgerChange.content_pk, LedgerChange.at)
+                             .where(LedgerChange.id > cursor).order_by(LedgerChange.id).limit(limit))
+            return [{"cursor": r.id, "op": r.op, "content_pk": r.content_pk, "at": r.at} for r in rows]
+
+    def hits(self, *, content_id: str | None = None, bank: str | None = None, entry_ids: Sequence[int] | None = None,
+             after_id: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        """Recorded sweep hits, oldest first (cursor pagination by hit id)."""
+        with self.db.session() as s:
+            q = select(SweepHit).where(SweepHit.id > after_id)
+            if content_id is not None:
+                q = q.where(SweepHit.content_id == content_id)
+            if bank is not None:
+                q = q.where(SweepHit.bank == bank)
+            if entry_ids is not None:
+                q = q.where(SweepHit.entry_id.in_(list(entry_ids) or [-1]))
+            q = q.order_by(SweepHit.id).limit(max(1, min(limit, 10_000)))
+            return [hit_dict(h) for h in s.scalars(q)]
+
+    # ------------------------------------------------------------------ import
+    def import_stream(self, records: Iterable[dict[str, Any] | LedgerError], *, batch: int = BATCH,
+                      on_batch=None) -> WriteReport:
+        """Write parsed records in batches (``consentry content import``); bad records are
+        counted and named, not fatal. Re-importing the same file changes nothing."""
+        report = WriteReport()
+        buf: list[ContentRecord] = []
+
+        def flush() -> None:
+            part = self.write_many(buf)
+            report.written += part.written
+            report.unchanged += part.unchanged
+            buf.clear()
+            if on_batch:
+                on_batch(report)
+
+        for n, item in enumerate(records, 1):
+            report.read += 1
+            try:
+                if isinstance(item, LedgerError):
+                    raise item
+                buf.append(ContentRecord.from_dict(item, f"record {n}"))
+            except LedgerError as exc:
+                report.error_count += 1
+                if len(report.errors) < 100:
+                    report.errors.append(str(exc))
+                continue
+            if len(buf) >= batch:
+                flush()
+        if buf:
+            flush()
+        return report
+
+
+def hit_dict(h: SweepHit) -> dict[str, Any]:
+    return {"id": h.id, "content_id": h.content_id, "entry_id": h.entry_id, "bank": h.bank,
+            "signal_type": h.signal_type, "distance": h.distance, "transform": h.transform,
+            "at": h.at.isoformat() if h.at else None, "trigger": h.trigger, "action": h.action or {}}
+
+
+def read_records(stream: io.TextIOBase, fmt: str) -> Iterator[dict[str, Any] | LedgerError]:
+    """Stream JSONL (one object a line) or CSV (a header row naming the fields) as dicts; a line
+    that does not parse is yielded as a :class:`LedgerError` (counted by the import)."""
+    if fmt == "csv":
+        reader = csv.DictReader(stream)
+        for n, row in enumerate(reader, 2):
+            if None in row:
+                yield LedgerError(f"line {n}: more values than the header names")
+                continue
+            yield {k: v for k, v in row.items() if k and v not in (None, "")}
+        return
+    for n, line in enumerate(stream, 1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield LedgerError(f"line {n}: not JSON ({exc.msg})")

@@ -1,0 +1,231 @@
+"""The content ledger and the sweep (issue 14), on SQLite and PostgreSQL.
+
+Content is ledgered first; a hash added to a bank afterwards is found by the sweep (a rotated
+copy too), notified once to a real webhook receiver with content ids and URLs, never again after
+a second sweep or a restart; deleted content is not matched; ``consentry sweep --bank`` re-sweeps;
+``consentry content import`` is idempotent. Images are benign drawings (tests/imagegen.py).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from consentry.banks.service import BankService
+from consentry.ledger import ContentRecord, LedgerService, Sweeper
+from consentry.ledger.follow import ChangeFollower
+from consentry.media.content import Content
+from consentry.policy.rules import RuleSet
+from consentry.review.webhooks import WebhookDispatcher
+from imagegen import encode, scene
+from test_webhooks import SECRET, Receiver, _wait
+
+RULES = """
+sinks:
+  ts: {url: "%s", secret_env: CONSENTRY_TEST_LEDGER_SECRET, max_attempts: 2, backoff_s: 0.01}
+rules:
+  - name: notify-copies
+    when: {match: {bank_kind: [ncii]}}
+    actions: [{webhook: ts}]
+"""
+
+
+def _photo(seed: int, rotate: bool = False) -> Content:
+    img = scene(256, 256, seed=seed)
+    if rotate:
+        img = img.rotate(90, expand=True)
+    from consentry.config import MediaLimits
+
+    return Content.from_bytes(encode(img, "PNG"), MediaLimits())
+
+
+@pytest.fixture
+def receiver(monkeypatch):
+    monkeypatch.setenv("CONSENTRY_TEST_LEDGER_SECRET", SECRET)
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def _sweeper(db, tmp_path, rules) -> tuple[Sweeper, WebhookDispatcher]:
+    wh = WebhookDispatcher(db, lambda: rules.sinks)
+    return Sweeper(db, home=tmp_path, rules=lambda: rules, webhooks=wh), wh
+
+
+def _payloads(receiver) -> list[dict]:
+    return [json.loads(r["body"]) for r in receiver.requests]
+
+
+def test_a_new_bank_hash_finds_ledgered_copies_once(db, tmp_path, receiver):
+    ledger, banks = LedgerService(db), BankService(db)
+    original = _photo(1)
+    ledger.write(ContentRecord.from_content(original, content_id="post-1", url="https://ex.org/p/1",
+                                            uploader_id="u-1", surface="feed"))
+    ledger.write(ContentRecord.from_content(_photo(1, rotate=True), content_id="post-2",
+                                            url="https://ex.org/p/2", uploader_id="u-2"))
+    ledger.write(ContentRecord.from_content(_photo(7), content_id="other", url="https://ex.org/p/3"))
+    rules = RuleSet.from_yaml(RULES % receiver.url)
+    sweeper, wh = _sweeper(db, tmp_path, rules)
+    assert sweeper.follow().hits == []  # nothing in any bank yet
+
+    banks.create_bank("victims", "ncii")
+    pdq = ContentRecord.from_content(original, content_id="x").pdq
+    entry, _ = banks.add_entry("victims", "pdq", pdq, quality=100)
+    report = sweeper.follow()
+    found = {h.content.content_id: h for h in report.hits}
+    assert set(found) == {"post-1", "post-2"}  # the rotated copy through its dihedral variants
+    assert found["post-1"].transform == "original" and found["post-2"].transform != "original"
+    assert all(h.new and h.entry_id == entry.id for h in report.hits)
+    assert report.webhooks == 1
+    wh.run_once()  # (the dispatcher's own thread, started by the sweep, may deliver first)
+    _wait(lambda: receiver.requests)
+    (payload,) = _payloads(receiver)
+    assert receiver.requests[0]["valid"] and payload["type"] == "content.matched"
+    got = {c["content_id"]: c for c in payload["data"]["contents"]}
+    assert set(got) == {"post-1", "post-2"}
+    assert got["post-1"]["url"] == "https://ex.org/p/1" and got["post-1"]["uploader_id"] == "u-1"
+    assert got["post-2"]["matches"][0]["entry_id"] == entry.id
+
+    # a second sweep, a re-sweep of the bank and a restarted sweeper notify nobody again
+    assert sweeper.follow().new_hits == []
+    restarted, wh2 = _sweeper(db, tmp_path, rules)
+    assert restarted.follow().new_hits == []
+    again = restarted.sweep_bank("victims")
+    assert len(again.hits) == 2 and again.new_hits == [] and again.webhooks == 0
+    wh.run_once()
+    wh2.run_once()
+    assert len(receiver.requests) == 1 and not [d for d in wh.list() if d.status != "delivered"]
+    assert {h["content_id"] for h in ledger.hits(bank="victims")} == {"post-1", "post-2"}
+
+    # deleted content is out of every later sweep
+    ledger.delete("post-1")
+    sha = ContentRecord.from_content(original, content_id="x").sha256
+    banks.create_bank("exact", "ncii")
+    banks.add_entry("exact", "sha256", sha)
+    assert [c.content.content_id for c in restarted.find_copies(pdq=[pdq])] == ["post-2"]
+    assert restarted.follow().hits == []
+    assert ledger.resolve("https://ex.org/p/2").content_id == "post-2"
+    assert ledger.resolve("https://ex.org/p/1") is None
+    wh.stop()
+    wh2.stop()
+
+
+def test_withdrawn_and_allow_bank_entries_do_not_sweep(db, tmp_path):
+    ledger, banks = LedgerService(db), BankService(db)
+    ledger.write(ContentRecord.from_dict({"content_id": "c", "sha256": "ab" * 32, "url": "https://ex.org/c"}))
+    banks.create_bank("allow", "allow")
+    banks.add_entry("allow", "sha256", "ab" * 32)
+    banks.create_bank("v", "ncii")
+    banks.add_entry("v", "sha256", "ab" * 32)
+    banks.withdraw("v", signal_type="sha256", value="ab" * 32)
+    sweeper = Sweeper(db, home=tmp_path)
+    assert sweeper.follow().hits == []
+    banks.set_status("v", "active", signal_type="sha256", value="ab" * 32)  # re-enabled: an 'add'
+    assert [h.content.content_id for h in sweeper.follow().hits] == ["c"]
+
+
+def test_follower_waits_for_a_late_commit_and_never_skips():
+    rows: list[dict] = []
+
+    def fetch(after, limit):
+        return [r for r in sorted(rows, key=lambda r: r["cursor"]) if r["cursor"] > after][:limit]
+
+    f = ChangeFollower(fetch, 0)
+    rows += [{"cursor": 1, "at": None}, {"cursor": 3, "at": None}]  # 2 not committed yet
+    assert [r["cursor"] for r in f.poll()] == [1, 3]
+    assert f.cursor == 1  # the durable watermark stays below the gap
+    rows.append({"cursor": 2, "at": None})
+    assert [r["cursor"] for r in f.poll()] == [2]
+    assert f.poll() == [] and f.cursor == 3
+    resumed = ChangeFollower(fetch, 1)  # a restart from a stored watermark re-reads, skips nothing
+    assert [r["cursor"] for r in resumed.poll()] == [2, 3]
+
+
+def test_cli_import_is_idempotent_and_sweep_bank_resweeps(db_url, tmp_path, monkeypatch, request):
+    from consentry.cli import app
+
+    monkeypatch.setenv("CONSENTRY_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    from consentry.config import set_settings
+
+    set_settings(None)  # re-read the environment above
+    request.addfinalizer(lambda: set_settings(None))
+    lines = [json.dumps({"content_id": f"c{i}", "url": f"https://ex.org/{i}", "sha256": f"{i:064x}"})
+             for i in range(1, 301)]
+    src = tmp_path / "catalogue.jsonl"
+    src.write_text("\n".join(lines + ["not json"]) + "\n")
+    runner = CliRunner()
+    first = runner.invoke(app, ["content", "import", str(src)])
+    assert first.exit_code == 0, first.output
+    r1 = json.loads(first.stdout)
+    assert (r1["read"], r1["written"], r1["error_count"]) == (301, 300, 1)
+    r2 = json.loads(runner.invoke(app, ["content", "import", str(src)]).stdout)
+    assert (r2["written"], r2["unchanged"]) == (0, 300)
+    csv_src = tmp_path / "more.csv"
+    csv_src.write_text("content_id,url,sha256\nc1,https://ex.org/1-moved," + f"{1:064x}" + "\n")
+    r3 = json.loads(runner.invoke(app, ["content", "import", str(csv_src)]).stdout)
+    assert r3["written"] == 1  # a changed URL is an update
+
+    from consentry.db import Database
+
+    database = Database(db_url)
+    try:
+        banks = BankService(database)
+        banks.create_bank("victims", "ncii")
+        banks.add_entry("victims", "sha256", f"{5:064x}")
+        banks.add_entry("victims", "sha256", f"{1:064x}")
+        out = runner.invoke(app, ["sweep", "--bank", "victims"])
+        assert out.exit_code == 0, out.output
+        rep = json.loads(out.stdout)
+        assert rep["hits"] == 2 and rep["new_hits"] == 2
+        assert {f["url"] for f in rep["found"]} == {"https://ex.org/5", "https://ex.org/1-moved"}
+        rep2 = json.loads(runner.invoke(app, ["sweep", "--bank", "victims"]).stdout)
+        assert rep2["hits"] == 2 and rep2["new_hits"] == 0
+        rep3 = json.loads(runner.invoke(app, ["sweep"]).stdout)  # the change log: same hits, not new
+        assert rep3["new_hits"] == 0
+        shown = json.loads(runner.invoke(app, ["content", "show", "https://ex.org/5"]).stdout)
+        assert shown["content"]["content_id"] == "c5" and len(shown["hits"]) == 1
+        bad = runner.invoke(app, ["sweep", "--bank", "nope"])
+        assert bad.exit_code == 1 and "Traceback" not in bad.output
+    finally:
+        database.dispose()
+
+
+def test_content_routes(db, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from consentry.config import Settings
+    from consentry.keys import KeyStore
+    from consentry.web.app import create_app
+
+    app = create_app(Settings(home=tmp_path), db, background=False)
+    keys = KeyStore(db)
+    up, _ = keys.create("uploader")
+    mod, _ = keys.create("moderator")
+    matcher, _ = keys.create("matcher")
+    h = lambda k: {"Authorization": f"Bearer {k}"}  # noqa: E731
+    with TestClient(app) as c:
+        body = {"content_id": "p-9", "url": "https://ex.org/p/9", "sha256": "cd" * 32, "uploader_id": "u"}
+        assert c.post("/v1/content", json=body, headers=h(matcher)).status_code == 403
+        r = c.post("/v1/content?match=true", json=body, headers=h(up))
+        assert r.status_code == 200, r.text
+        assert r.json()["changed"] is True and r.json()["match"]["matches"] == []
+        assert c.post("/v1/content", json=body, headers=h(up)).json()["changed"] is False
+        assert c.post("/v1/content", json={"content_id": "x"}, headers=h(up)).status_code == 422
+        png = io.BytesIO(encode(scene(128, 128, seed=3), "PNG"))
+        r = c.post("/v1/content/upload", data={"content_id": "p-10", "url": "https://ex.org/p/10"},
+                   files={"file": ("a.png", png, "image/png")}, headers=h(up))
+        assert r.status_code == 200 and r.json()["content"]["pdq_variants"] == 7
+        BankService(db).create_bank("v", "ncii")
+        BankService(db).add_entry("v", "sha256", "cd" * 32)
+        rep = app.state.sweeper.follow()
+        assert [x.content.content_id for x in rep.new_hits] == ["p-9"]
+        got = c.get("/v1/content/p-9", headers=h(mod)).json()
+        assert got["hits"][0]["bank"] == "v"
+        assert c.get("/v1/sweep/hits", headers=h(mod)).json()["hits"][0]["content_id"] == "p-9"
+        assert c.delete("/v1/content/p-9", headers=h(mod)).status_code == 403
+        assert c.delete("/v1/content/p-9", headers=h(up)).json()["status"] == "deleted"
+        assert c.delete("/v1/content/nope", headers=h(up)).status_code == 404
