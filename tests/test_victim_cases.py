@@ -213,7 +213,10 @@ def test_pages_are_public_self_contained_and_strict(make_client):
         assert "default-src 'none'" in csp and "connect-src 'self'" in csp and "script-src 'self'" in csp
         assert r.headers["referrer-policy"] == "no-referrer"
         srcs = re.findall(r'(?:src|href)="([^"]+)"', r.text)
-        assert all(s.startswith("/") or s.startswith("#") or s.startswith("https://takeitdown") for s in srcs), srcs
+        # what the page loads is local; only links (to help organisations) may lead elsewhere
+        loads = re.findall(r'<(?:script|img|link|iframe|video|source)\b[^>]*?(?:src|href)="([^"]+)"', r.text)
+        assert loads and all(s.startswith("/static/") for s in loads), loads
+        assert all(s.startswith(("/", "#", "https://")) for s in srcs), srcs
         for s in srcs:
             if s.startswith("/static/"):
                 assert client.get(s).status_code == 200, s
@@ -223,3 +226,18 @@ def test_pages_are_public_self_contained_and_strict(make_client):
     assert "takeitdown.ncmec.org" in page
     off = make_client(victim_hub_bank="")
     assert off.get("/submit").status_code == 404 and _submit(off).status_code == 404
+
+
+def test_status_counts_pictures_and_videos_not_hashes(make_client):
+    """Two pictures (MD5 + PDQ each), a video (MD5 + vPDQ) and a plain picture sent by its MD5
+    only: 7 hashes, 3 pictures and 1 video — what the case page shows (issue 18)."""
+    client = make_client(victim_submissions_per_hour=1000)
+    frames = [f"{PDQ_A},90,{t}.0" for t in range(3)]
+    items = [{"kind": "photo", "md5": MD5_A, "pdq": PDQ_A, "pdq_quality": 90},
+             {"kind": "photo", "md5": "1" * 32, "pdq": PDQ_B, "pdq_quality": 80},
+             {"kind": "video", "md5": "2" * 32, "vpdq": frames},
+             {"kind": "photo", "md5": "3" * 32}]
+    r = _submit(client, items)
+    assert r.status_code == 201, r.text
+    st = client.post(f"/v1/victim/cases/{r.json()['case_number']}/status", json={"pin": PIN}).json()
+    assert (st["received"], st["photos"], st["videos"]) == (7, 3, 1)

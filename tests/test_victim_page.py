@@ -105,7 +105,7 @@ def _hash_in_page(page, base, files):
     page.set_input_files("#files", [str(f) for f in files])
     page.wait_for_selector("body[data-hashing=done]", state="attached", timeout=240_000)
     return page.eval_on_selector_all(
-        "#items tbody tr[data-index]",
+        "#items li[data-index]",
         "rs => rs.map(r => ({i: +r.dataset.index, pdq: r.dataset.pdq, quality: r.dataset.quality,"
         " md5: r.dataset.md5, error: r.dataset.error || null}))")
 
@@ -156,8 +156,8 @@ def test_page_hashes_vectors_like_pdqhash_and_sends_only_hashes(server, browser,
 
     assert all(r.method == "GET" and local(r.url) for r in requests), [r.url for r in requests]
     assert {r.url for r in requests if not r.url.startswith("blob:")} == {
-        base + p for p in ("/submit", "/static/victim/victim.css", "/static/victim/md5.js",
-                           "/static/victim/pdq.js", "/static/victim/submit.js")}
+        base + p for p in ("/submit", "/static/victim/victim.css", "/static/victim/i18n.js", "/static/victim/md5.js",
+                           "/static/victim/pdq.js", "/static/victim/submit.js", "/static/victim/hash.svg")}
     # the send button stays off until the age question is answered
     assert page.is_disabled("#send")
     page.check("#age-adult")
@@ -188,9 +188,11 @@ def test_page_hashes_vectors_like_pdqhash_and_sends_only_hashes(server, browser,
             assert chunk not in body and base64.b64encode(chunk)[:24] not in body, path.name
         assert path.name.encode() not in body  # no file names either
 
-    # the hub bank holds the hashes (md5 + pdq per file, fewer where files share a hash)
+    # the hub bank holds the hashes (md5 + pdq per file, fewer where files share a hash; a plain
+    # picture, PDQ quality 0, is sent by its MD5 only)
     bank = httpx.get(base + "/v1/banks/victim-hub", headers=admin).json()
-    assert bank["counts"]["active"] == len({r["md5"] for r in rows}) + len({r["pdq"] for r in rows})
+    assert bank["counts"]["active"] == len({r["md5"] for r in rows}) + len({r["pdq"] for r in rows
+                                                                           if int(r["quality"]) > 0})
 
     # the case page: status, then withdrawal
     page.goto(base + "/case")
@@ -201,7 +203,7 @@ def test_page_hashes_vectors_like_pdqhash_and_sends_only_hashes(server, browser,
     assert page.text_content("#st-received") == str(bank["counts"]["active"])
     assert page.get_attribute("#case-status", "data-status") == "active"
     page.click("#withdraw")
-    assert "Tick the box" in page.text_content("#case-error")
+    assert "Tick the box" in page.text_content("#withdraw-error")
     page.check("#confirm-withdraw")
     page.click("#withdraw")
     page.wait_for_selector("#case-status[data-status=withdrawn]")
@@ -244,11 +246,12 @@ def test_under_18_shows_where_to_go_and_sends_nothing(server, browser, files):
     assert page.is_hidden("#pin-section") and page.is_disabled("#send")
     # even forcing the form's submit event sends nothing
     page.evaluate("document.getElementById('submit-form').requestSubmit()")
+    assert "age question" in page.text_content("#form-error")
     page.check("#age-unsure")
     assert page.is_visible("#minor-help")
+    assert page.text_content("#form-error") == ""  # a stale error goes when the answer changes
     time.sleep(0.5)
     assert [r.method for r in requests if r.method != "GET"] == []
-    assert "age question" in page.text_content("#form-error")
     after = httpx.get(base + "/v1/banks", headers=admin).json()
     assert after == before
     page.close()
@@ -269,7 +272,7 @@ def test_video_is_hashed_in_the_page_one_frame_per_second_and_matches(server, br
     page.goto(base + "/submit")
     page.set_input_files("#files", [str(video)])
     page.wait_for_selector("body[data-hashing=done]", state="attached", timeout=240_000)
-    row = page.eval_on_selector("#items tbody tr[data-index]", "r => ({frames: r.dataset.frames, error: r.dataset.error || null})")
+    row = page.eval_on_selector("#items li[data-index]", "r => ({frames: r.dataset.frames, error: r.dataset.error || null})")
     if row["error"] and "cannot play" in row["error"]:
         pytest.skip("this Chromium build cannot decode H.264 (no proprietary codecs)")
     assert row["error"] is None and int(row["frames"]) > 0
@@ -302,38 +305,41 @@ def test_video_is_hashed_in_the_page_one_frame_per_second_and_matches(server, br
     page.close()
 
 
-def test_weak_fingerprint_gets_a_calm_note_and_can_still_be_sent(server, browser, tmp_path):
-    """A picture with little detail (a flat colour: PDQ quality 0) gets a plain note under its row
-    and in the status line, on a phone-sized screen; a detailed picture gets none; both are sent."""
+def test_plain_picture_gets_a_calm_note_and_only_its_exact_hash_is_sent(server, browser, tmp_path):
+    """A picture with almost no detail (a flat colour: PDQ quality 0) cannot be recognised by its
+    look: a note under it says so and what to do, the status line counts it, and only its MD5 is
+    sent (its PDQ would match every plain picture); a detailed picture gets no note. On a phone."""
     flat = tmp_path / "flat-blue.png"
     Image.new("RGB", (300, 200), (120, 170, 210)).save(flat)
     detailed = tmp_path / "drawn.png"
     scene(320, 240, seed=7).save(detailed)
     base, _ = server
     page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=1)
+    requests = []
+    page.on("request", lambda req: requests.append(req))
     rows = _hash_in_page(page, base, [detailed, flat])
     by_index = {r["i"]: r for r in rows}
-    assert int(by_index[1]["quality"]) < 50 <= int(by_index[0]["quality"])
-    notes = page.query_selector_all("#items .weak")
-    assert len(notes) == 1
+    assert int(by_index[1]["quality"]) == 0 and int(by_index[0]["quality"]) >= 50
+    notes = page.query_selector_all("#items .plain")
+    assert len(notes) == 1 and not page.query_selector_all("#items .weak")
     note = notes[0]
     text = note.text_content()
-    assert text.startswith("Picture 2:") and "little detail" in text and "You can still send it." in text
+    assert "too plain" in text and "only exact copies" in text and "choose the original" in text
     assert note.is_visible()
-    # the note sits right under the flat picture's row, across the whole table
-    assert page.eval_on_selector("#items tbody tr[data-index='1']",
-                                 "r => r.nextElementSibling.querySelector('.weak') !== null")
-    assert page.get_attribute("#items tbody tr[data-index='1']", "data-weak") == "1"
-    assert page.get_attribute("#items tbody tr[data-index='0']", "data-weak") is None
+    # the note sits in the flat picture's entry
+    assert page.get_attribute("#items li[data-index='1']", "data-plain") == "1"
+    assert page.eval_on_selector("#items li[data-index='1']", "r => r.querySelector('.plain') !== null")
+    assert page.get_attribute("#items li[data-index='0']", "data-plain") is None
     # screen readers hear it in the status line too
-    assert "1 picture has little detail" in page.text_content("#hash-progress")
+    progress = page.text_content("#hash-progress")
+    assert "2 pictures or videos are ready" in progress and "1 picture is too plain" in progress
     # readable on a 390px phone without sideways scrolling
     box = note.bounding_box()
     assert box["x"] >= 0 and box["x"] + box["width"] <= 390, box
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
-    page.screenshot(path=str(os.environ.get("CONSENTRY_SCREENSHOT_DIR", tmp_path)) + "/victim-weak-390.png",
+    page.screenshot(path=str(os.environ.get("CONSENTRY_SCREENSHOT_DIR", tmp_path)) + "/victim-plain-390.png",
                     full_page=True)
-    # keyboard only: answer the age question and send, both pictures go (the note blocks nothing)
+    # keyboard only: answer the age question and send; both pictures go, the plain one by MD5 only
     page.focus("#age-adult")
     page.keyboard.press("Space")
     page.focus("#pin")
@@ -346,4 +352,8 @@ def test_weak_fingerprint_gets_a_calm_note_and_can_still_be_sent(server, browser
         page.keyboard.press("Enter")
     assert resp.value.status == 201
     page.wait_for_selector("#result:not([hidden])")
+    sent = json.loads([r for r in requests if r.method == "POST"][0].post_data_buffer)
+    by_md5 = {i["md5"]: i for i in sent["items"]}
+    assert set(by_md5) == {by_index[0]["md5"], by_index[1]["md5"]}
+    assert "pdq" not in by_md5[by_index[1]["md5"]] and by_md5[by_index[0]["md5"]]["pdq"] == by_index[0]["pdq"]
     page.close()

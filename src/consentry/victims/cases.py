@@ -175,10 +175,12 @@ class CaseStatus:
     matched: int  # hashes at least one partner reported having found
     feedback: dict[str, int] = field(default_factory=dict)  # partner reports by status (counts only)
     created_at: datetime | None = None
+    photos: int = 0  # distinct pictures (a picture gives an MD5 and a PDQ: count pictures, not hashes)
+    videos: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "received": self.received, "active": self.active,
-                "matched": self.matched, "feedback": self.feedback,
+                "matched": self.matched, "feedback": self.feedback, "photos": self.photos, "videos": self.videos,
                 "created_on": self.created_at.date().isoformat() if self.created_at else None}
 
 
@@ -352,8 +354,12 @@ class VictimCases:
 
     def _status(self, s, case: VictimCase) -> CaseStatus:
         entry_ids = [e for e in s.scalars(select(VictimHash.entry_id).where(VictimHash.case_id == case.id)) if e]
-        received = int(s.scalar(select(func.count()).select_from(VictimHash)
-                                .where(VictimHash.case_id == case.id)) or 0)
+        by_type = dict(s.execute(select(VictimHash.signal_type, func.count()).where(VictimHash.case_id == case.id)
+                                 .group_by(VictimHash.signal_type)).all())
+        received = int(sum(by_type.values()))
+        videos = int(by_type.get("vpdq", 0))
+        # each item sends an MD5 and a PDQ (picture) or vPDQ (video), either alone from the CLI
+        photos = max(int(by_type.get("pdq", 0)), int(by_type.get("md5", 0)) - videos, 0)
         active = int(s.scalar(select(func.count()).select_from(Entry)
                               .where(Entry.id.in_(entry_ids or [-1]), Entry.status == "active")) or 0)
         feedback = {k: 0 for k in FEEDBACK_STATUSES}
@@ -362,7 +368,8 @@ class VictimCases:
                                       .where(PartnerFeedback.entry_id.in_(entry_ids or [-1]))):
             feedback[st] = feedback.get(st, 0) + 1
             matched.add(entry_id)
-        return CaseStatus(case.status, received, active, len(matched), feedback, _aware(case.created_at))
+        return CaseStatus(case.status, received, active, len(matched), feedback, _aware(case.created_at),
+                          photos, videos)
 
 
 def media_from_json(items: Iterable[Any]) -> list[SubmittedMedia]:

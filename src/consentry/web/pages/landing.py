@@ -11,6 +11,7 @@ from consentry import __version__
 from consentry.web.auth import public
 from consentry.web.deps import state
 from consentry.web.pages import templates
+from consentry.web.pages.victim import public_context
 
 router = APIRouter(tags=["landing page"])
 
@@ -23,6 +24,7 @@ HEADERS = {"Content-Security-Policy": CSP, "Referrer-Policy": "no-referrer", "X-
             dependencies=[Depends(public("the landing page only names the service and links to its doors"))])
 def landing_page(request: Request) -> HTMLResponse:
     settings = state(request).settings
-    return templates.TemplateResponse(request, "landing/index.html", {
-        "version": __version__, "victim_page": bool(settings.victim_hub_bank),
-    }, headers=HEADERS)
+    context = public_context(request, "/")
+    context.update(version=__version__, victim_page=bool(settings.victim_hub_bank))
+    return templates.TemplateResponse(request, "landing/index.html", context, headers=dict(
+        HEADERS, **{"Content-Language": context["_"].lang, "Vary": "Accept-Language"}))

@@ -8,9 +8,13 @@ only, images only from local ``blob:`` URLs (the thumbnails never leave the brow
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
+from consentry.i18n import translator_for
+from consentry.i18n.instance import load_operator, support_for
 from consentry.victims.cases import PIN_MAX, PIN_MIN
 from consentry.victims.hub import minor_links
 from consentry.web.api import victims as victims_api
@@ -28,21 +32,34 @@ HEADERS = {"Content-Security-Policy": CSP, "Referrer-Policy": "no-referrer", "Ca
            "X-Content-Type-Options": "nosniff", "Permissions-Policy": "camera=(), microphone=(), geolocation=()"}
 
 
-def _render(request: Request, name: str, **context) -> HTMLResponse:
+def public_context(request: Request, path: str) -> dict[str, Any]:
+    """What every public page's template needs: the translator ``_`` (language from ``?lang=``,
+    then ``Accept-Language``), the page's path for the language switcher, and the operator's
+    details. The chosen language travels in links only (these pages set no cookies)."""
+    _ = translator_for(request.headers.get("accept-language"), request.query_params.get("lang"))
+    settings = state(request).settings
+    return {"_": _, "path": path, "op": load_operator(settings.home, _.lang)}
+
+
+def _render(request: Request, name: str, path: str, title_key: str) -> HTMLResponse:
     s = state(request).settings
+    context = public_context(request, path)
+    _ = context["_"]
+    headers = dict(HEADERS, **{"Content-Language": _.lang, "Vary": "Accept-Language"})
     if not s.victim_hub_bank:
-        return HTMLResponse("<!doctype html><title>Not found</title><p>This service does not take victim "
-                            "submissions.</p>", status_code=404, headers=HEADERS)
-    context.update(minor_text=s.victim_minor_text, minor_links=minor_links(s.victim_minor_links),
-                   pin_min=PIN_MIN, pin_max=PIN_MAX, max_items=s.victim_max_hashes)
-    return templates.TemplateResponse(request, f"victim/{name}", context, headers=HEADERS)
+        return HTMLResponse(f"<!doctype html><html lang=\"{_.lang}\" dir=\"{_.dir}\"><title>{_('common.not_found')}"
+                            f"</title><p>{_('common.no_victim_service')}</p></html>", status_code=404, headers=headers)
+    context.update(title=_(title_key), minor_text=s.victim_minor_text, minor_links=minor_links(s.victim_minor_links),
+                   pin_min=PIN_MIN, pin_max=PIN_MAX, max_items=s.victim_max_hashes,
+                   support=support_for(s.home, _.lang, request.query_params.get("country")))
+    return templates.TemplateResponse(request, f"victim/{name}", context, headers=headers)
 
 
 @router.get("/submit", response_class=HTMLResponse, include_in_schema=False, dependencies=[Depends(_PUBLIC)])
 def submit_page(request: Request) -> HTMLResponse:
-    return _render(request, "submit.html", title="Stop intimate images spreading")
+    return _render(request, "submit.html", "/submit", "submit.page_title")
 
 
 @router.get("/case", response_class=HTMLResponse, include_in_schema=False, dependencies=[Depends(_PUBLIC)])
 def case_page(request: Request) -> HTMLResponse:
-    return _render(request, "case.html", title="Your case")
+    return _render(request, "case.html", "/case", "case.page_title")
