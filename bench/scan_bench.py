@@ -7,12 +7,20 @@ times over the same files:
 
   baseline     decode (Pillow) + md5 + pdqhash.compute, one process (what a pytx loop does)
   scan-1       run_scan, --workers 1: walk, sniff, md5/sha1/sha256, safe decode, 8 PDQ variants,
-               thumbnail, evidence analysis (C2PA/metadata/watermark), per-file commit to scan.db
+               thumbnail, evidence analysis (C2PA/metadata/watermark), AI-generation forensics,
+               rows committed to scan.db in small batches
   scan-2       the same over a 2-process pool (start-up included)
   scan-1-noev  --workers 1 without the evidence analysis, to show what it costs
 
 Reports are not written (they are a fixed cost per scan, not per file); triage is included.
-Usage: python bench/scan_bench.py [--files 3000] [--testvectors DIR] [--corpus DIR]
+The scans run with the AI-generation forensics on (the default: model inventory, artefacts).
+
+Model hashing (issue 17): a sparse multi-GB safetensors checkpoint (real header, SDXL tensor
+names) hashed by the scan's model inventory (SHA-256 + MD5 + SHA-1 + A1111 legacy hash; LoRAs add the addnet hash; one
+streamed pass) against ``sha256sum`` on the same file, in the same run. Sparse files read from
+memory, so this compares hashing throughput, not the disk.
+
+Usage: python bench/scan_bench.py [--files 3000] [--testvectors DIR] [--corpus DIR] [--model-gb 2]
 """
 
 from __future__ import annotations
@@ -60,6 +68,10 @@ def build_corpus(testvectors: Path, out: Path, n: int) -> list[Path]:
             fmt, ext, kw = encodings[(k // len(sides)) % len(encodings)]
             scaled = im.copy()
             scaled.thumbnail((side, side))
+            # every file distinct (the scan reuses the results of exact copies, the baseline does
+            # not): one pixel, placed and coloured by the file's number, differs
+            j = len(files)
+            scaled.putpixel((j % scaled.width, j // scaled.width % scaled.height), (j % 251, j // 251 % 251, 7))
             d = out / f"d{len(files) % 16:02d}"
             d.mkdir(exist_ok=True)
             p = d / f"img{len(files):05d}_{i}.{ext}"
@@ -82,14 +94,69 @@ def baseline(files: list[Path]) -> float:
     return len(files) / (time.perf_counter() - t0)
 
 
-def scan(corpus: Path, out: Path, workers: int, evidence: bool = True) -> float:
+def scan(corpus: Path, out: Path, workers: int, evidence: bool = True, extra: list[Path] = (),
+         pictures: int | None = None) -> float:
+    """Files/s; with ``pictures``, the rate of the first ``pictures`` results (the corpus: a model
+    file in ``extra`` is then timed by itself)."""
     shutil.rmtree(out, ignore_errors=True)
+    first: list[float] = []
+
+    def progress(p) -> None:
+        if pictures and not first and p.results >= pictures:
+            first.append(time.perf_counter())
+
     t0 = time.perf_counter()
-    s = run_scan(ScanOptions([str(corpus)], out, workers=workers, match=False, reports=False, evidence=evidence))
+    s = run_scan(ScanOptions([str(corpus), *map(str, extra)], out, workers=workers, match=False, reports=False,
+                             evidence=evidence), progress)
+    if pictures:
+        return pictures / ((first[0] if first else time.perf_counter()) - t0)
     elapsed = time.perf_counter() - t0
     if s.counts["errors"]:
         print(f"  warning: {s.counts['errors']} errors", file=sys.stderr)
     return s.scanned / elapsed
+
+
+def sparse_checkpoint(path: Path, gib: float) -> Path:
+    """A safetensors checkpoint of ``gib`` GiB: a real header (SDXL tensor names), sparse weights."""
+    import json
+    import struct
+
+    size = int(gib * 1024**3)
+    names = ("conditioner.embedders.1.model.token_embedding.weight",
+             "model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight",
+             "model.diffusion_model.out.2.weight")
+    each = (size - 4096) // len(names) // 2 * 2
+    header, off = {}, 0
+    for n in names:
+        header[n] = {"dtype": "F16", "shape": [each // 2], "data_offsets": [off, off + each]}
+        off += each
+    h = json.dumps(header).encode()
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", len(h)) + h)
+        fh.truncate(8 + len(h) + off)
+    return path
+
+
+def model_hashing(tmp: Path, gib: float) -> None:
+    import subprocess
+
+    from consentry.scan.genai.models import inspect_model_path
+
+    p = sparse_checkpoint(tmp / "sparse-checkpoint.safetensors", gib)
+    mb = p.stat().st_size / 1e6
+    t0 = time.perf_counter()
+    ref = subprocess.run(["sha256sum", str(p)], capture_output=True, text=True, check=True).stdout.split()[0]
+    t_ref = time.perf_counter() - t0
+    print(f"model file: {mb / 1000:.2f} GB sparse safetensors")
+    print(f"sha256sum                          {mb / t_ref:8.1f} MB/s")
+    for parallel, label in ((False, "1 thread (small machine)"), (True, "threads (spare cores)")):
+        t0 = time.perf_counter()
+        rec = inspect_model_path(str(p), parallel=parallel)
+        t_inv = time.perf_counter() - t0
+        assert rec is not None and rec["sha256"] == ref, "model inventory SHA-256 differs from sha256sum"
+        print(f"{'model inventory, ' + label:<34} {mb / t_inv:8.1f} MB/s   ratio to sha256sum {t_ref / t_inv:5.2f}"
+              f"   ({rec['architecture']} {rec['kind']}: SHA-256, MD5, SHA-1, legacy hash)")
+    p.unlink()
 
 
 def main() -> None:
@@ -97,9 +164,15 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=3000)
     ap.add_argument("--testvectors", type=Path, default=REPO.parent / "shared" / "testvectors")
     ap.add_argument("--corpus", type=Path, default=None, help="build/reuse the corpus here")
+    ap.add_argument("--model-gb", type=float, default=2.0, help="size of the sparse model file (0: skip)")
+    ap.add_argument("--only", choices=("all", "files", "models"), default="all")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="consentry-scan-bench-"))
     try:
+        if args.model_gb > 0 and args.only in ("all", "models"):
+            model_hashing(tmp, args.model_gb)
+        if args.only == "models":
+            return
         corpus = args.corpus or tmp / "corpus"
         files = sorted(p for p in corpus.rglob("*") if p.is_file()) if corpus.exists() else []
         if len(files) < args.files:
@@ -107,7 +180,8 @@ def main() -> None:
             files = build_corpus(args.testvectors, corpus, args.files)
         files = files[: args.files]
         mb = sum(p.stat().st_size for p in files) / 1e6
-        print(f"corpus: {len(files)} benign files, {mb:.1f} MB, {os.cpu_count()} CPUs")
+        distinct = len({hashlib.sha256(p.read_bytes()).digest() for p in files})
+        print(f"corpus: {len(files)} benign files ({distinct} distinct), {mb:.1f} MB, {os.cpu_count()} CPUs")
         base = baseline(files)
         print(f"baseline (decode + md5 + pdqhash)  {base:8.1f} files/s")
         results = {}
@@ -115,6 +189,15 @@ def main() -> None:
             results[name] = scan(corpus, tmp / name, workers, ev)
             print(f"{name:<34} {results[name]:8.1f} files/s   ratio to baseline {results[name] / base:5.2f}")
         print(f"scan-2 / scan-1 speed-up: {results['scan-2'] / results['scan-1']:.2f}")
+        if args.model_gb > 0:
+            # the same scan with a multi-GB checkpoint in the tree: hashed in the model lane, beside
+            # the pictures (on a machine with few cores the lane still takes one of them)
+            mdir = tmp / "models"
+            mdir.mkdir(exist_ok=True)
+            sparse_checkpoint(mdir / "sd_xl_base.safetensors", args.model_gb)
+            r = scan(corpus, tmp / "scan-1-model", 1, True, [mdir], pictures=len(files))
+            print(f"{'scan-1, pictures, + ' + str(args.model_gb) + ' GB model':<34} {r:8.1f} files/s   "
+                  f"ratio to scan-1 {r / results['scan-1']:5.2f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -36,6 +36,13 @@ def scan_cmd(
     include_thumbnails: bool = typer.Option(False, "--include-thumbnails", help="Put thumbnails in report.pdf too."),
     no_match: bool = typer.Option(False, "--no-match", help="Do not match against banks."),
     no_evidence: bool = typer.Option(False, "--no-evidence", help="Skip the AI-generation evidence analysis."),
+    no_genai: bool = typer.Option(False, "--no-genai", help="Skip AI-generation forensics (model inventory, "
+                                                          "generator files, image-model links, sessions)."),
+    prompt_terms: Optional[Path] = typer.Option(None, "--prompt-terms", help="Term list (one term or phrase per "
+                                                                            "line): prompts using a term are "
+                                                                            "flagged for the examiner."),
+    show_prompts: bool = typer.Option(False, "--show-prompts", help="Show prompts in clear in report.html and "
+                                                                    "report.pdf (withheld by default)."),
     verify_skipped: bool = typer.Option(False, "--verify-skipped", help="When resuming, re-hash files before "
                                                                         "skipping them (slower, catches edits "
                                                                         "that kept size and mtime)."),
@@ -52,6 +59,8 @@ def scan_cmd(
         fail("--ray-address needs --executor ray", EXIT_USAGE)
     if known_good is not None and not known_good.is_file():
         fail(f"--known-good {known_good}: no such file", EXIT_USAGE)
+    if prompt_terms is not None and not prompt_terms.is_file():
+        fail(f"--prompt-terms {prompt_terms}: no such file", EXIT_USAGE)
     missing = [p for p in paths if not os.path.lexists(p)]
     if missing:  # before any work: no scan.db, no reports for a typo
         fail(f"{missing[0]}: no such file or directory"
@@ -61,6 +70,7 @@ def scan_cmd(
         workers=workers, executor=executor.value, ray_address=ray_address, examiner=examiner,
         case_id=case_id, include_thumbnails=include_thumbnails, match=not no_match,
         verify_skipped=verify_skipped, limits=get_settings().limits, evidence=not no_evidence,
+        genai=not no_genai, prompt_terms=prompt_terms, show_prompts=show_prompts,
     )
     progress = progress_bar(
         err_console,
@@ -92,6 +102,13 @@ def scan_cmd(
          f"{plural(c['duplicate_stacks'], 'duplicate stack')}, "
          f"{plural(c['near_duplicate_groups'], 'near-duplicate group')}, "
          f"{plural(c['errors'], 'error')} ({summary.matching})", highlight=False, markup=False)
+    g = summary.genai
+    if g:
+        echo(f"AI-generation forensics: {plural(g['models'], 'model file')}, "
+             f"{plural(g['artefacts'], 'generator file')}, {plural(g['sessions'], 'session')} "
+             f"({g['generated_images']} images); model references {g['links_present']} found, "
+             f"{g['links_absent']} not on the evidence; {plural(g['flagged_prompts'], 'flagged prompt')}",
+             highlight=False, markup=False)
     for name, p in summary.reports.items():
         write_result(str(p))
     raise typer.Exit(EXIT_FAILED if c["errors"] else EXIT_OK)

@@ -32,6 +32,8 @@ class ReportContext:
     host: str
     rows: list[dict[str, Any]] = field(repr=False, default_factory=list)
     triage: Triage | None = None
+    genai: Any = None  # consentry.scan.genai.summary.GenAIReport
+    show_prompts: bool = False  # prompts in clear (--show-prompts); otherwise withheld
 
 
 def bar_chart(counts: dict[str, int]) -> dict[str, Any]:
@@ -66,6 +68,9 @@ def _env():
     from consentry.evidence.assess import VERDICT_LABELS
 
     env.filters["verdict_label"] = lambda code: VERDICT_LABELS.get(code, code)
+    from consentry.scan.genai.prompts import shown
+
+    env.filters["prompt_shown"] = lambda text, show=False: shown(text, bool(show))
     return env
 
 
@@ -88,7 +93,8 @@ def render(ctx: ReportContext, thumbs: dict[str, str], *, pdf: bool, include_thu
         ctx=ctx, t=tri, counts=tri.counts, chart=bar_chart(tri.counts), thumbs=thumbs, pdf=pdf,
         show_images=(not pdf) or include_thumbnails, matched=matched[:SECTION_LIMIT], matched_total=len(matched),
         ai=tri.ai[:SECTION_LIMIT], groups=tri.groups[:SECTION_LIMIT], stacks=tri.stacks[:SECTION_LIMIT],
-        errors=tri.errors[:SECTION_LIMIT], limit=SECTION_LIMIT, by_path=by_path,
+        errors=tri.errors[:SECTION_LIMIT], limit=SECTION_LIMIT, by_path=by_path, g=ctx.genai,
+        show_prompts=ctx.show_prompts,
     )
 
 

@@ -18,9 +18,15 @@ CSV_COLUMNS = (
 _DROP = ("thumbnail", "match_key", "complete", "run_id", "recorded_at", "elapsed_ms", "mtime_ns")
 
 
-def result_record(row: dict[str, Any], tri: Triage) -> dict[str, Any]:
-    """One row of scan.db as exported: no thumbnail or bookkeeping, plus the triage tags."""
+def result_record(row: dict[str, Any], tri: Triage, genai: Any = None) -> dict[str, Any]:
+    """One row of scan.db as exported: no thumbnail or bookkeeping, plus the triage tags and the
+    AI-generation forensics (``session``, ``model_links``, ``model_used_by``, ``prompt_flags``)."""
     d = {k: v for k, v in row.items() if k not in _DROP}
+    for k in ("model", "artefact", "generation"):
+        if d.get(k) is None:
+            d.pop(k, None)
+    if genai is not None:
+        d.update(genai.tags.get(row["path"], {}))
     tags = tri.file_tags.get(row["path"], {})
     d["known_good"] = bool(row.get("known_good"))
     d["duplicate_stack"] = tags.get("stack")
@@ -29,10 +35,10 @@ def result_record(row: dict[str, Any], tri: Triage) -> dict[str, Any]:
     return d
 
 
-def write_jsonl(path: Path, rows: list[dict[str, Any]], tri: Triage) -> Path:
+def write_jsonl(path: Path, rows: list[dict[str, Any]], tri: Triage, genai: Any = None) -> Path:
     with open(path, "w", encoding="utf-8") as fh:
         for row in rows:
-            fh.write(json.dumps(result_record(row, tri), ensure_ascii=False, sort_keys=True) + "\n")
+            fh.write(json.dumps(result_record(row, tri, genai), ensure_ascii=False, sort_keys=True) + "\n")
     return path
 
 
@@ -46,7 +52,11 @@ def _cell(v: Any) -> str:
     return s
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]], tri: Triage) -> Path:
+def write_csv(path: Path, rows: list[dict[str, Any]], tri: Triage, show_prompts: bool = True) -> Path:
+    """``show_prompts=False`` (a scan without ``--show-prompts``): the prompt column holds a word
+    count and fingerprint instead of the prompt, as in report.html (results.jsonl keeps it)."""
+    from consentry.scan.genai.prompts import shown
+
     ai = {a.path: a for a in ai_evidence_rows(content_rows(rows))}
     with open(path, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
@@ -62,6 +72,8 @@ def write_csv(path: Path, rows: list[dict[str, Any]], tri: Triage) -> Path:
                 "matches": "; ".join(f"{b}:{c}" if c else str(b) for b, c in match_categories(row)),
                 **{k: getattr(a, k) if a else None for k in AI_DETAIL_KEYS},
             }
+            if not show_prompts:
+                values["prompt"] = shown(values.get("prompt"), False)
             w.writerow([_cell(values.get(c)) for c in CSV_COLUMNS])
     return path
 

@@ -11,12 +11,13 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 from consentry import __version__
 from consentry.config import MediaLimits
 from consentry.errors import ConsentryError
 from consentry.scan.executors import make_executor
+from consentry.scan.genai.scan import ModelLane
 from consentry.scan.store import ScanStore, utcnow
 from consentry.scan.triage import KnownGood, Triage, content_rows, load_known_good, triage
 from consentry.scan.walk import Walker, WalkLimits, WalkRecord
@@ -44,6 +45,9 @@ class ScanOptions:
     limits: MediaLimits = field(default_factory=MediaLimits)
     walk_limits: WalkLimits = field(default_factory=WalkLimits)
     evidence: bool = True
+    genai: bool = True  # model inventory, generator artefacts, image <-> model links, sessions
+    prompt_terms: Path | None = None  # operator's term list: prompts that use a term are flagged
+    show_prompts: bool = False  # prompts in clear in report.html / report.pdf
     database: Any = None  # a consentry.db.Database; default: the configured one, if it exists
 
 
@@ -68,6 +72,7 @@ class ScanSummary:
     counts: dict[str, int]
     reports: dict[str, Path]
     matching: str  # what was matched, or why nothing was
+    genai: dict[str, int] = field(default_factory=dict)  # models, artefacts, sessions, links, flags
 
     @property
     def files_per_second(self) -> float:
@@ -150,6 +155,13 @@ def query_from_row(row: dict[str, Any]):
 
 
 # --------------------------------------------------------------------------- the scan
+def _ticking(source: Iterable[Any], store: ScanStore) -> Iterator[Any]:
+    """The walk, committing the store's open batch when it is old enough as each file starts."""
+    for w in source:
+        store.tick()
+        yield w
+
+
 def run_scan(opts: ScanOptions, progress: Callable[[Progress], None] | None = None,
              total: int | None = None) -> ScanSummary:
     if not opts.paths:
@@ -173,21 +185,29 @@ def run_scan(opts: ScanOptions, progress: Callable[[Progress], None] | None = No
         run_id = store.start_run(socket.gethostname(), executor.name, executor.workers,
                                  [os.path.abspath(p) for p in opts.paths])
         walker = Walker(opts.walk_limits, store.is_done, opts.verify_skipped)
-        wopts = WorkerOptions(limits=opts.limits, evidence=opts.evidence)
+        wopts = WorkerOptions(limits=opts.limits, evidence=opts.evidence, genai=opts.genai)
         t0 = time.monotonic()
         scanned = errors = done = 0
         status = "interrupted"
+        lane = ModelLane(opts.genai, executor.workers)  # model files: hashed in their own worker, beside the rest
+
+        def record(fr: FileResult) -> None:
+            nonlocal scanned, errors, done
+            store.record_result(fr, run_id, matches=matching.match(fr.to_dict()), match_key=matching.key)
+            scanned += 1
+            errors += fr.error is not None
+            if fr.kind == "file":
+                done += 1
+
         try:
             with executor:
                 last_skipped = 0
-                for produced in executor.run(walker.walk(opts.paths), wopts):
+                store.start_batching()  # rows committed in small groups (see ScanStore.start_batching)
+                for produced in executor.run(lane.divert(_ticking(walker.walk(opts.paths), store)), wopts):
+                    for fr in lane.ready():
+                        record(fr)
                     if isinstance(produced, FileResult):
-                        d = produced.to_dict()
-                        store.record_result(produced, run_id, matches=matching.match(d), match_key=matching.key)
-                        scanned += 1
-                        errors += produced.error is not None
-                        if produced.kind == "file":
-                            done += 1
+                        record(produced)
                     else:
                         assert isinstance(produced, WalkRecord)
                         store.record_walk(produced, run_id)
@@ -198,8 +218,14 @@ def run_scan(opts: ScanOptions, progress: Callable[[Progress], None] | None = No
                         done += walker.skipped_top - last_skipped
                         last_skipped = walker.skipped_top
                         progress(Progress(done, total, scanned, walker.skipped, errors, time.monotonic() - t0))
+                for fr in lane.drain():
+                    record(fr)
+                    if progress:
+                        progress(Progress(done, total, scanned, walker.skipped, errors, time.monotonic() - t0))
             status = "finished"
         finally:
+            lane.close()
+            store.stop_batching()
             if status == "finished":
                 store.mark_archives_complete(run_id)
             store.finish_run(run_id, scanned, walker.skipped, errors, status)
@@ -223,9 +249,15 @@ def run_scan(opts: ScanOptions, progress: Callable[[Progress], None] | None = No
         store.set_meta("finished_at", utcnow())
         store.set_meta("matching", matching.note)
         result = triage(rows, known_good)
+        genai = None
+        if opts.genai:
+            from consentry.scan.genai.prompts import load_terms
+            from consentry.scan.genai.summary import analyse
+
+            genai = analyse(rows, load_terms(opts.prompt_terms), opts.show_prompts)
         reports: dict[str, Path] = {}
         if opts.reports:
-            reports, ctx = write_all_reports(store, rows, result, opts)
+            reports, ctx = write_all_reports(store, rows, result, opts, genai)
             runs = store.runs()
     finally:
         store.close()
@@ -236,11 +268,11 @@ def run_scan(opts: ScanOptions, progress: Callable[[Progress], None] | None = No
         reports["chain-of-custody.json"] = write_custody(
             out / "chain-of-custody.json", ctx, runs, rows, reports, out / DB_NAME)
     return ScanSummary(out, run_id, scanned, walker.skipped, errors, elapsed, result.counts, reports,
-                       matching.note)
+                       matching.note, genai.counts if genai is not None else {})
 
 
 def write_all_reports(store: ScanStore, rows: list[dict[str, Any]], result: Triage,
-                      opts: ScanOptions) -> tuple[dict[str, Path], Any]:
+                      opts: ScanOptions, genai: Any = None) -> tuple[dict[str, Path], Any]:
     from consentry.reports.html import ReportContext, write_html, write_pdf
     from consentry.reports.tabular import write_csv, write_jsonl, write_vics
 
@@ -250,11 +282,11 @@ def write_all_reports(store: ScanStore, rows: list[dict[str, Any]], result: Tria
         case_id=store.get_meta("case_id"), started_at=store.get_meta("started_at"),
         finished_at=store.get_meta("finished_at"), inputs=store.get_meta("inputs") or [],
         matching=store.get_meta("matching") or "", host=socket.gethostname(),
-        rows=rows, triage=result,
+        rows=rows, triage=result, genai=genai, show_prompts=opts.show_prompts,
     )
     reports = {
-        "results.jsonl": write_jsonl(out / "results.jsonl", rows, result),
-        "results.csv": write_csv(out / "results.csv", rows, result),
+        "results.jsonl": write_jsonl(out / "results.jsonl", rows, result, genai),
+        "results.csv": write_csv(out / "results.csv", rows, result, opts.show_prompts),
         "vics.json": write_vics(out / "vics.json", rows, result),
         "report.html": write_html(out / "report.html", ctx, store),
         "report.pdf": write_pdf(out / "report.pdf", ctx, store, include_thumbnails=opts.include_thumbnails),

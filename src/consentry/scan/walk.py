@@ -56,6 +56,7 @@ class WorkItem:
     parent: str | None = None  # the archive holding a member
     fs_path: str | None = None  # files: where the worker reads it
     data: bytes | None = field(default=None, repr=False)  # members: the bytes
+    model_format: str | None = None  # a generator model file (hashed in the scan's model lane)
 
 
 @dataclass
@@ -123,6 +124,12 @@ def archive_format(head: bytes) -> str | None:
     if head[:6] == b"\xfd7zXZ\x00":
         return "xz"
     return None
+
+
+def _sniff_model(path: str, head: bytes, size: int) -> str | None:
+    from consentry.scan.genai.models import sniff_model_file
+
+    return sniff_model_file(path, head, size)
 
 
 def digests_of_stream(read: Callable[[int], bytes]) -> tuple[str, str, str, int]:
@@ -222,6 +229,10 @@ class Walker:
                 head = fh.read(512)
         except OSError as exc:
             yield WalkRecord(path, "file", "error", size=size, mtime_ns=mtime, error=f"cannot read file: {_err(exc)}")
+            return
+        model = _sniff_model(path, head, size)
+        if model is not None:  # before archives: a PyTorch checkpoint is a ZIP, never opened as one
+            yield WorkItem(path, "file", size, mtime, fs_path=path, model_format=model)
             return
         fmt = archive_format(head)
         if fmt is not None and size <= self.limits.max_archive_bytes:

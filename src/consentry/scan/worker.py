@@ -8,7 +8,9 @@ signals computed before the failure are kept (a corrupt JPEG still has its diges
 from __future__ import annotations
 
 import base64
+import copy
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,6 +27,7 @@ class WorkerOptions:
     evidence: bool = True  # run the AI-generation evidence analysis on photos
     thumbnails: bool = True  # keep a small JPEG of each photo for the report
     thumb_side: int = 160
+    genai: bool = True  # model inventory and generator artefacts (AI-generation forensics)
 
 
 @dataclass
@@ -49,6 +52,9 @@ class FileResult:
     error: str | None = None
     note: str | None = None
     elapsed_ms: float = 0.0
+    model: dict[str, Any] | None = None  # a generator model file: its inventory record
+    artefact: dict[str, Any] | None = None  # a generator artefact (workflow, database, log...)
+    generation: dict[str, Any] | None = None  # an image's generation parameters (from its metadata)
 
     @property
     def status(self) -> str:
@@ -92,12 +98,43 @@ def _thumbnail(image, side: int) -> str:
     return base64.b64encode(thumbnail_jpeg(image, side)).decode("ascii")
 
 
+#: Photos already analysed by this worker process, by SHA-256: a seized device holds the same
+#: picture many times (copies, caches, backups), and every result below is a pure function of the
+#: bytes, so a copy reuses them instead of decoding, fingerprinting and assessing again.
+_SEEN: "OrderedDict[tuple, dict[str, Any]]" = OrderedDict()
+_SEEN_MAX = 512
+_REUSED = ("content_type", "format", "pdq", "pdq_quality", "pdq_variants", "thumbnail", "assessment",
+           "evidence_error", "generation", "note")
+
+
+def _reuse(key: tuple, r: FileResult) -> bool:
+    seen = _SEEN.get(key)
+    if seen is None:
+        return False
+    _SEEN.move_to_end(key)
+    for k in _REUSED:
+        setattr(r, k, copy.deepcopy(seen[k]))
+    if isinstance(r.assessment, dict):
+        r.assessment["path"] = r.path
+    return True
+
+
+def _remember(key: tuple, r: FileResult) -> None:
+    _SEEN[key] = {k: copy.deepcopy(getattr(r, k)) for k in _REUSED}
+    while len(_SEEN) > _SEEN_MAX:
+        _SEEN.popitem(last=False)
+
+
 def scan_item(item: WorkItem, opts: WorkerOptions) -> FileResult:
     """Hash, fingerprint and assess one file or archive member."""
     from consentry.signals.pdq import pdq_dihedral_from_image
     from consentry.signals.vpdq import VPDQSignal
 
     t0 = time.perf_counter()
+    if item.model_format is not None:
+        from consentry.scan.genai.scan import scan_model_item
+
+        return scan_model_item(item)
     r = FileResult(item.path, item.kind, item.parent, item.size, item.mtime_ns)
     try:
         if item.data is not None:
@@ -111,6 +148,10 @@ def scan_item(item: WorkItem, opts: WorkerOptions) -> FileResult:
         r.md5, r.sha1, r.sha256 = d["md5"], d["sha1"], d["sha256"]
         if content.size == 0:
             content.check_size()  # "empty file"
+        key = (r.sha256, opts.evidence, opts.genai, opts.thumbnails, opts.thumb_side, repr(opts.limits))
+        if content.content_type == PHOTO and _reuse(key, r):
+            r.elapsed_ms = round((time.perf_counter() - t0) * 1000, 2)
+            return r
         try:
             if content.content_type == PHOTO:
                 image = content.image()
@@ -123,11 +164,21 @@ def scan_item(item: WorkItem, opts: WorkerOptions) -> FileResult:
             else:
                 r.format = None
                 r.note = "not a photo or video: digests only"
+                if opts.genai:
+                    from consentry.scan.genai.scan import inspect_other
+
+                    inspect_other(item, content, r)
         finally:
             # after the signals (the decoded image is reused), and also when decoding failed:
             # metadata and C2PA can still be read from a picture that does not decode
             if opts.evidence and content.content_type in (PHOTO, VIDEO):
                 r.assessment, r.evidence_error = assess_evidence(content, item.path, r)
+                if opts.genai and r.assessment:
+                    from consentry.scan.genai.artefacts import generation_from_assessment
+
+                    r.generation = generation_from_assessment(r.assessment)
+        if content.content_type == PHOTO and r.pdq is not None:
+            _remember(key, r)
     except ConsentryError as exc:
         r.error = str(exc)
     except MemoryError:

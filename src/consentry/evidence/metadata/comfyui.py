@@ -63,8 +63,23 @@ def parse_api_graph(graph: dict[str, Any]) -> Generation:
                 gen.extra["prompts_left_out"] = len(positives) - MAX_PROMPTS
     if gen.prompt is None and texts:
         gen.prompt = texts[0]
+    loras = _find_loras(nodes.values())
+    if loras:
+        gen.extra["loras"] = loras
     gen.extra["node_count"] = len(nodes)
     return gen
+
+
+def _find_loras(nodes) -> list[dict[str, Any]]:
+    """LoRA loader nodes (``LoraLoader``, ``LoraLoaderModelOnly``...): file name and weight."""
+    out: list[dict[str, Any]] = []
+    for node in nodes:
+        inputs = node.get("inputs") if isinstance(node, dict) else None
+        if isinstance(inputs, dict) and isinstance(inputs.get("lora_name"), str) and len(out) < 50:
+            weight = inputs.get("strength_model")
+            out.append({"name": clip(inputs["lora_name"]),
+                        "weight": weight if isinstance(weight, (int, float)) and not isinstance(weight, bool) else None})
+    return out
 
 
 def parse_ui_graph(workflow: dict[str, Any]) -> Generation:
@@ -76,7 +91,9 @@ def parse_ui_graph(workflow: dict[str, Any]) -> Generation:
         widgets = node.get("widgets_values")
         if not isinstance(widgets, list) or not widgets:
             continue
-        if gen.model is None and ("CheckpointLoader" in ntype or ntype == "UNETLoader"):
+        if ntype.startswith("LoraLoader") and isinstance(widgets[0], str) and len(gen.extra.get("loras", [])) < 50:
+            gen.extra.setdefault("loras", []).append({"name": clip(widgets[0])})
+        elif gen.model is None and ("CheckpointLoader" in ntype or ntype == "UNETLoader"):
             gen.model = clip(widgets[0]) if isinstance(widgets[0], str) else None
         elif ntype in ("KSampler", "KSamplerAdvanced") and gen.seed is None:
             # KSampler: [seed, control, steps, cfg, sampler, scheduler, denoise]

@@ -66,7 +66,8 @@ def parse_infotext(text: str) -> Generation | None:
         steps=as_int(params.get("Steps")),
         sampler=params.get("Sampler") or None,
         extra={"version": clip(version), "model_hash": clip(params.get("Model hash")),
-               "cfg_scale": clip(params.get("CFG scale")), "size": clip(params.get("Size"))},
+               "cfg_scale": clip(params.get("CFG scale")), "size": clip(params.get("Size")),
+               "lora_hashes": clip(params.get("Lora hashes"), 2000)},
     )
 
 
