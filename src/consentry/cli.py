@@ -70,6 +70,13 @@ _register_ledger(app)
 from consentry.cli_cybertip import register as _register_cybertip  # noqa: E402  (CyberTipline: issue 15)
 
 _register_cybertip(app)
+from consentry.cli_notices import register as _register_notices  # noqa: E402  (notices, statements: issue 14)
+
+_register_notices(app)
+from consentry.cli_cybertip import report_app as _report_app  # noqa: E402
+from consentry.cli_transparency import register as _register_transparency  # noqa: E402  (issue 15)
+
+_register_transparency(_report_app)
 
 
 class OutputFormat(str, Enum):

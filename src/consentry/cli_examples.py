@@ -91,6 +91,15 @@ EXAMPLES: dict[str, list[str]] = {
                             "consentry report transparency --from 2026-01-01 --to 2026-06-30 --out t/ --format csv"],
     "vault holds": ["consentry vault holds --all", "consentry vault holds --release-expired",
                     'consentry vault holds --release 3 --reason "court order 2027/5 ends the preservation"'],
+    "notices list": ["consentry notices list --status open", "consentry notices list --regime take_it_down"],
+    "notices show": ["consentry notices show N-7KQ2-93XD-4MPA"],
+    "notices decide": ['consentry notices decide N-7KQ2-93XD-4MPA remove --reviewer alice --ground legal '
+                       '--reference "47 U.S.C. 223a" --explanation "intimate image published without consent"'],
+    "notices reject": ['consentry notices reject N-7KQ2-93XD-4MPA --reviewer alice --reason "no location given after contact"'],
+    "notices escalate": ["consentry notices escalate"],
+    "statements export": ["consentry statements export --out statements.jsonl", "consentry statements export --status pending"],
+    "statements submit": ["CONSENTRY_DSA_TDB_TOKEN=... consentry statements submit"],
+    "statements show": ["consentry statements show 3f1c9a7e-..."],
     "users grant-reporter": ["consentry users grant-reporter alice", "consentry users grant-reporter alice --revoke"],
 }
 

@@ -184,3 +184,4 @@ from consentry.db import models_victims as _models_victims  # noqa: E402,F401
 from consentry.db import models_audit as _models_audit  # noqa: E402,F401
 from consentry.db import models_cybertip as _models_cybertip  # noqa: E402,F401  (issue 15)
 from consentry.db import models_ledger as _models_ledger  # noqa: E402,F401  (issue 14)
+from consentry.db import models_notices as _models_notices  # noqa: E402,F401  (issue 14: notices)

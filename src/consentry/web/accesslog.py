@@ -20,7 +20,7 @@ import copy
 import logging
 
 #: Path prefixes (whole segments) of the victim pages and their API.
-VICTIM_PATHS = ("/submit", "/case", "/static/victim", "/v1/victim")
+VICTIM_PATHS = ("/submit", "/case", "/static/victim", "/v1/victim", "/report")  # /report: notices (issue 14)
 REDACTED_CLIENT = "-"
 REDACTED_PATH = "[victim page]"
 

@@ -83,11 +83,13 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
             tailer.start()
             puller.start()
             _app.state.sweep_runner.start()  # the ledger sweep (issue 14)
+            _app.state.notice_runner.start()  # notices escalated before their clock runs out (issue 14)
         yield
         if background:
             tailer.stop()
             puller.stop()
             _app.state.sweep_runner.stop()
+            _app.state.notice_runner.stop()
         consentry_state.match_log.close()
         _app.state.policy.close()
 
@@ -118,6 +120,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     from consentry.ledger import install as install_ledger  # content ledger and sweep (issue 14)
 
     install_ledger(app, settings, db)
+    from consentry.notices import install as install_notices  # notices, statements of reasons (issue 14)
+
+    install_notices(app, settings, db)
     problems.install(app)
 
     from consentry.web.api import analysis, banks, hashing, health, matching
@@ -147,9 +152,15 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     from consentry.web.api import cybertipline  # NCMEC CyberTipline reports, holds (issue 15)
 
     app.include_router(cybertipline.router)
+    from consentry.web.api import transparency as transparency_api  # transparency report (issue 15)
+
+    app.include_router(transparency_api.router)
     from consentry.web.api import content as content_api  # content ledger (issue 14)
 
     app.include_router(content_api.router)
+    from consentry.web.api import notices as notices_api  # notices, statements of reasons (issue 14)
+
+    app.include_router(notices_api.router)
 
     import importlib
 

@@ -160,5 +160,13 @@ FEEDBACK = ("curator", "partner", "matcher")
 #: matches); reviewers and auditors read ledger entries and sweep hits.
 CONTENT_WRITERS = ("uploader",)
 CONTENT_READERS = ("uploader", "curator", "moderator", "auditor")
+#: Notices (issue 14 points 3-4): a platform's own notice form sends them with its ``uploader`` key
+#: (a victim hub with its ``submitter`` key); moderators and curators decide; auditors read.
+NOTICE_SENDERS = ("uploader", "submitter")
+NOTICE_REVIEWERS = ("moderator", "curator")
+NOTICE_READERS = ("moderator", "curator", "auditor")
+#: Statements of reasons: the platform records its own restrictions and reads the uploader's text.
+STATEMENT_WRITERS = ("uploader", "moderator", "curator")
+STATEMENT_READERS = ("uploader", "moderator", "curator", "auditor")
 #: Roles limited to what the hub publishes.
 PUBLISHED_ONLY = ("partner",)

@@ -20,4 +20,5 @@ templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 #: Dotted module paths of the page routers, included in this order.
 PAGE_ROUTERS: tuple[str, ...] = ("consentry.web.pages.victim", "consentry.web.pages.console",
                                  "consentry.web.pages.landing",
-                                 "consentry.web.pages.console_cybertip")  # CyberTipline panel (issue 15)
+                                 "consentry.web.pages.console_cybertip",  # CyberTipline panel (issue 15)
+                                 "consentry.web.pages.notice")  # public notice form /report (issue 14)
