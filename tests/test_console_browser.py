@@ -210,7 +210,7 @@ def test_review_flow_in_chromium(world):
             page.click("#confirm")  # the button opens the same step
             assert page.locator("#confirm-step").is_visible()
             page.keyboard.press("Enter")  # and Enter commits
-            page.wait_for_url("**/console/queue?done=confirmed*")
+            page.wait_for_url("**/console/**done=confirmed*")
             hits = _match(world, pdq_a)
             assert [(h["bank"], h["distance"]) for h in hits] == [("known", 0)]
 
@@ -228,7 +228,7 @@ def test_review_flow_in_chromium(world):
             page.keyboard.press("c")
             assert page.locator("#confirm-step").is_visible()
             page.keyboard.press("c")
-            page.wait_for_url("**/console/queue?done=confirmed*")
+            page.wait_for_url("**/console/**done=confirmed*")
             assert [h["bank"] for h in _match(world, pdq_a)] == ["known"]
             kinds = [e.event_type for e in AuditLog(db).list(limit=1000) if e.event_type.startswith("decision")]
             assert kinds == ["decision", "decision.undone", "decision"]
@@ -240,7 +240,7 @@ def test_review_flow_in_chromium(world):
             page.click("#confirm")
             assert "second reviewer" in page.locator("#confirm-step").inner_text()
             page.click("#confirm-commit")
-            page.wait_for_url("**/console/queue?done=pending*")
+            page.wait_for_url("**/console/**done=pending*")
             assert _match(world, pdq_b) == []
             assert page.locator("#approvals").count() == 0  # not offered to the first reviewer
             page.goto(base + f"/console/cases/{seeded['b'].id}")
@@ -253,7 +253,7 @@ def test_review_flow_in_chromium(world):
             # keyboard shortcut: e escalates case C
             page.goto(base + f"/console/cases/{seeded['c'].id}")
             page.keyboard.press("e")
-            page.wait_for_url("**/console/queue?done=escalated*")
+            page.wait_for_url("**/console/**done=escalated*")
             _logout(page)
 
             # bob approves → applied, and the match finds it
@@ -301,7 +301,7 @@ def test_review_flow_in_chromium(world):
                 assert mobile.evaluate("() => document.documentElement.scrollWidth") <= 390
                 mobile.screenshot(path=str(out / "phone_confirm_step.png"), full_page=True)
                 mobile.keyboard.press("Enter")
-                mobile.wait_for_url("**/console/queue?done=confirmed*")
+                mobile.wait_for_url("**/console/**done=confirmed*")
                 assert mobile.locator("#undo-form").is_visible()
                 mobile.screenshot(path=str(out / "phone_queue_undo.png"), full_page=True)
             finally:

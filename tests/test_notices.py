@@ -574,3 +574,49 @@ def test_the_access_log_keeps_no_address_or_path_of_the_notice_form():
     record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
                                ("10.1.2.3:5555", "GET", "/reports/x", "1.1", 200), None)
     assert AccessLogFilter().filter(record) and "10.1.2.3" in record.getMessage()  # another route
+
+
+def test_the_console_case_page_shows_the_notice_and_decides_it_with_its_ground(served):
+    """A notice's case in the console: its clock, locations and efforts, and a decision with its
+    legal ground taken there (the generic confirm records none)."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from consentry.review.users import UserService
+
+    client, keys, _, app = served
+    UserService(app.state.notices.db).create("notice-mod", "a long benign passphrase", "moderator")
+    r = client.post("/v1/notices", headers=_auth(keys["uploader"]),
+                    json={"regime": "take_it_down", "category": "deepfake", "locations": ["https://ex.org/p/console-1"],
+                          "signature": "A. Person", "notifier_email": "person@example.org", "good_faith": True})
+    assert r.status_code == 201, r.text
+    number = r.json()["number"]
+    case_id = app.state.notices.get(number)["case_id"]
+    c = TestClient(app, raise_server_exceptions=False, follow_redirects=False)
+    form = c.get("/console/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+    assert c.post("/console/login", data={"username": "notice-mod", "password": "a long benign passphrase",
+                                          "csrf_token": token}).status_code == 303
+    page = c.get(f"/console/cases/{case_id}")
+    assert page.status_code == 200, page.text
+    assert f"Notice {number}" in page.text and "TAKE IT DOWN Act" in page.text
+    assert "h left" in page.text and "https://ex.org/p/console-1" in page.text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    # a restriction without its ground is refused with the reason, nothing decided
+    bad = c.post(f"/console/cases/{case_id}/notice/decide",
+                 data={"csrf_token": csrf, "number": number, "decision": "remove", "ground": "legal"})
+    assert bad.status_code == 422 and "reference" in bad.text
+    assert app.state.notices.get(number)["status"] == "open"
+    # wrong CSRF token: refused
+    assert c.post(f"/console/cases/{case_id}/notice/decide",
+                  data={"csrf_token": "x", "number": number, "decision": "no_action"}).status_code in (400, 403)
+    ok = c.post(f"/console/cases/{case_id}/notice/decide",
+                data={"csrf_token": csrf, "number": number, "decision": "remove", "ground": "legal",
+                      "reference": "47 U.S.C. 223a", "explanation": "shared without consent"})
+    assert ok.status_code == 303 and ok.headers["location"].endswith("#notice")
+    got = app.state.notices.get(number)
+    assert got["status"] == "decided" and got["decision"]["ground"] == "legal"
+    assert got["decision"]["decided_by"] == "notice-mod" and got["decision"]["reference"] == "47 U.S.C. 223a"
+    again = c.get(f"/console/cases/{case_id}")
+    assert 'id="notice-decision"' in again.text and "notice-decide-form" not in again.text

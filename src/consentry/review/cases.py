@@ -447,9 +447,17 @@ class CaseService:
         from consentry.media.sniff import PHOTO
         from consentry.media.thumbnail import thumbnail_jpeg
 
+        from consentry.media.sniff import VIDEO
+
         data, sniffed = self._vaulted(item_id)
+        if sniffed.content_type == VIDEO:  # a contact sheet of blurred keyframes (review/contact_sheet.py)
+            from consentry.review.contact_sheet import contact_sheet_jpeg
+            try:
+                return contact_sheet_jpeg(data, self.limits, side)
+            except ConsentryError as exc:
+                raise CaseNotFound(f"no preview for this video: {exc}") from None
         if sniffed.content_type != PHOTO:
-            raise CaseNotFound("no preview for this item (not a photo)")
+            raise CaseNotFound("no preview for this item (not a photo or video)")
         try:
             return thumbnail_jpeg(load_image(data, self.limits), side, blurred=True, quality=60)
         except ConsentryError as exc:  # corrupt or unreadable bytes
@@ -495,6 +503,40 @@ class CaseService:
             c.updated_at = now
             s.flush()
             return self._load(s, case_id)
+
+    def split(self, case_id: int, item_ids: Sequence[int], reviewer: str) -> CaseInfo:
+        """Move some items of a grouped case into a new case (same queue, uploader, priority, SLA),
+        claimed by ``reviewer``, so they can be decided apart from the rest (bulk decisions on a
+        selection). Returns the new case; splitting off every item is refused."""
+        wanted = {int(i) for i in item_ids}
+        now = utcnow()
+        with self.db.session() as s:
+            c = self._locked(s, case_id)
+            if c.status not in ("open", "claimed", "escalated"):
+                raise CaseConflict(f"case {case_id} is {c.status}: its items cannot be split off")
+            holder = _case_info(c).claim_holder(now)
+            if holder and holder != reviewer:
+                raise CaseConflict(f"case {case_id} is claimed by {holder}")
+            items = list(s.scalars(select(CaseItem).where(CaseItem.case_id == case_id)))
+            moving = [i for i in items if i.id in wanted]
+            if not moving or len(moving) != len(wanted):
+                raise CaseError("choose items of this case to split off")
+            if len(moving) == len(items):
+                raise CaseError("all items are selected: decide the whole case instead")
+            new = Case(status="claimed", queue=c.queue, priority=c.priority, uploader_id=c.uploader_id,
+                       group_key=c.group_key, source=c.source, submitted_by=c.submitted_by,
+                       note=_add_note(c.note, f"split from case {case_id} by {reviewer}"),
+                       created_at=c.created_at, updated_at=now, sla_due_at=c.sla_due_at, claimed_by=reviewer,
+                       claimed_at=now, claim_expires_at=now + timedelta(minutes=self.claim_minutes))
+            s.add(new)
+            s.flush()
+            for i in moving:
+                i.case_id = new.id
+            c.updated_at = now
+            s.flush()
+            AuditLog(self.db).record("case.split", reviewer, {"case_id": case_id, "new_case_id": new.id,
+                                                              "items": sorted(wanted)}, session=s)
+            return self._load(s, new.id)
 
     def _for_update(self, s: Session, model: Any, row_id: int, what: str) -> Any:
         """The row ``row_id`` of ``model``, locked until commit on PostgreSQL; CaseNotFound if none."""

@@ -21,4 +21,5 @@ templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 PAGE_ROUTERS: tuple[str, ...] = ("consentry.web.pages.victim", "consentry.web.pages.console",
                                  "consentry.web.pages.landing",
                                  "consentry.web.pages.console_cybertip",  # CyberTipline panel (issue 15)
+                                 "consentry.web.pages.console_notice",  # notice panel of a case (issue 14)
                                  "consentry.web.pages.notice")  # public notice form /report (issue 14)

@@ -14,11 +14,12 @@ at a time (press-and-hold, hover or focus + ``r``) only after the server has log
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from consentry.db.models import ROLES
@@ -29,7 +30,8 @@ from consentry.review.cases import UNDO_SECONDS
 from consentry.review.users import SessionInfo
 from consentry.web.auth import public
 from consentry.web.deps import DbId, MAX_DB_INT, state
-from consentry.web.pages import templates
+from consentry.web.pages import console_context as ctx, templates
+from consentry.web.pages.console_context import QueueFilter
 from consentry.web.problems import Problem, consentry_error_status
 from consentry.web.review_deps import review
 
@@ -41,6 +43,8 @@ REVIEWERS = ("moderator", "curator")  # admin is always admitted
 BANK_READERS = ("moderator", "curator", "auditor")
 AUDITORS = ("auditor",)
 REVEAL_SECONDS = 4
+BREAK_COOKIE = "consentry_break_until"
+MAX_BULK = 500  # items one bulk decision may split off
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self'; media-src 'self'; script-src 'self'; "
                                "style-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
@@ -59,6 +63,10 @@ _DONE = {
     "rejected": "Second review recorded: the addition was rejected and the case is back in the queue.",
     "released": "Case released back to the queue.",
     "undone": "Decision undone: the case is open again and any hashes it added were withdrawn from the bank.",
+    "split": "Decision recorded for the selected items; the other items of the case still wait for one.",
+    "assigned": "Case assigned.",
+    "break": "The queue is paused: no case is handed out until your break ends.",
+    "empty": "No case left that you can decide in this view.",
 }
 _UNDO_WORDS = {"confirm": "Confirmed", "dismiss": "Dismissed", "escalate": "Escalated"}
 
@@ -219,38 +227,63 @@ def home(user: ConsoleUser = Depends(require_session(*REVIEWERS, *AUDITORS))) ->
 
 # --------------------------------------------------------------------------- queue and cases
 @router.get("/queue", response_class=HTMLResponse)
-def queue_page(request: Request, queue: str | None = Query(None, max_length=100),
-               done: str | None = Query(None, max_length=20),
+def queue_page(request: Request, done: str | None = Query(None, max_length=20),
                undo: int | None = Query(None, ge=1, le=MAX_DB_INT),
                user: ConsoleUser = Depends(require_session(*REVIEWERS))) -> Response:
-    return _queue_page(request, user, queue=queue, message=_DONE.get(done or ""), undo=undo)
+    return _queue_page(request, user, message=_DONE.get(done or ""), undo=undo)
 
 
-def _queue_page(request: Request, user: ConsoleUser, *, queue: str | None = None, message: str | None = None,
+def _undo_offer(request: Request, user: ConsoleUser, undo: int | None) -> dict[str, Any] | None:
+    """The decision just made, offered for undo while its window lasts (``u``)."""
+    if undo is None:
+        return None
+    cases = review(request).cases
+    left = cases.undoable(undo, user.username)
+    d = cases.decision(undo) if left > 0 else None
+    if d is None:
+        return None
+    what = _UNDO_WORDS.get(d.kind, d.kind) + f" case #{d.case_id}" + (f" into bank {d.bank}" if d.bank else "")
+    if d.status == "pending_second_review":
+        what += " (waiting for a second reviewer)"
+    return {"id": d.id, "case_id": d.case_id, "seconds": int(left), "what": what}
+
+
+def _on_break(request: Request, user: ConsoleUser) -> bool:
+    """A break the reviewer took (or the exposure budget reached): the queue stops handing out cases."""
+    try:
+        until = float(request.cookies.get(BREAK_COOKIE) or 0)
+    except ValueError:
+        until = 0
+    if until > time.time():
+        return True
+    return bool(review(request).exposure.today(user.actor).over_budget)
+
+
+def _queue_page(request: Request, user: ConsoleUser, *, message: str | None = None,
                 undo: int | None = None, error: str | None = None, status: int = 200) -> Response:
     rs = review(request)
-    cases = rs.cases.list_queue(queue=queue, limit=200)
+    f = QueueFilter.from_params(request.query_params)
+    rows = ctx.queue_rows(rs.cases.db, f, user.username)
     approvals = rs.cases.pending_approvals(exclude_reviewer=user.username)
-    undo_offer = None
-    if undo is not None:  # the decision just made: offered for undo while its window lasts
-        left = rs.cases.undoable(undo, user.username)
-        d = rs.cases.decision(undo) if left > 0 else None
-        if d is not None:
-            what = _UNDO_WORDS.get(d.kind, d.kind) + f" case #{d.case_id}" + (f" into bank {d.bank}" if d.bank else "")
-            if d.status == "pending_second_review":
-                what += " (waiting for a second reviewer)"
-            undo_offer = {"id": d.id, "case_id": d.case_id, "seconds": int(left), "what": what}
-    return _page(request, user, "console/queue.html", status, cases=cases, approvals=approvals, queue=queue,
-                 counts=rs.cases.counts_by_status(), message=message, undo=undo_offer, error=error)
+    nxt = ctx.next_case_id(rs.cases.db, f, user.username, user.role)
+    return _page(request, user, "console/queue.html", status, rows=rows, approvals=approvals, f=f,
+                 queues=ctx.queue_counts(rs.cases.db), kinds=sorted(set(ctx.kinds_seen(rows)) | {f.kind} - {""}),
+                 ages=ctx.AGES, counts=rs.cases.counts_by_status(), message=message,
+                 undo=_undo_offer(request, user, undo), error=error, next_case=nxt,
+                 on_break=_on_break(request, user), sla=ctx.sla_state,
+                 reviewers=[u.username for u in rs.users.list() if u.role in REVIEWERS + ("admin",)
+                            and not u.disabled] if user.role in ("curator", "admin") else [])
 
 
 def _case_page(request: Request, user: ConsoleUser, case_id: int, *, error: str | None = None,
-               status: int = 200, message: str | None = None) -> Response:
+               status: int = 200, message: str | None = None, undo: int | None = None) -> Response:
     rs = review(request)
     case = rs.cases.get(case_id)
-    banks = state(request).banks.list_banks()
+    banks_svc = state(request).banks
+    banks = banks_svc.list_banks()
     confirm_banks = [b for b in banks if b.kind != "allow"]
     matched = _matched_banks(case, {b.name for b in confirm_banks})
+    f = QueueFilter.from_params(request.query_params)
     return _page(request, user, "console/case.html", status, case=case,
                  confirm_banks=confirm_banks,
                  allow_banks=[b for b in banks if b.kind == "allow"],
@@ -259,7 +292,10 @@ def _case_page(request: Request, user: ConsoleUser, case_id: int, *, error: str 
                  matched_banks=matched, default_bank=matched[0] if matched else None,
                  undo_seconds=UNDO_SECONDS, weak_pdq_quality=PDQ_MIN_QUALITY,
                  holder=case.claim_holder(), pending=case.pending_decision, error=error, message=message,
-                 vault_on=rs.vault is not None)
+                 vault_on=rs.vault is not None, undo=_undo_offer(request, user, undo), fq=f.query(),
+                 details=ctx.match_details(banks_svc, case.items), evidence_words=ctx.evidence_words,
+                 history=ctx.uploader_history(rs.cases.db, case), related=ctx.related_cases(rs.cases.db, case),
+                 sla=ctx.sla_state)
 
 
 def _matched_banks(case, eligible: set[str]) -> list[str]:
@@ -276,6 +312,7 @@ def _matched_banks(case, eligible: set[str]) -> list[str]:
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
 def case_page(request: Request, case_id: DbId, done: str | None = Query(None, max_length=20),
+              undo: int | None = Query(None, ge=1, le=MAX_DB_INT),
               user: ConsoleUser = Depends(require_session(*REVIEWERS))) -> Response:
     rs = review(request)
     case = rs.cases.get(case_id)
@@ -285,7 +322,19 @@ def case_page(request: Request, case_id: DbId, done: str | None = Query(None, ma
             rs.cases.claim(case_id, user.username)
         except ConsentryError as exc:
             error = str(exc)
-    return _case_page(request, user, case_id, error=error, message=_DONE.get(done or ""))
+    return _case_page(request, user, case_id, error=error, message=_DONE.get(done or ""), undo=undo)
+
+
+@router.get("/next")
+def next_case(request: Request, user: ConsoleUser = Depends(require_session(*REVIEWERS))) -> Response:
+    """Open the first case of the (filtered) queue this reviewer can decide, unless on a break."""
+    f = QueueFilter.from_params(request.query_params)
+    if _on_break(request, user):
+        return _see("/console/queue?" + f.query(done="break"))
+    nxt = ctx.next_case_id(review(request).cases.db, f, user.username, user.role)
+    if nxt is None:
+        return _see("/console/queue?" + f.query(done="empty"))
+    return _see(f"/console/cases/{nxt}" + (("?" + f.query()) if f.active else ""))
 
 
 def _form_error(request: Request, user: ConsoleUser, case_id: int, exc: ConsentryError) -> Response:
@@ -315,6 +364,37 @@ def release_case(request: Request, case_id: DbId, csrf_token: str = Form("", max
     return _see("/console/queue?done=released")
 
 
+@router.post("/cases/{case_id}/assign")
+def assign_case(request: Request, case_id: DbId, assignee: str = Form(..., max_length=100),
+                csrf_token: str = Form("", max_length=200), fq: str = Form("", max_length=600),
+                user: ConsoleUser = Depends(require_session("curator"))) -> Response:
+    """A curator (or admin) hands a case to a reviewer: it becomes that reviewer's claim."""
+    _check_csrf(user, csrf_token)
+    rs = review(request)
+    try:
+        target = rs.users.get(assignee)
+    except ConsentryError:
+        target = None
+    if target is None or target.disabled or target.role not in REVIEWERS + ("admin",):
+        return _queue_page(request, user, error=f"{assignee!r} is not an active reviewer", status=422)
+    try:
+        rs.cases.release(case_id, user.username, force=True)
+        rs.cases.claim(case_id, assignee)
+    except ConsentryError as exc:
+        status, _slug = consentry_error_status(exc)
+        return _queue_page(request, user, error=str(exc), status=status)
+    AuditLog(rs.cases.db).record("case.assigned", user.actor, {"case_id": case_id, "assignee": assignee})
+    return _see("/console/queue?" + QueueFilter.from_params(_parse_fq(fq)).query(done="assigned"))
+
+
+def _parse_fq(fq: str) -> dict[str, str]:
+    """The queue view a form came from (its filters); anything malformed is the unfiltered queue."""
+    try:
+        return {k: v[0] for k, v in parse_qs(fq or "", max_num_fields=10).items() if v}
+    except ValueError:
+        return {}
+
+
 @router.post("/cases/{case_id}/decide")
 def decide_case(
     request: Request, case_id: DbId,
@@ -322,23 +402,71 @@ def decide_case(
     bank: str = Form("", max_length=200),
     note: str = Form("", max_length=4000),
     csrf_token: str = Form("", max_length=200),
+    advance: str = Form("1", max_length=1),
+    fq: str = Form("", max_length=600),
+    items: list[int] = Form([]),
     user: ConsoleUser = Depends(require_session(*REVIEWERS)),
 ) -> Response:
+    """Decide the case, or (``items``) only the selected items of a grouped case: those are split
+    off into a case of their own and decided there. Then the next case of the same view opens
+    (``advance=1``, the default), the reviewer stays on this one (``advance=0``) or goes back to
+    the queue (``advance=q``)."""
     _check_csrf(user, csrf_token)
+    rs = review(request)
+    f = QueueFilter.from_params(_parse_fq(fq))
+    target = case_id
     try:
-        d = review(request).cases.decide(case_id, user.username, kind, bank=bank or None, note=note,
-                                         role=user.role)
+        if items:
+            all_ids = {i.id for i in rs.cases.get(case_id).items}
+            if set(items) != all_ids:
+                target = rs.cases.split(case_id, items[:MAX_BULK], user.username).id
+        d = rs.cases.decide(target, user.username, kind, bank=bank or None, note=note, role=user.role)
     except ConsentryError as exc:
         return _form_error(request, user, case_id, exc)
     _refresh_index(request)
     _notify_decided(request, d)
     done = {"confirm": "confirmed", "dismiss": "dismissed", "escalate": "escalated"}[d.kind]
     done = "pending" if d.status == "pending_second_review" else done
-    return _see(f"/console/queue?done={done}&undo={d.id}")  # the queue offers an undo for a while
+    tail = f.query(done=done, undo=d.id)
+    if target != case_id:  # the rest of the grouped case still waits for a decision
+        return _see(f"/console/cases/{case_id}?{f.query(done='split', undo=d.id)}")
+    if advance == "0":
+        return _see(f"/console/cases/{case_id}?{tail}")
+    if advance == "q":  # back to the queue (the console's flow before auto-advance)
+        return _see(f"/console/queue?{tail}")
+    if _on_break(request, user):  # the queue is paused: it says so, and the decision is still undoable
+        return _see(f"/console/queue?{tail}")
+    nxt = ctx.next_case_id(rs.cases.db, f, user.username, user.role, skip={case_id})
+    if nxt is None:
+        return _see(f"/console/queue?{tail}")  # the queue offers an undo for a while
+    return _see(f"/console/cases/{nxt}?{tail}")  # so does the next case
+
+
+@router.post("/break")
+def take_break(request: Request, minutes: int = Form(10, ge=1, le=120), csrf_token: str = Form("", max_length=200),
+               user: ConsoleUser = Depends(require_session(*REVIEWERS))) -> Response:
+    """Pause the queue for a while: no case is handed out until the break ends (or is ended)."""
+    _check_csrf(user, csrf_token)
+    resp = _see("/console/queue?done=break")
+    if minutes:
+        resp.set_cookie(BREAK_COOKIE, str(int(time.time() + minutes * 60)), httponly=True, samesite="strict",
+                        path="/console", secure=request.url.scheme == "https", max_age=minutes * 60)
+    AuditLog(review(request).users.db).record("break", user.actor, {"minutes": minutes})
+    return resp
+
+
+@router.post("/break/end")
+def end_break(request: Request, csrf_token: str = Form("", max_length=200),
+              user: ConsoleUser = Depends(require_session(*REVIEWERS))) -> Response:
+    _check_csrf(user, csrf_token)
+    resp = _see("/console/queue")
+    resp.delete_cookie(BREAK_COOKIE, path="/console")
+    return resp
 
 
 @router.post("/decisions/{decision_id}/undo")
 def undo_decision(request: Request, decision_id: DbId, csrf_token: str = Form("", max_length=200),
+                  fq: str = Form("", max_length=600),
                   user: ConsoleUser = Depends(require_session(*REVIEWERS))) -> Response:
     """Take back one's own decision within the undo window: withdraws what it added, reopens the case."""
     _check_csrf(user, csrf_token)
@@ -348,7 +476,8 @@ def undo_decision(request: Request, decision_id: DbId, csrf_token: str = Form(""
         status, _slug = consentry_error_status(exc)
         return _queue_page(request, user, error=str(exc), status=status)
     _refresh_index(request)
-    return _see(f"/console/cases/{d.case_id}?done=undone")
+    q = QueueFilter.from_params(_parse_fq(fq)).query(done="undone")
+    return _see(f"/console/cases/{d.case_id}?{q}")
 
 
 @router.post("/decisions/{decision_id}/approve")
@@ -439,29 +568,210 @@ def reveal_item(request: Request, item_id: DbId,
 
 
 # --------------------------------------------------------------------------- banks and audit
+BANK_WRITERS = ("curator",)  # as the API's WRITE_BANKS (admin always)
+LIST_FORMATS = ("te", "stopncii", "ncmec", "vics", "csv")
+
+
+def _exchanges(request: Request) -> list[dict[str, Any]]:
+    """Each exchange's status (never its credentials); empty when exchanges are not set up."""
+    try:
+        from consentry.exchanges.base import ExchangeStore
+        from consentry.exchanges.programs import describe_all
+
+        st = state(request)
+        return describe_all(ExchangeStore(st.banks, st.settings))
+    except Exception:  # noqa: BLE001 - a status panel must not take the bank list down
+        return []
+
+
+def _banks_page(request: Request, user: ConsoleUser, *, message: str | None = None, error: str | None = None,
+                status: int = 200, test: dict[str, Any] | None = None) -> Response:
+    writer = user.role in BANK_WRITERS + ("admin",)
+    return _page(request, user, "console/banks.html", status, banks=state(request).banks.list_banks(),
+                 exchanges=_exchanges(request) if user.role in ("curator", "auditor", "admin") else [],
+                 writer=writer, kinds=_bank_kinds(), message=message, error=error, test=test)
+
+
+def _bank_kinds() -> tuple[str, ...]:
+    from consentry.banks.service import BANK_KINDS
+
+    return tuple(BANK_KINDS)
+
+
 @router.get("/banks", response_class=HTMLResponse)
-def banks_page(request: Request, user: ConsoleUser = Depends(require_session(*BANK_READERS))) -> Response:
-    return _page(request, user, "console/banks.html", banks=state(request).banks.list_banks())
+def banks_page(request: Request, done: str | None = Query(None, max_length=40),
+               user: ConsoleUser = Depends(require_session(*BANK_READERS))) -> Response:
+    return _banks_page(request, user, message={"created": "Bank created."}.get(done or ""))
+
+
+@router.post("/banks")
+def create_bank_form(request: Request, name: str = Form(..., max_length=100), kind: str = Form("custom", max_length=40),
+                     description: str = Form("", max_length=2000), shared: str = Form("", max_length=3),
+                     csrf_token: str = Form("", max_length=200),
+                     user: ConsoleUser = Depends(require_session(*BANK_WRITERS))) -> Response:
+    """Create a bank (curators, as ``POST /v1/banks``)."""
+    _check_csrf(user, csrf_token)
+    try:
+        state(request).banks.create_bank(name.strip(), kind, description, shared=shared == "1",
+                                         actor=f"console:{user.actor}")
+    except ConsentryError as exc:
+        status, _slug = consentry_error_status(exc)
+        return _banks_page(request, user, error=str(exc), status=status)
+    _refresh_index(request)
+    return _see(f"/console/banks/{quote(name.strip(), safe='')}?done=created")
+
+
+@router.post("/banks/test-match", response_class=HTMLResponse)
+def test_match(request: Request, file: UploadFile = File(...), csrf_token: str = Form("", max_length=200),
+               user: ConsoleUser = Depends(require_session(*BANK_WRITERS))) -> Response:
+    """Hash an uploaded file and show which bank entries it matches (nothing is stored)."""
+    from consentry.web.api.matching import _content_query
+    from consentry.web.deps import read_upload, require_ready
+
+    _check_csrf(user, csrf_token)
+    st = state(request)
+    try:
+        content = read_upload(file, st.settings)
+        q, query = _content_query(content, {"filename": (file.filename or "")[:200]})
+        require_ready(st)  # 503 while the index is still loading
+        _refresh_index(request)  # a curator testing a list just imported sees it at once
+        outcome = st.matcher.match(q)
+    except Problem:
+        raise
+    except ConsentryError as exc:
+        status, _slug = consentry_error_status(exc)
+        return _banks_page(request, user, error=f"could not test this file: {exc}", status=status)
+    details = ctx.describe_matches(st.banks, [m.to_dict() for m in outcome.matches])
+    return _banks_page(request, user, test={"query": query, "matches": details,
+                                            "suppressed": len(outcome.suppressed)})
 
 
 @router.get("/banks/{name}", response_class=HTMLResponse)
 def bank_page(request: Request, name: str, after: int = Query(0, ge=0, le=MAX_DB_INT), status: str | None = Query(None),
+              done: str | None = Query(None, max_length=40),
               user: ConsoleUser = Depends(require_session(*BANK_READERS))) -> Response:
+    return _bank_page(request, user, name, after=after, entry_status=status,
+                      message={"created": "Bank created.", "withdrawn": "Entry withdrawn: it stopped matching at once.",
+                               }.get(done or ""))
+
+
+def _bank_page(request: Request, user: ConsoleUser, name: str, *, after: int = 0, entry_status: str | None = None,
+               message: str | None = None, error: str | None = None, code: int = 200,
+               report: dict[str, Any] | None = None) -> Response:
     svc = state(request).banks
     bank = svc.get_bank(name)
-    if status not in (None, "", "active", "disabled", "withdrawn"):
-        status = None
-    entries = svc.list_entries(name, status=status or None, after_id=after, limit=100)
+    if entry_status not in (None, "", "active", "disabled", "withdrawn"):
+        entry_status = None
+    entries = svc.list_entries(name, status=entry_status or None, after_id=after, limit=100)
     # ``entry_status``, not ``status``: _page's ``status`` is the HTTP status code
-    return _page(request, user, "console/bank.html", bank=bank, entries=entries, entry_status=status or "",
-                 next_after=entries[-1].id if len(entries) == 100 else None)
+    return _page(request, user, "console/bank.html", code, bank=bank, entries=entries, entry_status=entry_status or "",
+                 next_after=entries[-1].id if len(entries) == 100 else None,
+                 writer=user.role in BANK_WRITERS + ("admin",), formats=LIST_FORMATS, message=message, error=error,
+                 report=report)
+
+
+@router.post("/banks/{name}/import", response_class=HTMLResponse)
+def import_list_form(request: Request, name: str, file: UploadFile = File(...), format: str = Form(..., max_length=10),
+                     csrf_token: str = Form("", max_length=200),
+                     user: ConsoleUser = Depends(require_session(*BANK_WRITERS))) -> Response:
+    """Import a hash list file into the bank (as ``POST /v1/banks/{name}/import``)."""
+    from consentry.banks.formats import get_format
+
+    _check_csrf(user, csrf_token)
+    if format not in LIST_FORMATS:
+        return _bank_page(request, user, name, error=f"format must be one of: {', '.join(LIST_FORMATS)}", code=422)
+    st = state(request)
+    st.banks.get_bank(name)
+    try:
+        file.file.seek(0)
+        report = st.banks.add_records(name, get_format(format).read(file.file, source_name=file.filename),
+                                      added_by=f"console:{user.actor}")
+    except ConsentryError as exc:
+        status, _slug = consentry_error_status(exc)
+        return _bank_page(request, user, name, error=f"the list could not be read: {exc}", code=status)
+    _refresh_index(request)
+    body = report.to_dict()
+    body["error_records"] = [{"position": e.position, "error": e.message} for e in report.errors[:20]]
+    return _bank_page(request, user, name, message="List imported.", report=body)
+
+
+@router.post("/banks/{name}/entries/{entry_id}/withdraw")
+def withdraw_entry_form(request: Request, name: str, entry_id: DbId, csrf_token: str = Form("", max_length=200),
+                        user: ConsoleUser = Depends(require_session(*BANK_WRITERS))) -> Response:
+    """Withdraw one entry: it stops matching at once (as the API's withdraw)."""
+    _check_csrf(user, csrf_token)
+    try:
+        state(request).banks.set_status(name, "withdrawn", entry_id=entry_id, actor=f"console:{user.actor}")
+    except ConsentryError as exc:
+        status, _slug = consentry_error_status(exc)
+        return _bank_page(request, user, name, error=str(exc), code=status)
+    _refresh_index(request)
+    return _see(f"/console/banks/{quote(name, safe='')}?done=withdrawn")
+
+
+AUDIT_EXPORT_MAX = 50_000  # events one export may hold
+AUDIT_AUTO_VERIFY = 20_000  # the chain is verified on every visit up to this many events
 
 
 @router.get("/audit", response_class=HTMLResponse)
-def audit_page(request: Request, after: int = Query(0, ge=0, le=MAX_DB_INT), event_type: str | None = Query(None, max_length=64),
+def audit_page(request: Request, before: int = Query(0, ge=0, le=MAX_DB_INT),
                user: ConsoleUser = Depends(require_session(*AUDITORS))) -> Response:
-    log = AuditLog(state(request).banks.db)
-    events = log.list(after_seq=after, limit=100, event_type=event_type or None)
-    verify = log.verify() if request.query_params.get("verify") else None
-    return _page(request, user, "console/audit.html", events=events, event_type=event_type or "",
-                 verify=verify, next_after=events[-1].seq if len(events) == 100 else None)
+    """The audit log newest first, filtered by event type, actor and time; the chain status on top."""
+    db = state(request).banks.db
+    log = AuditLog(db)
+    f = ctx.AuditFilter.from_params(request.query_params)
+    events = ctx.audit_events(db, f, before=before, limit=100)
+    total = log.count()
+    verify = log.verify() if request.query_params.get("verify") or total <= AUDIT_AUTO_VERIFY else None
+    head_seq, head_hash = log.head()
+    types, actors = ctx.audit_choices(db)
+    return _page(request, user, "console/audit.html", events=events, af=f, event_type=f.event_type,
+                 verify=verify, total=total, head_seq=head_seq, head_hash=head_hash, types=types, actors=actors,
+                 next_before=events[-1].seq if len(events) == 100 else None)
+
+
+@router.get("/audit/export")
+def audit_export(request: Request, format: str = Query("csv", pattern="^(csv|json)$"),
+                 user: ConsoleUser = Depends(require_session(*AUDITORS))) -> Response:
+    """The filtered audit log (newest first, at most ``AUDIT_EXPORT_MAX`` events) as CSV or JSON."""
+    import csv
+    import io
+    import json
+
+    db = state(request).banks.db
+    f = ctx.AuditFilter.from_params(request.query_params)
+    events = ctx.audit_events(db, f, limit=AUDIT_EXPORT_MAX)
+    AuditLog(db).record("audit.exported", user.actor, {"format": format, "events": len(events),
+                                                        "filter": f.query()})
+    headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+               "Content-Disposition": f'attachment; filename="consentry-audit.{format}"'}
+    if format == "json":
+        return Response(json.dumps([e.to_dict() for e in events], indent=1), media_type="application/json",
+                        headers=headers)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["seq", "at", "event_type", "actor", "data", "prev_hash", "hash"])
+
+    def cell(v: str) -> str:  # no formula injection when opened in a spreadsheet
+        return "'" + v if v[:1] in ("=", "+", "-", "@", "\t", "\r") else v
+    for e in events:
+        d = e.to_dict()
+        w.writerow([d["seq"], d["at"], cell(d["event_type"]), cell(d["actor"]),
+                    cell(json.dumps(d["data"], sort_keys=True)), d["prev_hash"], d["hash"]])
+    return Response(buf.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
+
+
+# --------------------------------------------------------------------------- team leads
+@router.get("/team", response_class=HTMLResponse)
+def team_page(request: Request, day: str = Query("", max_length=10),
+              user: ConsoleUser = Depends(require_session("curator"))) -> Response:
+    """Per-reviewer daily summaries for a team lead (curator/admin): counts only, never content."""
+    from datetime import datetime, timezone
+
+    try:
+        when = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=timezone.utc) if day else None
+    except ValueError:
+        when = None
+    summary = ctx.daily_summary(review(request).cases.db, when)
+    budget = review(request).exposure.today(user.actor).budget
+    return _page(request, user, "console/team.html", summary=summary, budget=budget)

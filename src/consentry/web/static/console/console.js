@@ -79,9 +79,46 @@
     return el && (el.tagName === "INPUT" || el.tagName === "TEXTAREA" || el.tagName === "SELECT" || el.isContentEditable);
   }
 
+  // Bulk decisions: the items ticked in a grouped case go with whichever decision is sent;
+  // "stay on this case" (`s`) keeps the reviewer here instead of opening the next case.
+  var stay = document.getElementById("stay");
+  function selected() {
+    return Array.prototype.slice.call(document.querySelectorAll(".item-select:checked"))
+      .map(function (b) { return b.value; });
+  }
+  function prepare(form) {
+    if (!form.classList.contains("decision")) return;
+    form.querySelectorAll("input.sel-item").forEach(function (n) { n.remove(); });
+    selected().forEach(function (v) {
+      var i = document.createElement("input");
+      i.type = "hidden"; i.name = "items"; i.value = v; i.className = "sel-item";
+      form.appendChild(i);
+    });
+    form.querySelectorAll("input.advance").forEach(function (n) {
+      n.value = stay && stay.checked ? "0" : (n.getAttribute("data-default") || "1");
+    });
+  }
+  function updateScope() {
+    var scope = document.getElementById("decide-scope");
+    var count = document.getElementById("confirm-step-count");
+    var n = selected().length, all = document.querySelectorAll(".item-select").length;
+    var words = n ? n + " selected item" + (n === 1 ? "" : "s") + " of " + all
+                  : "the whole case (" + (all || 1) + " item" + ((all || 1) === 1 ? "" : "s") + ")";
+    if (scope) scope.textContent = words;
+    if (count) count.textContent = n ? n + " selected item" + (n === 1 ? "" : "s") : (all || 1) + " item" + ((all || 1) === 1 ? "" : "s");
+    document.querySelectorAll(".item-select").forEach(function (b) {
+      var card = b.closest(".item"); if (card) card.classList.toggle("selected", b.checked);
+    });
+  }
+  document.querySelectorAll(".item-select").forEach(function (b) { b.addEventListener("change", updateScope); });
+  document.querySelectorAll("form.decision").forEach(function (f) {
+    f.addEventListener("submit", function () { prepare(f); });
+  });
+
   function submit(id) {
     var form = document.getElementById(id);
     if (!form) return;
+    prepare(form);
     if (form.requestSubmit) { form.requestSubmit(); } else { form.submit(); }
   }
 
@@ -113,6 +150,7 @@
     if (committing || !confirmForm) return;
     committing = true;
     confirmForm.setAttribute("data-confirmed", "1");
+    prepare(confirmForm);
     confirmForm.submit();  // not requestSubmit: that would open the step again
   }
   if (confirmForm && step) {
@@ -155,6 +193,27 @@
     }
     if (typing(document.activeElement)) return;
     if (key === "u" && document.getElementById("undo-form")) { ev.preventDefault(); submit("undo-form"); return; }
+    var nextLink = document.getElementById("next-case");
+    if (nextLink && (key === "n" || (key === "enter" && document.activeElement === document.body))) {
+      ev.preventDefault(); window.location.href = nextLink.getAttribute("href"); return;
+    }
+    if (key === "b" && document.getElementById("break-form")) { ev.preventDefault(); submit("break-form"); return; }
+    if (key === "q" && document.getElementById("decide")) {
+      ev.preventDefault(); window.location.href = "/console/queue"; return;
+    }
+    if (key === "s" && stay) { ev.preventDefault(); stay.checked = !stay.checked; return; }
+    if ((key === "x" || key === "a") && document.querySelector(".item-select")) {
+      ev.preventDefault();
+      if (key === "a") {
+        var boxes = document.querySelectorAll(".item-select"), all = selected().length === boxes.length;
+        boxes.forEach(function (b) { b.checked = !all; });
+      } else {
+        var card = document.activeElement && document.activeElement.closest && document.activeElement.closest(".item");
+        var box = card ? card.querySelector(".item-select") : document.querySelector(".item-select");
+        if (box) box.checked = !box.checked;
+      }
+      updateScope(); return;
+    }
     if (key === "r") {
       var focused = document.activeElement;
       var frame = focused && focused.classList && focused.classList.contains("media-frame")
