@@ -44,6 +44,21 @@ print(f"smoke: {count} modules import")
 EOF
 )
 
+echo "smoke: PDQ kernels compile once, equal pdqhash, then load from numba's cache"
+pdq_check='
+import sys, numpy as np, pdqhash
+from consentry.signals import pdq_kernels as k
+from consentry.signals.pdq import reference_pdq
+img = np.random.default_rng(5).integers(0, 256, (300, 410, 3), dtype=np.uint8)
+assert k.pdq_hash(img) == reference_pdq(img) and k.pdq_hash_dihedral(img) == reference_pdq(img, True)
+s = k._pdq.stats
+hits, misses = sum(s.cache_hits.values()), sum(s.cache_misses.values())
+print(f"smoke: PDQ == pdqhash; numba cache hits {hits} misses {misses} (cached={k.CACHED})")
+if sys.argv[1] == "second" and (misses or not hits):
+    sys.exit("smoke: the second process compiled the PDQ kernels again (numba cache not used)")
+'
+(cd "$work" && "$py" -c "$pdq_check" first && "$py" -c "$pdq_check" second)
+
 port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 echo "smoke: consentry serve on port $port"
 (cd "$work" && env -u DATABASE_URL CONSENTRY_HOME="$work/home" HOME="$work" CONSENTRY_EXCHANGE_PULL_SECONDS=0 \
