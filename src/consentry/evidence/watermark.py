@@ -28,18 +28,19 @@ The algorithm, as read from ``imwatermark/maxDct.py`` (``EmbedMaxDct``, defaults
 5. decoding reads the same coefficient, votes ``1`` when ``|v| mod 36 > 18``, averages the votes
    of every block carrying the same bit and outputs ``mean·255 > 127``.
 
-The ``uint8`` reading here reproduces that exactly with numpy and PyWavelets (no OpenCV, no
-torch), so its bit counts are the counts the reference detector (``scripts/demo/detect.py`` of
-generative-models) would print for the same pixels.  But the SDXL and FLUX embedders hand the
-library a *float32* array (0..255), and OpenCV's float YUV offsets U by 0.5 instead of 128: the
-marked plane then sits about 127.5 away from the one the reference detector reads, every block
-coefficient moves by about 255 (≡ 3 mod 36) and the magnitude ordering that picks the marked
-coefficient changes, so the reference reading often sees noise in those images (chance level on
-smooth test pictures, a damaged count on textured ones).  A second, ``float`` reading
-(:func:`float_u_channel`) decodes the plane they actually marked.  Every payload is tried in both
-readings and the better count is kept; chance probabilities are doubled for it.  When several
-payloads pass, only the most significant is evidence: one mark overwrites another, and an SD 2.x
-mark also reads as a partial SD 1.x match (both ASCII, periods 32 and 136).
+The ``uint8`` reading here reproduces that exactly (no OpenCV, no torch; a compiled kernel
+performs PyWavelets' float operations in the same order, checked against a numpy + PyWavelets
+reference by the tests), so its bit counts are the counts the reference detector
+(``scripts/demo/detect.py`` of generative-models) would print for the same pixels.  But the SDXL
+and FLUX embedders hand the library a *float32* array (0..255), and OpenCV's float YUV offsets U
+by 0.5 instead of 128: the marked plane then sits about 127.5 away from the one the reference
+detector reads, every block coefficient moves by about 255 (≡ 3 mod 36) and the magnitude ordering
+that picks the marked coefficient changes, so the reference reading often sees noise in those
+images (chance level on smooth test pictures, a damaged count on textured ones).  A second,
+``float`` reading (:func:`float_u_channel`) decodes the plane they actually marked.  Every payload
+is tried in both readings and the better count is kept; chance probabilities are doubled for it.
+When several payloads pass, only the most significant is evidence: one mark overwrites another, and
+an SD 2.x mark also reads as a partial SD 1.x match (both ASCII, periods 32 and 136).
 
 Interpretation.  For a picture that does not carry a payload, the number of matching bits behaves
 like ``Binomial(n, 1/2)``; a payload is reported only at or above a threshold whose chance
@@ -53,12 +54,14 @@ any image: a found mark shows the pixels went through software that embeds it.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pywt
+from numba import njit
 from PIL import Image
 
 from consentry.config import MediaLimits, get_settings
@@ -97,8 +100,12 @@ def chance_p_value(n: int, k: int) -> float:
     return min(1.0, READINGS * binomial_tail(n, k))
 
 
+@functools.lru_cache(maxsize=4096)
 def binomial_tail(n: int, k: int) -> float:
-    """P(X >= k) for X ~ Binomial(n, 1/2): the chance of ``k`` or more matching bits by luck."""
+    """P(X >= k) for X ~ Binomial(n, 1/2): the chance of ``k`` or more matching bits by luck.
+
+    Cached: an exact big-integer sum (about 0.1 ms), asked several times per image with the same
+    few arguments."""
     if k <= 0:
         return 1.0
     if k > n:
@@ -204,7 +211,11 @@ DOMAINS = tuple(_U_PLANES)
 
 
 def _block_votes(u: np.ndarray) -> np.ndarray:
-    """One vote (0/1) per 4x4 block of the Haar approximation of ``u``, in raster order."""
+    """One vote (0/1) per 4x4 block of the Haar approximation of ``u``, in raster order.
+
+    The numpy + PyWavelets reference of the compiled :func:`_votes_kernel` (used by the tests and
+    by ``bench/watermark_bench.py``, not by the decoder).
+    """
     rows, cols = u.shape
     rows4, cols4 = rows // 4 * 4, cols // 4 * 4
     if rows4 == 0 or cols4 == 0:
@@ -250,9 +261,13 @@ class _Tally:
         return (mean * 255 > 127).astype(np.uint8)
 
 
-def _tally(image: Image.Image, lengths: list[int], domains: tuple[str, ...] = DOMAINS,
-           ) -> tuple[dict[tuple[str, int], _Tally], int]:
-    """Decode the U-channel votes strip by strip: tallies per (domain, length), and the block count."""
+def _reference_tally(image: Image.Image, lengths: list[int], domains: tuple[str, ...] = DOMAINS,
+                     ) -> tuple[dict[tuple[str, int], _Tally], int]:
+    """:func:`_tally` computed with numpy and PyWavelets (float64 U planes, :func:`_block_votes`).
+
+    The reference the compiled decoder is checked against (tests, ``bench/watermark_bench.py``);
+    the decoder itself does not use it.
+    """
     rgb_image = _as_rgb(image)
     width, height = rgb_image.size
     tallies = {(d, n): _Tally.new(n) for d in domains for n in lengths}
@@ -270,6 +285,134 @@ def _tally(image: Image.Image, lengths: list[int], domains: tuple[str, ...] = DO
                 if d == domain:
                     t.add(votes, done)
         done += votes.size
+    return tallies, done
+
+
+# ----------------------------------------------------------------------------- compiled decoder
+
+#: PyWavelets' ``haar`` analysis low-pass tap (both taps are equal), taken from pywt itself so the
+#: compiled kernel multiplies by the very same double.
+_HAAR_LO = float(pywt.Wavelet("haar").dec_lo[0])
+#: Whether the kernel is cached on disk (False only when numba found no writable cache dir).
+KERNEL_CACHED = True
+
+
+def _kernel(fn):
+    """``njit`` with numba's on-disk cache (a new process loads the machine code instead of
+    compiling it); when no cache dir is writable, compile in each process rather than fail."""
+    global KERNEL_CACHED
+    try:
+        return njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        KERNEL_CACHED = False
+        return njit(nogil=True)(fn)
+
+
+@_kernel
+def _block_vote(p, c):
+    """Vote of one 8x8 U block ``p`` (float64): Haar approximation, largest non-DC coefficient.
+
+    The same float operations as ``pywt.dwt(pywt.dwt(p, "haar", axis=0)[0], "haar", axis=1)[0]``
+    (``c*a + c*b`` per pair, rows first; a sum of two products is the same whichever comes first),
+    then ``np.argmax`` (first maximum wins) over ``|ca|`` without ``[0, 0]``, and
+    ``|v| mod 36 > 18`` (``np.mod`` of a non-negative value is ``fmod``, which is exact).
+    """
+    best = -1.0
+    for i in range(4):
+        for j in range(4):
+            left = c * p[2 * i, 2 * j] + c * p[2 * i + 1, 2 * j]  # row pass, column 2j
+            right = c * p[2 * i, 2 * j + 1] + c * p[2 * i + 1, 2 * j + 1]  # column 2j+1
+            v = abs(c * left + c * right)  # column pass
+            if (i > 0 or j > 0) and v > best:
+                best = v
+    return 1 if np.fmod(best, 36.0) > 18.0 else 0
+
+
+@_kernel
+def _votes_kernel(rgb, c, want_u8, want_float, votes_u8, votes_float):
+    """Votes of every 8x8 pixel block of ``rgb`` (``H x W x 3`` uint8 RGB), raster order.
+
+    Per block, the U values of :func:`opencv_u_channel` (integer, bit-exact) and of
+    :func:`float_u_channel` (float64, same expression order as numpy evaluates it) are computed for
+    its 64 pixels only and voted with :func:`_block_vote`; no full-size plane is materialised.
+    Blocks are those of the reference: ``H // 8`` rows of ``W // 8`` (the Haar band of the plane
+    cropped to a multiple of 4, cut into whole 4x4 blocks).
+    """
+    rows = rgb.shape[0] // 8
+    cols = rgb.shape[1] // 8
+    pu = np.empty((8, 8), dtype=np.float64)
+    pf = np.empty((8, 8), dtype=np.float64)
+    for bi in range(rows):
+        for bj in range(cols):
+            for i in range(8):
+                y0 = bi * 8 + i
+                for j in range(8):
+                    x0 = bj * 8 + j
+                    r = np.int64(rgb[y0, x0, 0])
+                    g = np.int64(rgb[y0, x0, 1])
+                    b = np.int64(rgb[y0, x0, 2])
+                    if want_u8:
+                        y = (b * 1868 + g * 9617 + r * 4899 + 8192) >> 14
+                        u = ((b - y) * 8061 + (128 << 14) + 8192) >> 14
+                        if u < 0:
+                            u = 0
+                        elif u > 255:
+                            u = 255
+                        pu[i, j] = np.float64(u)
+                    if want_float:
+                        bf = np.float64(b)
+                        yf = 0.114 * bf + 0.587 * np.float64(g) + 0.299 * np.float64(r)
+                        pf[i, j] = (bf - yf) * 0.492 + 0.5
+            k = bi * cols + bj
+            if want_u8:
+                votes_u8[k] = _block_vote(pu, c)
+            if want_float:
+                votes_float[k] = _block_vote(pf, c)
+
+
+def _strip_votes(rgb: np.ndarray, domains: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Votes per domain for one strip (``H x W x 3`` uint8), via :func:`_votes_kernel`."""
+    n = (rgb.shape[0] // 8) * (rgb.shape[1] // 8)
+    out = {d: np.zeros(n, dtype=np.uint8) for d in DOMAINS}
+    if n:
+        _votes_kernel(np.ascontiguousarray(rgb), _HAAR_LO, "uint8" in domains, "float" in domains,
+                      out["uint8"], out["float"])
+    return {d: out[d] for d in domains}
+
+
+def _tally(image: Image.Image, lengths: list[int], domains: tuple[str, ...] = DOMAINS,
+           ) -> tuple[dict[tuple[str, int], _Tally], int]:
+    """Decode the U-channel votes strip by strip: tallies per (domain, length), and the block count.
+
+    Gives exactly what :func:`_reference_tally` (numpy + PyWavelets) gives, several times faster:
+    the compiled kernel reads the 8-bit pixels once for both readings, computes only the Haar
+    approximation band, and never builds a float64 copy of the image.
+    """
+    rgb_image = _as_rgb(image)
+    width, height = rgb_image.size
+    tallies = {(d, n): _Tally.new(n) for d in domains for n in lengths}
+    usable_rows = height // 8 * 8
+    if width < 8 or usable_rows == 0:
+        return tallies, 0
+    strip = max(8, (_STRIP_PIXELS // max(width, 1)) // 8 * 8)
+    done = 0
+    for top in range(0, usable_rows, strip):
+        bottom = min(top + strip, usable_rows)
+        if top == 0 and bottom == usable_rows:  # one strip: no crop copy (the kernel ignores
+            # the rows past the last whole block row, as the reference's crop does)
+            rgb = np.asarray(rgb_image, dtype=np.uint8)
+        else:
+            rgb = np.asarray(rgb_image.crop((0, top, width, bottom)), dtype=np.uint8)
+        votes = _strip_votes(rgb, domains)
+        size = (bottom - top) // 8 * (width // 8)
+        for n in dict.fromkeys(lengths):  # as _Tally.add, index and counts shared by domains
+            idx = (np.arange(size, dtype=np.int64) + done) % n
+            counts = np.bincount(idx, minlength=n)
+            for d in domains:
+                t = tallies[(d, n)]
+                t.ones += np.bincount(idx, weights=votes[d], minlength=n)
+                t.counts += counts
+        done += size
     return tallies, done
 
 
