@@ -11,14 +11,23 @@ Scenarios, each on a fresh database:
 * ``stopncii``  - N new entries from a StopNCII ``FetchHashes`` JSON file (case numbers, feedback tags);
 * ``10% withdrawn`` - a StopNCII file of N records on top of the ``stopncii`` bank: 90% new hashes,
   10% ``Withdrawn`` for hashes already in the bank, interleaved;
-* ``ncmec``     - N new entries from an NCMEC v2 XML file (one PDQ fingerprint per image).
+* ``ncmec``     - N new entries from an NCMEC v2 XML file (one PDQ fingerprint per image);
+* ``stopncii pull`` - ``consentry exchange pull`` of a StopNCII program serving N ``Active`` records
+  then 1% of them ``Withdrawn``, in ``FetchHashes`` pages of 800 (the client's page size) with
+  ``nextPageToken`` paging: the real client (JSON parsing, checks) over an in-process HTTP transport;
+* ``ncmec pull``    - the same for an NCMEC v2 program: N images in ``/v2/entries`` pages of 1,000
+  with ``<paging><next>`` links, then ``deletedImage`` tombstones for 1% of them.
+
+A pull is checked after it ends: every record added once with its change-log row, every withdrawal
+and tombstone in force, the checkpoint moved.
 
 For each it prints the wall time, entries/s, the ratio to the baseline, the format reader's own time
 (parse only, no database) and the process CPU time. Every file is random hex (benign by
 construction) written to a temporary directory.
 
 Usage: python bench/exchange_bench.py [--records 1000000] [--start-postgres | --postgres URL]
-                                      [--no-sqlite] [--scenarios te,again,stopncii,withdraw,ncmec]
+                                      [--no-sqlite]
+                                      [--scenarios te,again,stopncii,withdraw,ncmec,snpull,ncpull]
 """
 
 from __future__ import annotations
@@ -87,6 +96,88 @@ def write_ncmec(path: Path, values: list[str]) -> None:
                      f'<id>img{i}</id><classification>A1</classification>'
                      f'<fingerprints><pdq>{v}</pdq></fingerprints></image>\n')
         fh.write('</images>\n</queryResult>\n')
+
+
+# ------------------------------------------------------------------ exchange feeds (pulls)
+SN_PAGE, NC_PAGE = 800, 1000
+
+
+def stopncii_pages(values: list[str], withdraw: list[str]) -> list[bytes]:
+    """``FetchHashes`` answers: ``values`` Active, then ``withdraw`` Withdrawn, 800 a page."""
+    recs = [{"lastModtimestamp": 1700000000 + k, "signalType": "ImagePDQ", "hashValue": v, "hashStatus": "Active",
+             "caseNumbers": {f"case-{k}": "Active"}, "CSPFeedbacks": [{"source": "bench", "feedbackValue": "Blocked",
+                                                                       "tags": ["bench"]}]}
+            for k, v in enumerate(values)]
+    recs += [{"lastModtimestamp": 1800000000 + k, "signalType": "ImagePDQ", "hashValue": v,
+              "hashStatus": "Withdrawn", "caseNumbers": {f"case-w{k}": "Withdrawn"}, "CSPFeedbacks": []}
+             for k, v in enumerate(withdraw)]
+    n = (len(recs) + SN_PAGE - 1) // SN_PAGE
+    return [json.dumps({"count": len(recs[i * SN_PAGE:(i + 1) * SN_PAGE]), "nextPageToken": f"p{i + 1}" if i + 1 < n else "",
+                        "nextSetTimestamp": 1900000000, "hasMoreRecords": i + 1 < n,
+                        "hashRecords": recs[i * SN_PAGE:(i + 1) * SN_PAGE]}).encode() for i in range(n)]
+
+
+NC_NS = "https://hashsharing.ncmec.org/hashsharing/v2"
+
+
+def ncmec_pages(values: list[str], tombstoned: int) -> list[bytes]:
+    """``/v2/entries`` answers: an image per value, then ``deletedImage`` for the first ``tombstoned``."""
+    items = [f'<image><member id="42">Bench</member><timestamp>2024-01-01T00:00:00Z</timestamp><id>img{i}</id>'
+             f'<classification>A1</classification><fingerprints><pdq>{v}</pdq></fingerprints></image>'
+             for i, v in enumerate(values)]
+    items += [f'<deletedImage><member id="42">Bench</member><id>img{i}</id>'
+              '<timestamp>2024-01-02T00:00:00Z</timestamp></deletedImage>' for i in range(tombstoned)]
+    n = (len(items) + NC_PAGE - 1) // NC_PAGE
+    out = []
+    for i in range(n):
+        part = items[i * NC_PAGE:(i + 1) * NC_PAGE]
+        nxt = f"<paging><next>/v2/entries?page={i + 1}</next></paging>" if i + 1 < n else ""
+        out.append((f'<?xml version="1.0" encoding="UTF-8"?><queryResult xmlns="{NC_NS}">'
+                    f'<images count="{len(part)}">{"".join(part)}</images>{nxt}</queryResult>').encode())
+    return out
+
+
+def do_pull(db, tmp: Path, kind: str, pages: list[bytes]):
+    """``pull_program`` (what ``consentry exchange pull`` runs) with the real client over an in-process
+    transport serving ``pages``; returns (seconds, cpu seconds, PullReport, store)."""
+    import httpx
+
+    from consentry.banks.service import BankService
+    from consentry.config import Settings
+    from consentry.exchanges.base import ExchangeStore
+    from consentry.exchanges.programs import add_program, client_for_program, pull_program
+
+    home = tmp / ("home-" + uuid.uuid4().hex[:8])
+    home.mkdir()
+    store = ExchangeStore(BankService(db), Settings(home=home, secret_key="bench-secret"))
+    if kind == "stopncii":
+        creds = json.dumps({"subscription_key": "s" * 16, "fetch_function_key": "f" * 16})
+    else:
+        creds = "bench-user:" + "p" * 16
+
+    def route(req: httpx.Request) -> httpx.Response:
+        if kind == "stopncii":
+            k = int((req.url.params.get("nextPageToken") or "p0")[1:])
+            return httpx.Response(200, content=pages[k], headers={"Content-Type": "application/json"})
+        if req.url.path.endswith("/v2/status"):
+            return httpx.Response(200, content=f'<status xmlns="{NC_NS}"><member id="7">Us</member></status>'.encode())
+        return httpx.Response(200, content=pages[int(req.url.params.get("page") or 0)])
+
+    add_program(store, kind, "x", "x", creds, options={"base_url": "http://bench.invalid/api", "start_timestamp": "1000"})
+    client = client_for_program(store, "x", transport=httpx.MockTransport(route))
+    t0, c0 = time.perf_counter(), time.process_time()
+    report = pull_program(store, "x", client=client)
+    return time.perf_counter() - t0, time.process_time() - c0, report, store
+
+
+def bank_state(db, bank: str) -> tuple[int, int, int]:
+    """(active entries, withdrawn entries, change-log rows with an entry) of ``bank``."""
+    from sqlalchemy import text
+
+    with db.engine.connect() as c:
+        st = dict(c.execute(text("SELECT e.status, count(*) FROM entries e JOIN banks b ON b.id = e.bank_id "
+                                 "WHERE b.name = :n GROUP BY e.status"), {"n": bank}).all())
+    return st.get("active", 0), st.get("withdrawn", 0), changes_for(db, bank)
 
 
 # ------------------------------------------------------------------ databases
@@ -210,7 +301,7 @@ def main() -> None:
     ap.add_argument("--postgres", help="a PostgreSQL server URL (a database is created per scenario)")
     ap.add_argument("--start-postgres", action="store_true", help="start a throw-away PostgreSQL server")
     ap.add_argument("--no-sqlite", action="store_true")
-    ap.add_argument("--scenarios", default="te,again,stopncii,withdraw,ncmec")
+    ap.add_argument("--scenarios", default="te,again,stopncii,withdraw,ncmec,snpull,ncpull")
     args = ap.parse_args()
     n = args.records
     wanted = set(args.scenarios.split(","))
@@ -234,6 +325,12 @@ def main() -> None:
             write_ncmec(files["ncmec"], values)
         parse = {k: parse_only("te" if k == "te" else "ncmec" if k == "ncmec" else "stopncii", p)
                  for k, p in files.items()}
+        w = max(1, n // 100)  # withdrawals / tombstones in a pull
+        feeds = {}
+        if "snpull" in wanted:
+            feeds["stopncii"] = stopncii_pages(values, values[:w])
+        if "ncpull" in wanted:
+            feeds["ncmec"] = ncmec_pages(values, w)
         dbs = ([] if args.no_sqlite else ["sqlite"]) + (["postgresql"] if server else [])
         rows = []
         for kind in dbs:
@@ -273,6 +370,21 @@ def main() -> None:
                 db = fresh.make()
                 BankService(db).create_bank("n", "csam")
                 run("ncmec", "ncmec", "ncmec", db, "n", lambda r: r.added == n or sys.exit("ncmec"))
+                db.dispose()
+            for kind_pull, feed in feeds.items():
+                db = fresh.make()
+                dt, cpu, rep, store = do_pull(db, tmp, kind_pull, feed)
+                active, withdrawn, logged = bank_state(db, "x")
+                from consentry.exchanges.programs import describe
+
+                ok = (rep.added, rep.removed, active, withdrawn, logged) == (n, w, n - w, w, n + w)
+                if not ok or describe(store, "x")["checkpoint"].get("cursor") in (None, 0, 1000):
+                    sys.exit(f"{kind_pull} pull: {rep.__dict__} active={active} withdrawn={withdrawn} changes={logged}")
+                recs = n + w
+                rows.append((kind, f"{kind_pull} pull ({len(feed)} pages, {w:,} withdrawn)", recs, dt, None, cpu,
+                             {"added": rep.added, "removed": rep.removed}))
+                print(f"{kind}: {kind_pull} pull {recs / dt:,.0f} records/s added={rep.added} removed={rep.removed}",
+                      flush=True)
                 db.dispose()
         print()
         print(f"{'database':<11}{'scenario':<36}{'records':>10}{'seconds':>9}{'records/s':>11}"

@@ -102,11 +102,15 @@ def sn_rec(value, status="Active", ts=1700000000):
             "caseNumbers": {"c1": status}, "CSPFeedbacks": []}
 
 
-def test_stopncii_sigkill_mid_pull_resumes_without_duplicates_or_lost_withdrawals(env):
+# write_rows: "1" writes each page as it arrives (pages 1-3 in the bank at the kill); "1200" gathers
+# pages: page 1 is written alone (page 2 withdraws some of its hashes), pages 2-3 (1060 records)
+# still wait for more when page 4 is requested, so only page 1 is in the bank at the kill.
+@pytest.mark.parametrize("write_rows,applied", [("1", 3), ("1200", 1)])
+def test_stopncii_sigkill_mid_pull_resumes_without_duplicates_or_lost_withdrawals(env, write_rows, applied):
     from consentry.exchanges.programs import add_program, describe
 
     store, environ = env
-    pages_n, per_page, kill_at = 6, 500, 4  # pages 1-3 applied, page 4 requested when killed
+    pages_n, per_page, kill_at = 6, 500, 4  # page 4 requested when killed
     active = [[hx() for _ in range(per_page)] for _ in range(pages_n)]
     early = active[0][:60]  # active on page 1, withdrawn on page 2 (before the kill)
     late = active[1][:60]  # active on page 2, withdrawn on page 6 (after the kill)
@@ -133,7 +137,7 @@ def test_stopncii_sigkill_mid_pull_resumes_without_duplicates_or_lost_withdrawal
 
     with StandIn(route) as srv:
         add_program(store, "stopncii", "sn", "sn", json.dumps({"subscription_key": SUB, "fetch_function_key": FETCH}),
-                    options={"base_url": srv.url, "start_timestamp": "1000"})
+                    options={"base_url": srv.url, "start_timestamp": "1000", "write_rows": write_rows})
         proc = cli_pull(environ, "sn")
         assert gate.reached.wait(120)
         n_seen = len(srv.seen)
@@ -145,9 +149,10 @@ def test_stopncii_sigkill_mid_pull_resumes_without_duplicates_or_lost_withdrawal
         d = describe(store, "sn")
         assert d["checkpoint"] == {} and d["last_success_at"] is None  # a run that did not complete
         status, dup, _ = bank_counts(store, "sn")
-        assert all(status.get(v) == "active" for p in active[:kill_at - 1] for v in p if v not in early)
-        assert all(status[v] == "withdrawn" for v in early)  # applied before the kill
-        assert not any(v in status for p in active[kill_at - 1:] for v in p)
+        assert all(status.get(v) == "active" for p in active[:applied] for v in p if applied < 2 or v not in early)
+        if applied >= 2:
+            assert all(status[v] == "withdrawn" for v in early)  # applied before the kill
+        assert not any(v in status for p in active[applied:] for v in p)  # nothing of a group not written
 
         srv.seen.clear()
         report = finish(environ, "sn")
@@ -166,7 +171,8 @@ def test_stopncii_sigkill_mid_pull_resumes_without_duplicates_or_lost_withdrawal
             assert store.banks.find_entry("sn", "pdq", v).status == "withdrawn"
         d = describe(store, "sn")
         assert d["checkpoint"]["next_set_timestamp"] == final_ts and d["last_error"] is None
-        assert report["removed"] == len(late) + len(late2)  # the early ones stayed withdrawn
+        # the early ones stayed withdrawn when applied before the kill
+        assert report["removed"] == len(late) + len(late2) + (len(early) if applied < 2 else 0)
 
         srv.seen.clear()
         report = finish(environ, "sn")  # the next run starts at the saved checkpoint
@@ -190,7 +196,10 @@ def nc_deleted(eid):
             "<timestamp>2024-01-02T00:00:00Z</timestamp></deletedImage>")
 
 
-def test_ncmec_sigkill_mid_next_chain_resumes_the_range_with_tombstones(env):
+# write_rows "800": pages 1-2 (850 records) are written together with page 2's checkpoint (the link
+# to page 3); page 3 waits for more when page 4 is requested, so the pull resumes at page 3.
+@pytest.mark.parametrize("write_rows,applied", [("1", 3), ("800", 2)])
+def test_ncmec_sigkill_mid_next_chain_resumes_the_range_with_tombstones(env, write_rows, applied):
     from consentry.exchanges.programs import add_program, describe
 
     store, environ = env
@@ -220,20 +229,21 @@ def test_ncmec_sigkill_mid_next_chain_resumes_the_range_with_tombstones(env):
 
     with StandIn(route) as srv:
         add_program(store, "ncmec", "nc", "nc", f"{USER}:{PASSWORD}",
-                    options={"base_url": srv.url, "start_timestamp": str(start)})
+                    options={"base_url": srv.url, "start_timestamp": str(start), "write_rows": write_rows})
         proc = cli_pull(environ, "nc")
         kill_at_gate(proc, gate)
         d = describe(store, "nc")
         assert d["checkpoint"]["to"] == start and d["checkpoint"]["paging_from"] == start  # range not done
         status, _, _ = bank_counts(store, "nc")
         assert all(status[md5[e]] == "withdrawn" for e in early)
-        assert all(status[md5[e]] == "active" for p in ids[:kill_at - 1] for e in p if e not in early)
-        assert not any(md5[e] in status for p in ids[kill_at - 1:] for e in p)
+        assert all(status[md5[e]] == "active" for p in ids[:applied] for e in p if e not in early)
+        assert not any(md5[e] in status for p in ids[applied:] for e in p)  # nothing of a group not written
 
         srv.seen.clear()
         report = finish(environ, "nc")
         entries_seen = [s.raw_path for s in srv.seen if s.path == "/v2/entries"]
-        assert entries_seen[0] == f"/v2/entries?page={kill_at}&from=x"  # the saved link, not page 1
+        # the link saved with the last page written, not page 1
+        assert entries_seen[0] == f"/v2/entries?page={applied + 1}&from=x"
         status, dup, adds = bank_counts(store, "nc")
         gone = {md5[e] for e in early + late}
         assert dup == 0 and len(status) == pages_n * per_page
@@ -243,3 +253,44 @@ def test_ncmec_sigkill_mid_next_chain_resumes_the_range_with_tombstones(env):
         d = describe(store, "nc")
         assert d["checkpoint"]["to"] > start and "paging_url" not in json.dumps(d["checkpoint"])
         assert d["last_error"] is None
+
+
+# ------------------------------------------------------------------------------------ gathered writes
+def test_pull_gathers_pages_into_writes_and_moves_the_checkpoint_only_after_them(env, monkeypatch):
+    """Pages are written in groups of ``write_rows`` records; a page withdrawing a hash an earlier
+    gathered page adds starts a new group (the entry exists, withdrawn); each checkpoint is saved
+    only after the write holding its page committed (what the client sees when it asks for a page)."""
+    from consentry.banks.formats.records import HashRecord
+    from consentry.exchanges import programs
+    from consentry.exchanges.programs import Batch, add_program, describe, pull_program
+
+    store, _ = env
+    monkeypatch.setattr(programs, "PULL_WRITE_SECONDS", 1e9)  # sizes only, whatever the machine's speed
+    add_program(store, "stopncii", "g", "g", json.dumps({"subscription_key": SUB, "fetch_function_key": FETCH}),
+                options={"base_url": "http://stand-in.invalid", "start_timestamp": "1000"})
+    vals = [[hx() for _ in range(100)] for _ in range(5)]
+    saved_when_asked: list = []
+
+    class Pages:
+        def fetch(self, state):
+            for k, vs in enumerate(vals):
+                saved_when_asked.append(describe(store, "g")["checkpoint"].get("cursor"))
+                recs = [HashRecord("pdq", v, "add", [], [], None, "x", {"last_modified": 1}) for v in vs]
+                if k == 1:  # withdraws a hash page 0 adds: page 0 is written first
+                    recs.append(HashRecord("pdq", vals[0][0], "remove", [], [], None, "x", {"last_modified": 2}))
+                yield Batch(records=recs, rows=len(recs), state={"cursor": 10 + k})
+
+        def close(self):
+            pass
+
+    writes: list[int] = []
+    real = store.banks.add_records
+    monkeypatch.setattr(store.banks, "add_records", lambda bank, recs, **kw: writes.append(len(recs)) or real(bank, recs, **kw))
+    report = pull_program(store, "g", client=Pages(), write_rows=250)
+    assert writes == [100, 301, 100]  # page 0 | pages 1-3 (>= 250) | page 4
+    assert saved_when_asked == [None, None, 10, 10, 13]
+    assert describe(store, "g")["checkpoint"]["cursor"] == 14
+    status, dup, adds = bank_counts(store, "g")
+    assert dup == 0 and len(status) == 500 and report.added == 500 and report.removed == 1
+    assert status[vals[0][0]] == "withdrawn" and sum(st == "active" for st in status.values()) == 499
+    assert store.banks.find_entry("g", "pdq", vals[0][0]).meta["withdrawn_last_modified"] == 2

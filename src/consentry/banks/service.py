@@ -7,6 +7,7 @@ miss one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -318,26 +319,44 @@ def _stage_row(rec: HashRecord) -> tuple | str:
             rec.source, _json_list(rec.external_ids), _json_list(rec.tags), rec.category, meta_json)
 
 
-def _sqlite_stage(conn: Any, rows: list[tuple]) -> None:
-    """Load the staging table with multi-row INSERTs (thousands of rows a statement): cheaper
-    than ``executemany``, and the driver lets go of the GIL once a statement, not once a row,
-    so the reader thread is not held up."""
+def _sqlite_rows(conn: Any, rows: list[tuple], sql_for: Callable[[int], str], fixed: Sequence = ()) -> int:
+    """Run ``sql_for(k)`` (a statement taking ``fixed`` then ``k`` rows' values) over ``rows`` in
+    statements of thousands of rows: cheaper than ``executemany``, and the driver lets go of the GIL
+    once a statement, not once a row, so the reader thread is not held up. Returns the rows changed."""
     import itertools
     import sqlite3
 
     raw = conn.connection.driver_connection
+    width = len(rows[0]) if rows else 1
     limit = raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if hasattr(raw, "getlimit") else 999
-    per = max(1, min(3000, limit // 10))
-    head = f"INSERT INTO temp.consentry_import ({_STAGE_COLS}) VALUES "
-    full = head + ",".join(["(?,?,?,?,?,?,?,?,?,?)"] * per)
+    per = max(1, min(3000, (limit - len(fixed)) // width))
+    full = sql_for(per)
     cur = raw.cursor()
+    changed = 0
     try:
         for i in range(0, len(rows), per):
             part = rows[i : i + per]
-            sql = full if len(part) == per else head + ",".join(["(?,?,?,?,?,?,?,?,?,?)"] * len(part))
-            cur.execute(sql, list(itertools.chain.from_iterable(part)))
+            cur.execute(full if len(part) == per else sql_for(len(part)),
+                        [*fixed, *itertools.chain.from_iterable(part)])
+            changed += max(cur.rowcount, 0)
     finally:
         cur.close()
+    return changed
+
+
+def _stage_sql(k: int) -> str:
+    return f"INSERT INTO temp.consentry_import ({_STAGE_COLS}) VALUES " + ",".join(["(?,?,?,?,?,?,?,?,?,?)"] * k)
+
+
+@functools.lru_cache(maxsize=8)
+def _direct_sql(k: int) -> str:
+    """``k`` staged rows straight into ``entries`` (parameters ?1 bank, ?2 added_by, ?3 now, then
+    the rows' ten columns each; ``op`` is not stored): the path of a batch of adds only."""
+    values = ",".join("(" + ",".join(f"?{4 + r * 10 + c}" for c in range(10)) + ")" for r in range(k))
+    return ("INSERT INTO entries (bank_id, signal_type, value, value_key, quality, status, source, external_ids, "
+            "tags, category, meta, added_by, added_at, updated_at) SELECT ?1, column1, column2, column3, "
+            "column4, 'active', column6, column7, column8, column9, column10, ?2, ?3, ?3 "
+            f"FROM (VALUES {values}) WHERE true ON CONFLICT (bank_id, signal_type, value_key) DO NOTHING")
 
 
 def _merge(report: ImportReport, part: ImportReport) -> None:
@@ -634,10 +653,16 @@ class BankService:
                         copy.write_row(row)
                 conn.exec_driver_sql("ANALYZE consentry_import")  # row count and values for the planner
             else:
+                raw = conn.connection.driver_connection
+                if not raw.in_transaction:  # the write lock first: the reads below stay true until commit
+                    raw.execute("BEGIN IMMEDIATE")
                 cache = conn.exec_driver_sql("PRAGMA cache_size").scalar()
-                conn.exec_driver_sql(_SQLITE_STAGE)
-                conn.exec_driver_sql("DELETE FROM temp.consentry_import")
-                _sqlite_stage(conn, rows)
+                # adds only, into a bank with nothing to revive: straight into entries, no staging
+                direct = not n_remove and conn.execute(_SQL_ANY_WITHDRAWN, when).first() is None
+                if not direct:
+                    conn.exec_driver_sql(_SQLITE_STAGE)
+                    conn.exec_driver_sql("DELETE FROM temp.consentry_import")
+                    _sqlite_rows(conn, rows, _stage_sql)
                 conn.exec_driver_sql(f"PRAGMA cache_size = {_SQLITE_IMPORT_CACHE}")
             ids: list[int] = []
             if n_remove:
@@ -648,7 +673,7 @@ class BankService:
                 conn.execute(q["withdraw"], when)
                 out.remove_not_found = n_remove - existing
                 out.unchanged += existing - out.removed
-            if n_add and conn.execute(_SQL_ANY_WITHDRAWN, when).first() is not None:
+            if n_add and not (not pg and direct) and conn.execute(_SQL_ANY_WITHDRAWN, when).first() is not None:
                 ids += conn.execute(q["revive_ids"], when).scalars().all()
                 out.reactivated = conn.execute(q["revive_changes"], when).rowcount
                 conn.execute(q["revive"], when)
@@ -657,10 +682,15 @@ class BankService:
                     added, first = conn.execute(_PG_INSERT_WITH_CHANGES, when).one()
                     out.added, ids = int(added or 0), list(first or []) + ids
                 else:
-                    # SQLite: this transaction holds the write lock (the statements above wrote),
+                    # SQLite: this transaction holds the write lock (BEGIN IMMEDIATE above),
                     # and rowids grow, so the new entries are exactly those above the old maximum
                     before = conn.execute(_SQL_MAX_ENTRY).scalar_one()
-                    out.added = conn.execute(_SQLITE_INSERT, when).rowcount
+                    if direct:
+                        bind = _NOW.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+                        now = bind(when["now"]) if bind else when["now"]
+                        out.added = _sqlite_rows(conn, rows, _direct_sql, (bank_id, added_by, now))
+                    else:
+                        out.added = conn.execute(_SQLITE_INSERT, when).rowcount
                     logged = conn.execute(_SQLITE_ADD_CHANGES, {**when, "before": before}).rowcount
                     if logged != out.added:  # never expected: refuse rather than miss a change
                         raise BankError("import: change log out of step with the entries written")
@@ -671,7 +701,8 @@ class BankService:
                     "bank_id": bank_id, "added": out.added, "reactivated": out.reactivated,
                     "withdrawn": out.removed, "entry_ids": ids[:50]}, session=s)
             if not pg:
-                conn.exec_driver_sql("DELETE FROM temp.consentry_import")
+                if not direct:
+                    conn.exec_driver_sql("DELETE FROM temp.consentry_import")
                 conn.exec_driver_sql(f"PRAGMA cache_size = {cache}")
         return out
 

@@ -118,28 +118,6 @@ def _small_xml(body: bytes) -> Any:
         raise ExchangeError("NCMEC sent XML that cannot be read safely") from None
 
 
-def paging_next(body: bytes) -> str:
-    """The ``<paging><next>`` text of an entries page ('' when none); refuses unsafe XML."""
-    parser = DET.DefusedXMLParser(forbid_dtd=True, forbid_entities=True, forbid_external=True)
-    path: list[str] = []
-    found = ""
-    try:
-        for event, elem in DET.iterparse(io.BytesIO(body), events=("start", "end"), parser=parser):
-            if event == "start":
-                path.append(_local(elem.tag))
-                continue
-            if path[-2:] == ["paging", "next"] and len(path) == 3:
-                found = (elem.text or "").strip()
-            path.pop()
-            if len(path) <= 2:
-                elem.clear()
-    except (defusedxml.DefusedXmlException, DET.ParseError):
-        return ""  # the record reader reports the problem
-    if len(found) > 4000:
-        raise ExchangeError("NCMEC's paging link is too long")
-    return found
-
-
 class Client:
     def __init__(self, url: str, creds: dict[str, str], *, options: dict[str, Any] | None = None,
                  environment: str = "production", name: str = "ncmec", now=time.time, **http_kw: Any):
@@ -170,11 +148,16 @@ class Client:
 
     def _page(self, url: str, params: dict[str, str] | None) -> tuple[list, str]:
         _, body = self.http.request("GET", url, params=params)
-        records = list(fmt.read(io.BytesIO(body)))
+        paging: dict[str, str] = {}
+        records = list(fmt.read(io.BytesIO(body), paging=paging))  # one parse: records and the link
+        source = f"exchange:{self.name}"
         for r in records:
             if isinstance(r, HashRecord):
-                r.source = f"exchange:{self.name}"
-        return records, paging_next(body)
+                r.source = source
+        found = paging.get("next", "")
+        if len(found) > 4000:
+            raise ExchangeError("NCMEC's paging link is too long")
+        return records, found
 
     def fetch(self, state: dict[str, Any]) -> Iterator[Batch]:
         esp_id, _ = self.status()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -112,8 +113,11 @@ def add_program(store: ExchangeStore, type_: str, name: str, bank: str | None, c
         raise ExchangeError("--environment must be test or production")
     mod = program_module(type_)
     options = dict(options or {})
+    write_rows = options.pop("write_rows", None)  # every program: records gathered per write
     creds = mod.parse_credentials(read_credentials_text(credentials_text))
     options = mod.check_options(options, environment)
+    if write_rows is not None:
+        options["write_rows"] = str(write_rows_option({"write_rows": write_rows}))
     url = _base_url(options.pop("base_url", "") or mod.default_url(environment, options))
     bank = bank or name
     kind = options.get("bank_kind") or mod.BANK_KIND
@@ -300,6 +304,8 @@ def _stale_adds(store: ExchangeStore, bank_id: int, records: list) -> list:
     drop: set[int] = set()
     keys = list({k for _, k in adds})
     with store.db.session() as s:
+        if s.scalar(select(Entry.id).where(Entry.bank_id == bank_id, Entry.status == "withdrawn").limit(1)) is None:
+            return records  # nothing withdrawn in the bank: nothing to supersede
         for j in range(0, len(keys), 500):
             for st, vk, meta in s.execute(select(Entry.signal_type, Entry.value_key, Entry.meta).where(
                     Entry.bank_id == bank_id, Entry.signal_type.in_({t for t, _ in adds}),
@@ -335,8 +341,67 @@ def _note_withdrawals(store: ExchangeStore, bank_id: int, records: list) -> None
                     e.meta = {**(e.meta or {}), "withdrawn_last_modified": ts}
 
 
-def pull_program(store: ExchangeStore, name: str, *, client=None, max_batches: int = 1_000_000) -> PullReport:
-    """Pull a program exchange from its checkpoint; the caller holds nothing (we take the lock)."""
+#: Program records gathered from consecutive pages before they are written (one ``add_records``
+#: call, so one import batch): pages of a few hundred records each would otherwise cost a transaction
+#: and its fixed work apiece. A page that arrives while the gathered ones wait is not delayed for
+#: long: the group is also written when it is older than :data:`PULL_WRITE_SECONDS`. Override per
+#: exchange with ``--option write_rows=N`` (1: every page on its own, as it arrives).
+PULL_WRITE_ROWS = 50_000
+PULL_WRITE_SECONDS = 2.0
+MAX_WRITE_ROWS = 1_000_000
+
+
+def write_rows_option(options: dict[str, Any]) -> int:
+    """The ``write_rows`` option (records gathered per write), checked; the default when absent."""
+    raw = str(options.get("write_rows") or "").strip()
+    if not raw:
+        return PULL_WRITE_ROWS
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_WRITE_ROWS:
+        raise ExchangeError(f"option write_rows must be a whole number from 1 to {MAX_WRITE_ROWS}")
+    return int(raw)
+
+
+class _PageGroup:
+    """Consecutive pages of one pull gathered into one write, with the checkpoint of the last.
+
+    A page that withdraws a value an earlier page of the group adds is not gathered with it (the
+    group is written first): inside one write the last record for a value wins, so the entry would
+    never exist, and with it the withdrawal's timestamp that keeps a re-read older snapshot from
+    bringing the hash back after an interrupted run (:func:`_stale_adds`)."""
+
+    def __init__(self) -> None:
+        self.records: list[HashRecord | RecordError] = []
+        self.kept: list[tuple[str, str, str]] = []
+        self.state: dict[str, Any] | None = None
+        self.adds: set[tuple[str, str]] = set()
+        self.since = 0.0
+
+    def __len__(self) -> int:
+        return len(self.records) + len(self.kept)
+
+    def conflicts(self, batch: Batch) -> bool:
+        adds = self.adds
+        return bool(adds) and any(isinstance(r, HashRecord) and r.op == "remove" and (r.signal_type, r.value) in adds
+                                  for r in batch.records)
+
+    def take(self, batch: Batch, now: float) -> None:
+        if not self:
+            self.since = now
+        self.records += batch.records
+        self.kept += batch.kept
+        self.adds.update((r.signal_type, r.value) for r in batch.records if isinstance(r, HashRecord) and r.op == "add")
+        if batch.state is not None:
+            self.state = batch.state
+
+
+def pull_program(store: ExchangeStore, name: str, *, client=None, max_batches: int = 1_000_000,
+                 write_rows: int | None = None) -> PullReport:
+    """Pull a program exchange from its checkpoint; the caller holds nothing (we take the lock).
+
+    Pages are gathered into writes of up to ``write_rows`` records (default: the exchange's
+    ``write_rows`` option, else :data:`PULL_WRITE_ROWS`); a checkpoint a page carries is saved only
+    after the write holding that page (and every page before it) has committed, so a pull killed at
+    any point resumes from a checkpoint whose records are all in the bank."""
     with store.db.session() as s:
         x = s.scalar(select(ExchangeConfig).where(ExchangeConfig.name == name))
         if x is None:
@@ -350,31 +415,55 @@ def pull_program(store: ExchangeStore, name: str, *, client=None, max_batches: i
         with store.db.session() as s:
             x = s.scalar(select(ExchangeConfig).where(ExchangeConfig.name == name))
             xid, bank, state = x.id, x.bank, dict(x.state or {})
+            options = dict(x.options or {})
             bank_id = s.scalar(select(Bank.id).where(Bank.name == bank))
+        if write_rows is None:
+            write_rows = write_rows_option(options)
         client = client or client_for_program(store, name)
-        kept_added = kept_removed = 0
+        kept = [0, 0]
+        group = _PageGroup()
+
+        def write() -> None:
+            nonlocal group
+            g, group = group, _PageGroup()
+            if g.records:
+                records = _stale_adds(store, bank_id, g.records)
+                _note_withdrawals(store, bank_id, records)
+                result = store.banks.add_records(bank, records, added_by=f"exchange:{name}")
+                report.added += result.added + result.reactivated
+                report.removed += result.removed
+                report.unchanged += result.unchanged + result.remove_not_found + len(g.records) - len(records)
+                report.skipped += len(result.errors)
+                report.errors += [f"{e.position}: {e.message}" for e in result.errors][:50]
+                report.errors = report.errors[:50]
+            if g.kept:
+                a, r = _apply_kept(store, xid, g.kept)
+                kept[0], kept[1] = kept[0] + a, kept[1] + r
+            if g.state is not None:  # every record up to this page is committed: now it may move
+                cur = int(g.state.get("cursor", 0) or 0)
+                _save(store, name, state=g.state, cursor=cur)
+                report.cursor_to = cur
+
         try:
-            for n, batch in enumerate(client.fetch(dict(state))):
-                if n >= max_batches:
+            pages = iter(client.fetch(dict(state)))
+            for n in range(max_batches):
+                try:
+                    batch = next(pages)
+                except StopIteration:
                     break
+                except ConsentryError:
+                    write()  # the pages read before the failure are good: keep them
+                    raise
                 report.changes += batch.rows
-                if batch.records:
-                    records = _stale_adds(store, bank_id, batch.records)
-                    _note_withdrawals(store, bank_id, records)
-                    result = store.banks.add_records(bank, records, added_by=f"exchange:{name}")
-                    report.added += result.added + result.reactivated
-                    report.removed += result.removed
-                    report.unchanged += result.unchanged + result.remove_not_found + len(batch.records) - len(records)
-                    report.skipped += len(result.errors)
-                    report.errors += [f"{e.position}: {e.message}" for e in result.errors][:50]
-                if batch.kept:
-                    a, r = _apply_kept(store, xid, batch.kept)
-                    kept_added, kept_removed = kept_added + a, kept_removed + r
-                if batch.state is not None:
-                    state = batch.state
-                    cur = int(state.get("cursor", 0) or 0)
-                    _save(store, name, state=state, cursor=cur)
-                    report.cursor_to = cur
+                now = time.monotonic()
+                if group and group.conflicts(batch):
+                    write()
+                group.take(batch, now)
+                if len(group) >= write_rows or now - group.since >= PULL_WRITE_SECONDS:
+                    write()
+                elif not group.records and not group.kept and group.state is not None:
+                    write()  # an empty page that moves the checkpoint: nothing to wait for
+            write()
         except ConsentryError as exc:
             _save(store, name, last_pull_at=utcnow(), last_error=str(exc))
             raise
@@ -383,6 +472,5 @@ def pull_program(store: ExchangeStore, name: str, *, client=None, max_batches: i
             if close:
                 close()
         _save(store, name, last_pull_at=utcnow(), last_success_at=utcnow(), last_error=None,
-              last_added=report.added + kept_added, last_removed=report.removed + kept_removed)
+              last_added=report.added + kept[0], last_removed=report.removed + kept[1])
     return report
-

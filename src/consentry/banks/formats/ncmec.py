@@ -48,7 +48,7 @@ import tempfile
 import time
 import typing
 from typing import Any, Iterable, Iterator
-from xml.etree.ElementTree import Element, ParseError, TreeBuilder
+from xml.etree.ElementTree import Element, ParseError
 from xml.sax.saxutils import escape, quoteattr
 
 import defusedxml
@@ -77,37 +77,13 @@ class TextTooLarge(Exception):
     pass
 
 
-class _LimitedTreeBuilder(TreeBuilder):
-    """A TreeBuilder that refuses any run of character data longer than ``MAX_TEXT``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._run = 0
-
-    def data(self, data: str) -> None:
-        self._run += len(data)
-        if self._run > MAX_TEXT:
-            raise TextTooLarge(f"a text value is longer than {MAX_TEXT // 1024} KiB")
-        super().data(data)
-
-    def start(self, tag, attrs):  # type: ignore[override]
-        self._run = 0
-        return super().start(tag, attrs)
-
-    def end(self, tag):  # type: ignore[override]
-        self._run = 0
-        return super().end(tag)
-
-
 def _local(tag: Any) -> str:
     return tag.rpartition("}")[2] if isinstance(tag, str) else ""
 
 
 def _child(elem: Element, name: str) -> Element | None:
-    for c in elem:
-        if _local(c.tag) == name:
-            return c
-    return None
+    """The first child named ``name`` (elements from :func:`_events` carry local names as tags)."""
+    return elem.find(name)
 
 
 def _text(elem: Element | None) -> str:
@@ -134,7 +110,7 @@ def _entry_records(elem: Element, local: str, pos: str) -> list[HashRecord | Rec
     out: list[HashRecord | RecordError] = []
     fingerprints = _child(elem, "fingerprints")
     for fp in fingerprints if fingerprints is not None else ():
-        fp_name = _local(fp.tag)
+        fp_name = fp.tag
         fp_pos = f"{pos}.{fp_name}"
         value = _text(fp)
         if not value:
@@ -155,16 +131,87 @@ def _entry_records(elem: Element, local: str, pos: str) -> list[HashRecord | Rec
     return out
 
 
-def read(stream: typing.BinaryIO, *, source_name: str | None = None) -> Iterator[HashRecord | RecordError]:
+def _events(stream: typing.BinaryIO, max_depth: int) -> Iterator[tuple[str, Element]]:
+    """``("start"|"end", element)`` for the elements of ``stream`` at most ``max_depth`` deep (the
+    root is 0), as ``iterparse`` gives them, from defusedxml's parser (DTDs, entity declarations and
+    external references refused by its expat handlers) with our own light element handlers on its
+    expat parser: ElementTree's pure-Python handlers and event queue cost several times the parse
+    itself. Deeper elements are built into their parents' trees, unreported. Tags are local names
+    (namespace dropped); an element's ``text`` is the text before its first child (no tails: nothing
+    here reads them); a text run over ``MAX_TEXT`` raises."""
+    xp = DET.DefusedXMLParser(forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    expat = xp.parser
+    expat.ordered_attributes = False
+    expat.buffer_text = True
+    stack: list[Element] = []
+    buf: list[str] = []
+    run = 0
+    out: list[tuple[str, Element]] = []
+    locals_: dict[str, str] = {}
+
+    def start(tag: str, attrs: dict[str, str]) -> None:
+        nonlocal run
+        local = locals_.get(tag)
+        if local is None:
+            local = locals_[tag] = tag.rpartition("}")[2]
+        el = Element(local, attrs)
+        if stack:
+            parent = stack[-1]
+            if parent.text is None:
+                parent.text = "".join(buf)
+            parent.append(el)
+        buf.clear()
+        run = 0
+        if len(stack) <= max_depth:
+            out.append(("start", el))
+        stack.append(el)
+
+    def end(tag: str) -> None:
+        nonlocal run
+        el = stack.pop()
+        if el.text is None:
+            el.text = "".join(buf)
+        buf.clear()
+        run = 0
+        if len(stack) <= max_depth:
+            out.append(("end", el))
+
+    def data(text: str) -> None:
+        nonlocal run
+        run += len(text)
+        if run > MAX_TEXT:
+            raise TextTooLarge(f"a text value is longer than {MAX_TEXT // 1024} KiB")
+        buf.append(text)
+
+    expat.StartElementHandler, expat.EndElementHandler, expat.CharacterDataHandler = start, end, data
+    while True:
+        chunk = stream.read(1 << 16)
+        if not chunk:
+            break
+        xp.feed(chunk)  # expat errors become ParseError
+        yield from out
+        out.clear()
+    try:
+        expat.Parse(b"", True)
+    except Exception as exc:  # pyexpat.ExpatError, as XMLParser.close would raise it
+        if exc.__class__.__name__ != "ExpatError":
+            raise
+        xp._raiseerror(exc)
+    yield from out
+
+
+def read(stream: typing.BinaryIO, *, source_name: str | None = None,
+         paging: dict[str, str] | None = None) -> Iterator[HashRecord | RecordError]:
+    """Records of an NCMEC ``queryResult``; ``paging``, when given, receives ``{"next": link}`` from
+    ``<paging><next>`` once the whole document has been read without error (API pages)."""
     guard = GuardedReader(stream)
-    parser = DET.DefusedXMLParser(target=_LimitedTreeBuilder(), forbid_dtd=True,
-                                  forbid_entities=True, forbid_external=True)
     stack: list[Element] = []
     counts: dict[str, int] = {}
     where = "document"
+    next_link: str | None = None
     try:
-        for event, elem in DET.iterparse(guard, events=("start", "end"), parser=parser):
-            local = _local(elem.tag)
+        for event, elem in _events(guard, 2):  # queryResult / section / entry (or paging / next)
+            local = elem.tag
             if event == "start":
                 if not stack and local != "queryResult":
                     yield RecordError("document", f"expected <queryResult>, found <{shorten(local, 40)[1:-1]}>")
@@ -177,14 +224,18 @@ def read(stream: typing.BinaryIO, *, source_name: str | None = None) -> Iterator
             parent = stack[-1] if stack else None
             if parent is None or len(stack) > 2:
                 continue  # inside an entry (or the end of the document)
-            if local.lower() in ENTRY_TAGS and _local(parent.tag) in _SECTION_TAGS:
+            if local.lower() in ENTRY_TAGS and parent.tag in _SECTION_TAGS:
                 counts[local] = counts.get(local, 0) + 1
                 yield from _entry_records(elem, local, f"{local}[{counts[local]}]")
                 where = f"after {local}[{counts[local]}]"
+            elif local == "next" and len(stack) == 2 and parent.tag == "paging":
+                next_link = (elem.text or "").strip()  # queryResult/paging/next
             # entries, sections, paging and anything unknown at the top levels: read, so drop
             elem.clear()
             parent.remove(elem)
             guard.mark()
+        if paging is not None and next_link is not None:
+            paging["next"] = next_link
     except defusedxml.DTDForbidden:
         yield RecordError("document", "refused: the document has a DTD (entity expansion is not allowed)")
     except defusedxml.EntitiesForbidden:
