@@ -7,7 +7,13 @@ are a mix of planted near-duplicates (distance 0-31) and misses. The HTTP client
 ``--clients`` processes with one keep-alive connection each, on the same 2-core machine as the
 server, so the HTTP figures include the client's own cost.
 
+Issue 20 adds, in the same run: POST /v1/match/batch (``--batch`` signals a request) vs the
+single-lookup route and vs in-process ``Matcher.match_many``; and the server's start-up, first from
+the database (which writes the index snapshot under the home) then again from the snapshot, with
+the time to /readyz and the workers' RSS and PSS (shared pages counted once) after each start.
+
 Usage: python bench/api_bench.py [--entries 1000000] [--queries 4000] [--clients 2] [--workers 2]
+                                 [--batch 500]
 """
 
 from __future__ import annotations
@@ -77,6 +83,86 @@ def _client(args):
     return lat, hits
 
 
+def _batch_client(args):
+    base, key, batches = args
+    import httpx
+
+    hits = 0
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=120) as c:
+        for b in batches:
+            r = c.post("/v1/match/batch", json={"items": [{"signal_type": "pdq", "value": q} for q in b]})
+            if r.status_code != 200:
+                raise RuntimeError(f"HTTP {r.status_code}: {r.text[:200]}")
+            hits += sum(bool(x.get("matches")) for x in r.json()["results"])
+    return hits
+
+
+def _descendants(pid: int) -> list[int]:
+    kids: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(RSS, PSS) in MB summed over the server and its workers."""
+    rss = pss = 0
+    for p in _descendants(pid):
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+        except OSError:
+            pass
+    return rss / 1024, pss / 1024
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(env: dict, port: int, workers: int) -> tuple[subprocess.Popen, float, str]:
+    """Start ``consentry serve``; (process, seconds until every worker answers /readyz 200, index source)."""
+    import httpx
+
+    t0 = time.perf_counter()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "consentry", "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", str(workers)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 900
+    ready, first_ok, source = 0, None, "?"
+    while time.monotonic() < deadline and ready < 20:
+        try:
+            r = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+            if r.status_code == 200:
+                first_ok = first_ok or time.perf_counter()
+                source = r.json().get("index_source", "?")
+                ready += 1
+            else:
+                ready, first_ok = 0, None
+        except httpx.HTTPError:
+            ready, first_ok = 0, None
+        time.sleep(0.02)
+    return server, (first_ok or time.perf_counter()) - t0, source
+
+
 def pct(xs, p):
     return float(np.percentile(np.asarray(xs) * 1000, p))
 
@@ -87,6 +173,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=4000)
     ap.add_argument("--clients", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=500, help="signals per POST /v1/match/batch (0: skip)")
     ap.add_argument("--default-rules", action="store_true",
                     help="serve with the shipped rules (every match in the custom bank opens a review "
                          "case); default: a rules file whose only rule blocks, so both sides do the same work")
@@ -115,32 +202,26 @@ def main() -> None:
             hits_in += bool(m.match(QuerySignals(pdq=[q])).matches)
             lat.append(time.perf_counter() - s)
         in_total = time.perf_counter() - t0
+        in_batch_total, hits_in_batch = 0.0, 0
+        if args.batch:
+            t0 = time.perf_counter()
+            for i in range(0, len(queries), args.batch):
+                outs = m.match_many([QuerySignals(pdq=[q]) for q in queries[i : i + args.batch]])
+                hits_in_batch += sum(bool(o.matches) for o in outs)
+            in_batch_total = time.perf_counter() - t0
         del m
         db.dispose()
 
         # over HTTP
-        port = 8765
+        port = free_port()
         env = dict(os.environ, CONSENTRY_HOME=tmp, DATABASE_URL=url, CONSENTRY_MATCH_RATE_LIMIT="0")
         if not args.default_rules:
             rules = Path(tmp) / "rules.yaml"
             rules.write_text("version: 1\nrules:\n  - name: block-any-match\n    when: {matched: true}\n"
                              "    actions: [block]\n")
             env["CONSENTRY_RULES_PATH"] = str(rules)
-        server = subprocess.Popen(
-            [sys.executable, "-m", "consentry", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", str(args.workers)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server, ready_db_s, source_db = start_server(env, port, args.workers)
         try:
-            import httpx
-
-            deadline = time.monotonic() + 600
-            ready = 0
-            while time.monotonic() < deadline and ready < 20:
-                try:
-                    ready = ready + 1 if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200 else 0
-                except httpx.HTTPError:
-                    ready = 0
-                time.sleep(0.25)
             base = f"http://127.0.0.1:{port}"
             _client((base, key, queries[:50]))  # warm-up
             chunks = [queries[i::args.clients] for i in range(args.clients)]
@@ -148,6 +229,25 @@ def main() -> None:
             with mp.get_context("spawn").Pool(args.clients) as pool:
                 results = pool.map(_client, [(base, key, c) for c in chunks])
             http_total = time.perf_counter() - t0
+            http_batch_total, hits_http_batch = 0.0, 0
+            if args.batch:
+                batches = [queries[i : i + args.batch] for i in range(0, len(queries), args.batch)]
+                _batch_client((base, key, batches[:1]))  # warm-up
+                t0 = time.perf_counter()
+                with mp.get_context("spawn").Pool(args.clients) as pool:
+                    hits_http_batch = sum(pool.map(_batch_client, [(base, key, batches[i::args.clients])
+                                                                   for i in range(args.clients)]))
+                http_batch_total = time.perf_counter() - t0
+            mem_db = memory_mb(server.pid)
+        finally:
+            server.terminate()
+            server.wait(30)
+        # a restart: the workers map the snapshot the first start wrote
+        port = free_port()
+        server, ready_snap_s, source_snap = start_server(env, port, args.workers)
+        try:
+            _client((f"http://127.0.0.1:{port}", key, queries[:200]))
+            mem_snap = memory_mb(server.pid)
         finally:
             server.terminate()
             server.wait(30)
@@ -163,6 +263,21 @@ def main() -> None:
           f"{len(queries) / http_total:10.0f} {pct(http_lat, 50):8.3f} {pct(http_lat, 99):8.3f} {hits_http:8d}")
     print(f"HTTP overhead: throughput ratio in-process/HTTP = {(len(queries) / in_total) / (len(queries) / http_total):.1f}x, "
           f"p50 latency ratio HTTP/in-process = {pct(http_lat, 50) / max(pct(lat, 50), 1e-9):.1f}x")
+    if args.batch:
+        n = len(queries)
+        print(f"{'in-process Matcher.match_many':34s} {n / in_batch_total:10.0f} {'':>8s} {'':>8s} {hits_in_batch:8d}")
+        print(f"{f'HTTP POST /v1/match/batch x{args.batch}':34s} {n / http_batch_total:10.0f} {'':>8s} {'':>8s} "
+              f"{hits_http_batch:8d}")
+        print(f"batch over HTTP: {(n / http_batch_total) / (n / http_total):.1f}x the single-lookup route's "
+              f"lookups/s, {(n / http_batch_total) / (n / in_total):.2f}x in-process Matcher.match, "
+              f"{(n / http_batch_total) / (n / in_batch_total):.2f}x in-process match_many")
+        assert hits_in_batch == hits_in == hits_http_batch, "batch results differ"
+    print(f"\nstart-up with {args.workers} workers: from the database {ready_db_s:.1f} s to /readyz "
+          f"(index from {source_db}); restart {ready_snap_s:.1f} s (index from {source_snap}): "
+          f"{ready_db_s / max(ready_snap_s, 1e-9):.1f}x faster")
+    print(f"memory of server + workers: first start RSS {mem_db[0]:.0f} MB / PSS {mem_db[1]:.0f} MB; "
+          f"restart RSS {mem_snap[0]:.0f} MB / PSS {mem_snap[1]:.0f} MB (PSS ratio "
+          f"{mem_db[1] / max(mem_snap[1], 1e-9):.2f}x)")
     assert hits_in == hits_http, "HTTP and in-process results differ"
 
 

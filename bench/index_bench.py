@@ -12,6 +12,10 @@ the ratios. All data is random bits (benign by construction).
 
 Usage: python bench/index_bench.py [--sizes 1000000,10000000] [--queries 1024] [--faiss-queries 256]
        python bench/index_bench.py --quick        (100k entries, a smoke run)
+       python bench/index_bench.py --issue20 [--sizes 1000000]
+           issue 20: the one-pass dihedral probe vs 8 searches in sequence (the baseline, same
+           index, same queries, results compared), and snapshots: write/open times vs a build, and
+           4 worker processes mapping one snapshot vs each building its own copy (RSS and PSS).
 """
 
 from __future__ import annotations
@@ -167,6 +171,107 @@ def run(n: int, kind: str, nq: int, nfaiss: int, rng) -> dict:
     return r
 
 
+def _sequential(idx, variants, t=31):
+    """The baseline: one search per variant in turn (the pre-issue-20 query_variants)."""
+    best: dict[int, tuple[int, int]] = {}
+    for v, q in enumerate(variants):
+        for i, d in idx.query(q, t):
+            if i not in best or d < best[i][0]:
+                best[i] = (d, v)
+    return sorted(((i, d, v) for i, (d, v) in best.items()), key=lambda x: (x[1], x[0]))
+
+
+def _mem_kb() -> tuple[int, int]:
+    rss = pss = 0
+    for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
+        if line.startswith("Rss:"):
+            rss = int(line.split()[1])
+        elif line.startswith("Pss:"):
+            pss = int(line.split()[1])
+    return rss, pss
+
+
+def _worker(args):
+    """One 'worker': get an index (map the snapshot, or build a private copy), query, report memory."""
+    mode, directory, words_path, nq = args
+    import numpy as np
+
+    from consentry.index.pdq_index import PDQIndex
+    from consentry.index.snapshot import open_pdq_index
+
+    t0 = time.perf_counter()
+    if mode == "snapshot":
+        idx, _snap = open_pdq_index(Path(directory), "pdq", 31)
+    else:
+        words = np.load(words_path)
+        idx = PDQIndex.build(np.arange(len(words)), words)
+        del words
+    ready = time.perf_counter() - t0
+    rng = np.random.default_rng(7)
+    for q in rng.integers(0, 2**64, size=(nq, 4), dtype=np.uint64):
+        idx.query(q, 31)
+    time.sleep(1.0)  # all four alive at once when measured
+    return ready, _mem_kb()
+
+
+def issue20(n: int, nq: int, rng) -> None:
+    import multiprocessing as mp
+    import tempfile
+
+    from consentry.index.snapshot import open_pdq_index, save_pdq_base
+
+    print(f"\n=== issue 20 at {n:,} entries (uniform) ===", flush=True)
+    words = make_data(n, "uniform", rng)
+    t0 = time.perf_counter()
+    idx = PDQIndex.build(np.arange(n), words)
+    build_s = time.perf_counter() - t0
+    variants = []
+    for i in range(nq):
+        v = rng.integers(0, 2**64, size=(8, 4), dtype=np.uint64)
+        if i % 2 == 0:  # half the queries have a stored row near one of their variants
+            v[int(rng.integers(0, 8))] = flip_bits(words[int(rng.integers(0, n))], int(rng.integers(0, 32)), rng)
+        variants.append(v)
+    idx.query_variants(variants[0], 31)
+    _sequential(idx, variants[0])
+    lat_seq, res_seq = time_queries(lambda v: _sequential(idx, v), variants)
+    lat_one, res_one = time_queries(lambda v: idx.query_variants(v, 31), variants)
+    same = res_seq == res_one
+    print(f"dihedral (8 variants), {nq} queries: baseline 8 sequential searches p50 {pct(lat_seq, 50):.3f} ms "
+          f"p99 {pct(lat_seq, 99):.3f} ms; one pass p50 {pct(lat_one, 50):.3f} ms p99 {pct(lat_one, 99):.3f} ms; "
+          f"ratio p99 {pct(lat_seq, 99) / pct(lat_one, 99):.2f}x, p50 {pct(lat_seq, 50) / pct(lat_one, 50):.2f}x; "
+          f"identical results: {same}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="consentry-snapbench-") as tmp:
+        t0 = time.perf_counter()
+        save_pdq_base(Path(tmp), "pdq", idx._base, 31, cursor=1, identity={"cursor": 1, "row": None})
+        save_s = time.perf_counter() - t0
+        Path(tmp, "pdq.snap.verified").unlink()  # measure the first open's full checksum
+        t0 = time.perf_counter()
+        open_pdq_index(Path(tmp), "pdq", 31)
+        first_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        opened, _snap = open_pdq_index(Path(tmp), "pdq", 31)
+        stamped_s = time.perf_counter() - t0
+        assert all(opened.query(q, 31) == idx.query(q, 31) for q in words[:20])
+        print(f"snapshot: {Path(tmp, 'pdq.snap').stat().st_size / 2**20:.0f} MB written in {save_s:.2f} s; "
+              f"open with full checksum {first_s:.2f} s, later opens {stamped_s * 1000:.1f} ms; baseline build "
+              f"from arrays {build_s:.2f} s (the database read before it not counted): "
+              f"{build_s / max(stamped_s, 1e-9):.0f}x", flush=True)
+        np.save(Path(tmp, "words.npy"), words)
+        del idx, opened
+        gc.collect()
+        out = {}
+        for mode in ("private", "snapshot"):
+            with mp.get_context("spawn").Pool(4) as pool:
+                out[mode] = pool.map(_worker, [(mode, tmp, str(Path(tmp, "words.npy")), 200)] * 4)
+        for mode, rows in out.items():
+            print(f"4 workers, {mode:8s}: ready in {max(r[0] for r in rows):.2f} s (slowest), RSS total "
+                  f"{sum(r[1][0] for r in rows) / 1024:.0f} MB, PSS total {sum(r[1][1] for r in rows) / 1024:.0f} MB",
+                  flush=True)
+        p_priv = sum(r[1][1] for r in out["private"])
+        p_snap = sum(r[1][1] for r in out["snapshot"])
+        print(f"memory ratio (PSS, private copies / shared snapshot): {p_priv / max(p_snap, 1):.2f}x", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1000000,10000000")
@@ -174,7 +279,12 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=1024)
     ap.add_argument("--faiss-queries", type=int, default=256)
     ap.add_argument("--quick", action="store_true", help="100k entries, fewer queries")
+    ap.add_argument("--issue20", action="store_true", help="dihedral one-pass and snapshot figures only")
     args = ap.parse_args()
+    if args.issue20:
+        for n in args.sizes.split(","):
+            issue20(int(n), min(args.queries, 1000), np.random.default_rng(12345))
+        return
     if args.quick:
         args.sizes, args.queries, args.faiss_queries = "100000", 256, 64
     rng = np.random.default_rng(12345)

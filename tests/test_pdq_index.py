@@ -194,3 +194,90 @@ def test_index_equals_brute_force_with_interleaved_changes(seed, kind, t):
             check()
     finally:
         P.band_layout = orig
+
+
+def _sequential_variants(idx, variants, t):
+    """The pre-issue-20 answer: one search per variant in turn, keeping each row's smallest
+    distance (ties: the earlier variant)."""
+    best: dict[int, tuple[int, int]] = {}
+    for v, q in enumerate(variants):
+        for i, d in idx.query(q, t):
+            if i not in best or d < best[i][0]:
+                best[i] = (d, v)
+    return sorted(((i, d, v) for i, (d, v) in best.items()), key=lambda x: (x[1], x[0]))
+
+
+def _brute_variants(words, ids, variants, t):
+    best: dict[int, tuple[int, int]] = {}
+    for v, q in enumerate(variants):
+        for i, d in brute_force(words, ids, q, t):
+            if i not in best or d < best[i][0]:
+                best[i] = (d, v)
+    return sorted(((i, d, v) for i, (d, v) in best.items()), key=lambda x: (x[1], x[0]))
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(["scan", "16x16"]), t=st.integers(0, 40))
+def test_one_pass_dihedral_probe_equals_eight_sequential_searches(seed, kind, t):
+    """Issue 20.3: all 8 variants probed together return exactly what 8 searches in sequence
+    return (ids, best distances and the transform), over base, tombstones and the live delta."""
+    _check_one_pass(seed, kind, (t,))
+
+
+def test_one_pass_dihedral_probe_radius_two_layout():
+    """The same with the 11 x 23 bands probed to radius 2 (one build: this layout allocates its
+    8M-bucket tables, seconds even for a few rows), at several thresholds."""
+    _check_one_pass(1017, "11x23", (0, 17, 22, 31, 34))
+
+
+def _check_one_pass(seed, kind, ts):
+    rng = np.random.default_rng(seed)
+    orig = P.band_layout
+    P.band_layout = _layout(kind)
+    try:
+        seeds = rng.integers(0, 2**64, size=(3, 4), dtype=np.uint64)
+        n = int(rng.integers(0, 400))
+        # clustered near-duplicates, so that several variants hit the same rows at different distances
+        words = np.stack([_flip(seeds[int(rng.integers(0, 3))], rng.choice(256, size=int(rng.integers(0, 45)),
+                                                                              replace=False))
+                          for _ in range(n)]) if n else np.zeros((0, 4), dtype=np.uint64)
+        idx = PDQIndex.build(np.arange(n), words)
+        live = {i: words[i] for i in range(n)}
+        for victim in list(live)[: int(rng.integers(0, 20))]:  # tombstones
+            idx.remove(victim)
+            del live[victim]
+        extra = np.stack([_flip(seeds[0], rng.choice(256, size=int(rng.integers(0, 40)), replace=False))
+                          for _ in range(15)])
+        idx.add(np.arange(10_000, 10_015), extra)  # the live delta
+        live.update({10_000 + j: extra[j] for j in range(15)})
+        ids = np.array(sorted(live), dtype=np.int64)
+        ref_words = np.stack([live[i] for i in ids])
+        for _ in range(4):
+            # 8 variants: some near a seed (hits), one a duplicate of another (ties), others random
+            variants = np.stack([_flip(seeds[int(rng.integers(0, 3))], rng.choice(256, size=int(rng.integers(0, 40)),
+                                                                                   replace=False))
+                                 for _ in range(6)] + [rng.integers(0, 2**64, size=4, dtype=np.uint64)])
+            variants = np.concatenate([variants, variants[int(rng.integers(0, 7))][None]])
+            for t in ts:
+                got = idx.query_variants(variants, t)
+                assert got == _sequential_variants(idx, variants, t)
+                assert got == _brute_variants(ref_words, ids, variants, t)
+    finally:
+        P.band_layout = orig
+
+
+def test_one_pass_dihedral_probe_at_scale():
+    """The real band layout (16 x 16 at this size) against brute force, with hits planted for
+    several variants of the same row."""
+    rng = np.random.default_rng(11)
+    words = rng.integers(0, 2**64, size=(60_000, 4), dtype=np.uint64)
+    idx = PDQIndex.build(np.arange(60_000), words)
+    assert idx.describe()["bands"] == 16
+    for k in range(20):
+        variants = rng.integers(0, 2**64, size=(8, 4), dtype=np.uint64)
+        for v in rng.choice(8, size=3, replace=False):
+            variants[v] = _flip(words[k * 100], rng.choice(256, size=int(rng.integers(0, 32)), replace=False))
+        got = idx.query_variants(variants, 31)
+        assert got == _sequential_variants(idx, variants, 31) == _brute_variants(words, np.arange(60_000),
+                                                                                   variants, 31)
+        assert any(i == k * 100 for i, _d, _v in got)

@@ -354,6 +354,10 @@ def bank_disable(
 _status_command("enable", "active", "Re-enable a disabled or withdrawn entry.")
 
 
+#: `consentry match --stdin` lines matched together (as one POST /v1/match/batch)
+STDIN_BATCH = 1000
+
+
 def match_cmd(
     paths: Optional[List[Path]] = typer.Argument(None, help="Files or directories to match."),
     bank: Optional[List[str]] = typer.Option(None, "--bank", "-b", help="Only these banks (repeatable)."),
@@ -390,16 +394,43 @@ def match_cmd(
     limits = get_settings().limits
     failures = 0
 
+    # --stdin lines are matched in batches (Matcher.match_many, the path of POST /v1/match/batch):
+    # answered in order, up to STDIN_BATCH lines at a time
+    pending: list[tuple[dict[str, Any], QuerySignals | None, str | None]] = []
+    batching = False
+
     def emit(query: dict[str, Any], signals: QuerySignals | None, error: str | None) -> None:
         nonlocal failures
-        out: dict[str, Any] = {"query": query, "matches": [], "error": error}
         if signals is not None and error is None:
             _warn_weak_query(query, signals)
+        if batching:
+            pending.append((query, signals, error))
+            if len(pending) >= STDIN_BATCH:
+                flush()
+            return
+        out: dict[str, Any] = {"query": query, "matches": [], "error": error}
+        if signals is not None and error is None:
             outcome = matcher.match(signals, bank)
             out.update(outcome.to_dict())
         if error:
             failures += 1
         print(json.dumps(out), flush=True)
+
+    def flush() -> None:
+        nonlocal failures
+        todo = [s for _q, s, e in pending if s is not None and e is None]
+        outcomes = iter(matcher.match_many(todo, bank) if todo else [])
+        lines = []
+        for query, signals, error in pending:
+            out: dict[str, Any] = {"query": query, "matches": [], "error": error}
+            if signals is not None and error is None:
+                out.update(next(outcomes).to_dict())
+            if error:
+                failures += 1
+            lines.append(json.dumps(out))
+        pending.clear()
+        if lines:
+            print("\n".join(lines), flush=True)
 
     def value_query(st: str, value: str) -> None:
         try:
@@ -443,6 +474,7 @@ def match_cmd(
         except ConsentryError as exc:
             emit({"path": str(path)}, None, str(exc))
     if stdin:
+        batching = True
         for n, line in enumerate(sys.stdin, 1):
             line = line.strip()
             if not line or line.startswith("#"):
@@ -462,6 +494,7 @@ def match_cmd(
                 value_query(parts[0].lower(), parts[1])
             except KeyError as exc:
                 emit({"line": n}, None, str(exc.args[0]))
+        flush()
     raise typer.Exit(EXIT_FAILED if failures else EXIT_OK)
 
 

@@ -14,6 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -40,6 +41,13 @@ LOOKBACK = 2000
 #: How long a skipped change id is waited for before it is taken as rolled back (seconds).
 GAP_SECONDS = 600.0
 MAX_GAPS = 200_000
+#: PDQ indexes smaller than this are not snapshotted (rebuilt from the database in well under a second)
+SNAPSHOT_MIN_ENTRIES = 20_000
+#: a snapshot this many changes behind the database is rebuilt rather than replayed
+SNAPSHOT_MAX_REPLAY = 2_000_000
+#: how long a starting worker waits for another one building the snapshot (seconds)
+SNAPSHOT_WAIT = 600.0
+SNAPSHOT_NAME = "pdq"
 
 
 @dataclass
@@ -174,8 +182,15 @@ class _VpdqStore:
 class Matcher:
     """In-memory indexes over all banks, refreshed from the change log."""
 
-    def __init__(self, db: Database, default_signal_types: Sequence[str] | None = None):
+    def __init__(self, db: Database, default_signal_types: Sequence[str] | None = None,
+                 snapshot_dir: str | Path | None = None):
         self.db = db
+        #: where compacted PDQ indexes are persisted and shared by the processes of this host
+        #: (:mod:`consentry.index.snapshot`); None: no snapshots
+        self.snapshot_dir = Path(snapshot_dir) if snapshot_dir else None
+        self._base_cursor = 0  # the change-log cursor the PDQ base covers
+        #: where the PDQ index came from at the last load: "snapshot" (mapped) or "database"
+        self.index_source: str | None = None
         self.banks = BankService(db)
         # signal types switched on (instance setting in the database; CONSENTRY_SIGNAL_TYPES
         # when none is stored); re-read on a ``settings`` change
@@ -197,54 +212,145 @@ class Matcher:
         """Build the indexes from every active entry (streamed in pages)."""
         with self._lock:
             cursor = self.banks.change_cursor()
-            pdq_ids: list[np.ndarray] = []
-            pdq_words: list[np.ndarray] = []
-            exact = {t: ExactIndex() for t in EXACT_TYPES}
-            vpdq = _VpdqStore()
-            # a bare connection (Core rows, no ORM loading): this reads every active entry
-            with self.db.engine.connect() as conn:
-                # timed-disabled entries are indexed too: the query-time status check keeps
-                # them out until their time has passed, then they match with no new change
-                q = (
-                    select(Entry.id, Entry.signal_type, Entry.value, Entry.quality)
-                    .where(or_(Entry.status == "active",
-                               and_(Entry.status == "disabled", Entry.disabled_until.is_not(None))))
-                    .order_by(Entry.id)
-                )
-                chunk_ids: list[int] = []
-                chunk_vals: list[str] = []
-                for entry_id, st, value, quality in conn.execution_options(yield_per=50_000).execute(q):
-                    if st == "pdq":
-                        if quality is not None and quality < PDQ_MIN_QUALITY:
-                            continue
-                        chunk_ids.append(entry_id)
-                        chunk_vals.append(value)
-                        if len(chunk_ids) >= 50_000:
-                            pdq_ids.append(np.array(chunk_ids, dtype=np.int64))
-                            pdq_words.append(hex_to_words_many(chunk_vals))
-                            chunk_ids, chunk_vals = [], []
-                    elif st in exact:
-                        exact[st].add(value, entry_id)
-                    elif st == "vpdq":
-                        vpdq.add(entry_id, value)
-                if chunk_ids:
-                    pdq_ids.append(np.array(chunk_ids, dtype=np.int64))
-                    pdq_words.append(hex_to_words_many(chunk_vals))
-            if pdq_ids:
-                self.pdq = PDQIndex.build(np.concatenate(pdq_ids), np.concatenate(pdq_words),
-                                          threshold=PDQ_THRESHOLD)
-            else:
-                self.pdq = PDQIndex(threshold=PDQ_THRESHOLD)
-            self.exact, self.vpdq = exact, vpdq
-            self.cursor = cursor
-            self._applied.clear()
-            self._gaps.clear()
-            self._bank_cache = self.banks.banks_by_id()
-            self._load_enabled_types()
-            self.loaded = True
-            # anything committed while we were reading is replayed (idempotently)
-            self.refresh(lookback=LOOKBACK)
-            return self
+            opened = self._open_snapshot(cursor)
+            if opened is None and self.snapshot_dir is not None:
+                # one process of the host builds the snapshot, the others wait for it and map it
+                from consentry.index.snapshot import writer_lock
+
+                with writer_lock(self.snapshot_dir, SNAPSHOT_NAME, wait=SNAPSHOT_WAIT) as held:
+                    cursor = self.banks.change_cursor()
+                    opened = self._open_snapshot(cursor)
+                    if opened is None:
+                        self._load_entries(cursor, None)
+                        if held:
+                            self._save_snapshot(self.pdq._base, cursor, reopen=True)
+                        return self._loaded(cursor)
+            self._load_entries(cursor, opened)
+            return self._loaded(cursor if opened is None else opened[1].cursor)
+
+    def _loaded(self, cursor: int) -> "Matcher":
+        self.cursor = self._base_cursor = cursor
+        self._applied.clear()
+        self._gaps.clear()
+        self._bank_cache = self.banks.banks_by_id()
+        self._load_enabled_types()
+        self.loaded = True
+        # anything committed while we were reading is replayed (idempotently); after a snapshot,
+        # every change since the cursor it covers
+        self.refresh(lookback=LOOKBACK)
+        return self
+
+    def _load_entries(self, cursor: int, opened) -> None:
+        """Read active entries into fresh indexes: all of them, or (``opened``: a PDQ index from
+        a snapshot) all but PDQ."""
+        pdq_ids: list[np.ndarray] = []
+        pdq_words: list[np.ndarray] = []
+        exact = {t: ExactIndex() for t in EXACT_TYPES}
+        vpdq = _VpdqStore()
+        # a bare connection (Core rows, no ORM loading): this reads every active entry
+        with self.db.engine.connect() as conn:
+            # timed-disabled entries are indexed too: the query-time status check keeps
+            # them out until their time has passed, then they match with no new change
+            q = (
+                select(Entry.id, Entry.signal_type, Entry.value, Entry.quality)
+                .where(or_(Entry.status == "active",
+                           and_(Entry.status == "disabled", Entry.disabled_until.is_not(None))))
+                .order_by(Entry.id)
+            )
+            if opened is not None:
+                q = q.where(Entry.signal_type.in_([*EXACT_TYPES, "vpdq"]))
+            chunk_ids: list[int] = []
+            chunk_vals: list[str] = []
+            for entry_id, st, value, quality in conn.execution_options(yield_per=50_000).execute(q):
+                if st == "pdq":
+                    if quality is not None and quality < PDQ_MIN_QUALITY:
+                        continue
+                    chunk_ids.append(entry_id)
+                    chunk_vals.append(value)
+                    if len(chunk_ids) >= 50_000:
+                        pdq_ids.append(np.array(chunk_ids, dtype=np.int64))
+                        pdq_words.append(hex_to_words_many(chunk_vals))
+                        chunk_ids, chunk_vals = [], []
+                elif st in exact:
+                    exact[st].add(value, entry_id)
+                elif st == "vpdq":
+                    vpdq.add(entry_id, value)
+            if chunk_ids:
+                pdq_ids.append(np.array(chunk_ids, dtype=np.int64))
+                pdq_words.append(hex_to_words_many(chunk_vals))
+        self.index_source = "database" if opened is None else "snapshot"
+        if opened is not None:
+            self.pdq = opened[0]
+        elif pdq_ids:
+            self.pdq = PDQIndex.build(np.concatenate(pdq_ids), np.concatenate(pdq_words),
+                                      threshold=PDQ_THRESHOLD)
+        else:
+            self.pdq = PDQIndex(threshold=PDQ_THRESHOLD)
+        self.exact, self.vpdq = exact, vpdq
+
+    # ---------------------------------------------------------- snapshots
+    def _log_identity(self, cursor: int) -> dict[str, Any]:
+        """What ties a snapshot to this database's change log: the change row at its cursor."""
+        row = self.banks.changes_since(cursor - 1, limit=1) if cursor > 0 else []
+        if not row or row[0]["cursor"] != cursor:
+            return {"cursor": cursor, "row": None}
+        r = row[0]
+        return {"cursor": cursor, "row": [r["op"], r["bank_id"], r["entry_id"], r["signal_type"], r["at"]]}
+
+    def _open_snapshot(self, db_cursor: int):
+        """(PDQ index, snapshot) when a snapshot of this change log, not too far behind it, is
+        on disk and verified; else None (rebuild)."""
+        if self.snapshot_dir is None:
+            return None
+        from consentry.index.snapshot import open_pdq_index
+
+        opened = open_pdq_index(self.snapshot_dir, SNAPSHOT_NAME, PDQ_THRESHOLD)
+        if opened is None:
+            return None
+        snap = opened[1]
+        why = None
+        if snap.cursor > db_cursor:
+            why = f"its cursor {snap.cursor} is ahead of the database's {db_cursor}"
+        elif db_cursor - snap.cursor > SNAPSHOT_MAX_REPLAY:
+            why = f"{db_cursor - snap.cursor} changes behind (over {SNAPSHOT_MAX_REPLAY})"
+        elif snap.identity != self._log_identity(snap.cursor):
+            why = "it was made from another change log (another database)"
+        if why:
+            log.warning("index snapshot %s not used: %s; rebuilding from the database", snap.path, why)
+            return None
+        log.info("index snapshot %s: %d PDQ entries at cursor %d", snap.path, len(opened[0]), snap.cursor)
+        return opened
+
+    def _save_snapshot(self, base, cursor: int, reopen: bool = False):
+        """Write ``base`` (compacted) as the host's snapshot (the caller holds the writer lock);
+        with ``reopen``, swap this process's base for the mapped one (shared by every worker).
+        Returns the mapped base or None. A failure to write is logged, never fatal."""
+        if self.snapshot_dir is None or len(base.ids) < SNAPSHOT_MIN_ENTRIES or base.dead.any():
+            return None
+        from consentry.index.pdq_index import _Base
+        from consentry.index.snapshot import open_snapshot, save_pdq_base
+
+        try:
+            t0 = time.monotonic()
+            path = save_pdq_base(self.snapshot_dir, SNAPSHOT_NAME, base, PDQ_THRESHOLD, cursor,
+                                 self._log_identity(cursor))
+            snap = open_snapshot(self.snapshot_dir, SNAPSHOT_NAME, {"cursor": cursor})
+            log.info("index snapshot %s written: %d entries at cursor %d in %.1f s", path, len(base.ids), cursor,
+                     time.monotonic() - t0)
+        except OSError:
+            log.exception("could not write the index snapshot")
+            return None
+        if snap is None:
+            return None
+        mapped = _Base.from_arrays(snap.arrays, snap.header["radius"], snap.header["design_threshold"])
+        if reopen and self.pdq._base is base:
+            mapped.dead[:] = base.dead
+            self.pdq._base = mapped
+        return mapped
+
+    def _covered_cursor(self) -> int:
+        """Every change up to this cursor is applied (ids skipped over may still commit)."""
+        return min([self.cursor] + [g - 1 for g in self._gaps])
 
     def refresh(self, lookback: int = 0) -> int:
         """Apply changes since the cursor; returns how many were applied.
@@ -303,11 +409,21 @@ class Matcher:
             self._compacting = True
             index = self.pdq
             job = index.begin_compaction()
+            job_cursor = self._covered_cursor()
         try:
             job.build()
+            if self.snapshot_dir is not None:
+                # written by one process of the host at a time; the others keep their own build
+                from consentry.index.snapshot import writer_lock
+
+                with writer_lock(self.snapshot_dir, SNAPSHOT_NAME) as held:
+                    mapped = self._save_snapshot(job.base, job_cursor) if held else None
+                if mapped is not None:
+                    job.base = mapped
             with self._lock:
                 if self.pdq is index:  # not replaced by a full reload meanwhile
                     index.finish_compaction(job)
+                    self._base_cursor = job_cursor
         except BaseException:
             with self._lock:
                 index.abort_compaction()
@@ -393,78 +509,107 @@ class Matcher:
         outcome.disabled_types = off
         return outcome
 
+    def match_many(self, queries: Sequence[QuerySignals], banks: Iterable[str] | None = None) -> list[MatchOutcome]:
+        """:meth:`match` for many queries at once, answers in order (``POST /v1/match/batch``,
+        ``consentry match --stdin``): the same rules per query, but one lock acquisition and one
+        database read of the candidate entries for the whole batch."""
+        banks = list(banks) if banks else None
+        with self._lock:
+            prepared = [self._without_disabled(q) for q in queries]
+            cands = [self._candidates(q) for q, _off in prepared]
+            wanted: set[int] = set()
+            for c in cands:
+                wanted.update(c)
+            rows = self.banks.entries_by_id(wanted) if wanted else {}
+            now = utcnow()
+            out = []
+            for (q, off), c in zip(prepared, cands):
+                outcome = self._outcome(q, c, rows, banks, now)
+                outcome.disabled_types = off
+                out.append(outcome)
+            return out
+
     def _match(self, query: QuerySignals, banks: Iterable[str] | None = None) -> MatchOutcome:
         with self._lock:
-            # candidate entry id -> (signal_type, distance, transform, detail)
-            cands: dict[int, tuple[str, int | float, str | None, dict[str, Any]]] = {}
-            for st, value in query.exact.items():
-                if st in self.exact and value:
-                    for eid in self.exact[st].lookup(value):
-                        cands[eid] = (st, 0, None, {})
-            usable_pdq = query.pdq and (query.pdq_quality is None or query.pdq_quality >= PDQ_MIN_QUALITY)
-            if usable_pdq:
-                t = self._max_threshold("pdq", PDQ_THRESHOLD)
-                words = hex_to_words_many(query.pdq)
-                if len(query.pdq) == 1:
-                    hits = [(eid, d, 0) for eid, d in self.pdq.query(words[0], t)]
-                else:
-                    hits = self.pdq.query_variants(words, t)
-                for eid, d, v in hits:
-                    cands[eid] = ("pdq", int(d), DIHEDRAL_TRANSFORMS[v], {})
-            if query.vpdq:
-                t = self._max_threshold("vpdq", VPDQ_DISTANCE_THRESHOLD)
-                for eid, det in self.vpdq.query(query.vpdq, t).items():
-                    best = max(det["query_match_percent"], det["compared_match_percent"])
-                    if best >= VPDQ_MATCH_PERCENT:
-                        cands[eid] = ("vpdq", round(100.0 - best, 2), None, det)
+            cands = self._candidates(query)
             if not cands:
                 return MatchOutcome([], [], [])
-            rows = self.banks.entries_by_id(cands)
-            wanted = set(banks) if banks else None
-            matches, allows, held = [], [], []
-            now = utcnow()
-            content_key = query.rollout_key()
-            for eid, (st, dist, transform, detail) in cands.items():
-                found = rows.get(eid)
-                if found is None:
-                    continue
-                entry, bank_id = found
-                if entry.status != "active":
-                    continue
+            return self._outcome(query, cands, self.banks.entries_by_id(cands), banks, utcnow())
+
+    def _candidates(self, query: QuerySignals) -> dict[int, tuple[str, int | float, str | None, dict[str, Any]]]:
+        """Candidate entry id -> (signal_type, distance, transform, detail), from the indexes
+        (call under the lock)."""
+        cands: dict[int, tuple[str, int | float, str | None, dict[str, Any]]] = {}
+        for st, value in query.exact.items():
+            if st in self.exact and value:
+                for eid in self.exact[st].lookup(value):
+                    cands[eid] = (st, 0, None, {})
+        usable_pdq = query.pdq and (query.pdq_quality is None or query.pdq_quality >= PDQ_MIN_QUALITY)
+        if usable_pdq:
+            t = self._max_threshold("pdq", PDQ_THRESHOLD)
+            words = hex_to_words_many(query.pdq)
+            if len(query.pdq) == 1:
+                hits = [(eid, d, 0) for eid, d in self.pdq.query(words[0], t)]
+            else:  # the 8 dihedral variants, probed together in one pass (issue 20.3)
+                hits = self.pdq.query_variants(words, t)
+            for eid, d, v in hits:
+                cands[eid] = ("pdq", int(d), DIHEDRAL_TRANSFORMS[v], {})
+        if query.vpdq:
+            t = self._max_threshold("vpdq", VPDQ_DISTANCE_THRESHOLD)
+            for eid, det in self.vpdq.query(query.vpdq, t).items():
+                best = max(det["query_match_percent"], det["compared_match_percent"])
+                if best >= VPDQ_MATCH_PERCENT:
+                    cands[eid] = ("vpdq", round(100.0 - best, 2), None, det)
+        return cands
+
+    def _outcome(self, query: QuerySignals, cands, rows, banks: Iterable[str] | None, now) -> MatchOutcome:
+        """The matches among ``cands`` by the entries' current rows (``rows``: entries_by_id)."""
+        if not cands:
+            return MatchOutcome([], [], [])
+        wanted = set(banks) if banks else None
+        matches, allows, held = [], [], []
+        content_key = query.rollout_key()
+        for eid, (st, dist, transform, detail) in cands.items():
+            found = rows.get(eid)
+            if found is None:
+                continue
+            entry, bank_id = found
+            if entry.status != "active":
+                continue
+            bank = self._bank_cache.get(bank_id)
+            if bank is None:
+                self._bank_cache = self.banks.banks_by_id()
                 bank = self._bank_cache.get(bank_id)
                 if bank is None:
-                    self._bank_cache = self.banks.banks_by_id()
-                    bank = self._bank_cache.get(bank_id)
-                    if bank is None:
-                        continue
-                if st == "pdq" and dist > bank.threshold("pdq"):
                     continue
-                if bank.disabled_at(now):
-                    continue
-                if wanted is not None and bank.name not in wanted and bank.kind != "allow":
-                    continue
-                m = Match(bank.name, bank.kind, eid, st, dist, transform, entry.provenance, detail)
-                if bank.match_percent < 100 and not bank.in_rollout(content_key):
-                    held.append(m)
-                    continue
-                if bank.kind == "allow":
-                    allows.append(m)
-                else:
-                    matches.append(m)
-            key = lambda m: (m.distance, m.bank, m.entry_id)  # noqa: E731
-            matches.sort(key=key)
-            allows.sort(key=key)
-            held.sort(key=key)
-            for m in held:
-                log.info("match held back by rollout: bank=%s entry_id=%s signal_type=%s",
-                         m.bank, m.entry_id, m.signal_type)
-            if allows:
-                return MatchOutcome([], matches, allows, held)
-            return MatchOutcome(matches, [], [], held)
+            if st == "pdq" and dist > bank.threshold("pdq"):
+                continue
+            if bank.disabled_at(now):
+                continue
+            if wanted is not None and bank.name not in wanted and bank.kind != "allow":
+                continue
+            m = Match(bank.name, bank.kind, eid, st, dist, transform, entry.provenance, detail)
+            if bank.match_percent < 100 and not bank.in_rollout(content_key):
+                held.append(m)
+                continue
+            if bank.kind == "allow":
+                allows.append(m)
+            else:
+                matches.append(m)
+        key = lambda m: (m.distance, m.bank, m.entry_id)  # noqa: E731
+        matches.sort(key=key)
+        allows.sort(key=key)
+        held.sort(key=key)
+        for m in held:
+            log.info("match held back by rollout: bank=%s entry_id=%s signal_type=%s",
+                     m.bank, m.entry_id, m.signal_type)
+        if allows:
+            return MatchOutcome([], matches, allows, held)
+        return MatchOutcome(matches, [], [], held)
 
     def stats(self) -> dict[str, Any]:
         return {
-            "cursor": self.cursor, "pdq_entries": len(self.pdq),
+            "cursor": self.cursor, "pdq_entries": len(self.pdq), "index_source": self.index_source,
             "exact_entries": {k: len(v) for k, v in self.exact.items()},
             "vpdq_videos": len(self.vpdq.entry_frames),
         }

@@ -128,3 +128,117 @@ def mih_query(words, dead, starts, widths, band_base, offsets, postings, radius,
                         found = _probe(np.int64(k2), b, offsets, postings, band_base, n, words, dead, q0,
                                        q1, q2, q3, threshold, out_pos, out_dist, found)
     return found
+
+
+@njit(cache=True, nogil=True)
+def scan_multi(words, dead, qs, threshold, out_pos, out_dist, out_var):
+    """Brute force of several queries (``qs``: V x 4) in one pass over the rows: every (row,
+    variant) within ``threshold``. Returns the number of hits (writes at most len(out_pos))."""
+    found = 0
+    nv = qs.shape[0]
+    for i in range(words.shape[0]):
+        if dead[i]:
+            continue
+        w0, w1, w2, w3 = words[i, 0], words[i, 1], words[i, 2], words[i, 3]
+        for v in range(nv):
+            d = hamming(w0, w1, w2, w3, qs[v, 0], qs[v, 1], qs[v, 2], qs[v, 3])
+            if d <= threshold:
+                if found < out_pos.shape[0]:
+                    out_pos[found] = i
+                    out_dist[found] = d
+                    out_var[found] = v
+                found += 1
+    return found
+
+
+@njit(cache=True, nogil=True)
+def mih_query_multi(words, dead, starts, widths, band_base, offsets, postings, radius, qs, threshold,
+                    out_pos, out_dist, out_var):
+    """Multi-index hashing for several queries at once (e.g. the 8 dihedral variants).
+
+    Same pigeonhole argument as :func:`mih_query`, but in phases over *all* variants' probes, so
+    that the random memory reads of each phase are independent of each other (the CPU overlaps
+    them) instead of one dependent chain per probe: 1. every probe's bucket key (variant, band,
+    key within ``radius`` bits); 2. each bucket's posting range; 3. the candidate rows; 4. their
+    full 256-bit distance to the variant that found them. A row within ``threshold`` of variant v
+    is a candidate of v's probes, so checking each candidate against its own variant is exact.
+    Hits may repeat (once per band/variant); the caller keeps the best per row.
+    """
+    n = words.shape[0]
+    nv = qs.shape[0]
+    m = starts.shape[0]
+    per_band = np.empty(m, dtype=np.int64)
+    total = 0
+    for b in range(m):
+        w = widths[b]
+        c = 1
+        if radius >= 1:
+            c += w
+        if radius >= 2:
+            c += w * (w - 1) // 2
+        per_band[b] = c
+        total += c
+    nprobe = total * nv
+    slot = np.empty(nprobe, dtype=np.int64)  # index into offsets
+    pvar = np.empty(nprobe, dtype=np.int32)
+    pband = np.empty(nprobe, dtype=np.int32)
+    k = 0
+    for v in range(nv):
+        q0, q1, q2, q3 = qs[v, 0], qs[v, 1], qs[v, 2], qs[v, 3]
+        for b in range(m):
+            w = widths[b]
+            base = band_base[b]
+            key = band_key(q0, q1, q2, q3, starts[b], w)
+            slot[k] = base + np.int64(key)
+            pvar[k] = v
+            pband[k] = b
+            k += 1
+            if radius >= 1:
+                for x in range(w):
+                    k1 = key ^ (uint64(1) << uint64(x))
+                    slot[k] = base + np.int64(k1)
+                    pvar[k] = v
+                    pband[k] = b
+                    k += 1
+                    if radius >= 2:
+                        for y in range(x + 1, w):
+                            slot[k] = base + np.int64(k1 ^ (uint64(1) << uint64(y)))
+                            pvar[k] = v
+                            pband[k] = b
+                            k += 1
+    # 2. posting ranges (independent gathers)
+    lo = np.empty(nprobe, dtype=np.int64)
+    cnt = np.empty(nprobe, dtype=np.int64)
+    ncand = 0
+    for k in range(nprobe):
+        s = slot[k]
+        a = np.int64(offsets[s])
+        lo[k] = a
+        c = np.int64(offsets[s + 1]) - a
+        cnt[k] = c
+        ncand += c
+    # 3. candidate rows
+    cand = np.empty(ncand, dtype=np.int64)
+    cvar = np.empty(ncand, dtype=np.int32)
+    j = 0
+    for k in range(nprobe):
+        pbase = np.int64(pband[k]) * n + lo[k]
+        v = pvar[k]
+        for p in range(cnt[k]):
+            cand[j] = postings[pbase + p]
+            cvar[j] = v
+            j += 1
+    # 4. verify (dead rows are checked only for hits: one random read fewer per candidate)
+    found = 0
+    for j in range(ncand):
+        i = cand[j]
+        v = cvar[j]
+        d = hamming(words[i, 0], words[i, 1], words[i, 2], words[i, 3], qs[v, 0], qs[v, 1], qs[v, 2], qs[v, 3])
+        if d <= threshold and not dead[i]:
+            if found < out_pos.shape[0]:
+                out_pos[found] = i
+                out_dist[found] = d
+                out_var[found] = v
+            found += 1
+    return found
+

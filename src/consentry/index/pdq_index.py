@@ -106,6 +106,27 @@ class _Base:
             self.offsets[self.band_base[b] : self.band_base[b] + sizes[b]] = offs
             self.postings[b * n : (b + 1) * n] = post
 
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], radius: int | None, design_threshold: int) -> "_Base":
+        """A base over arrays built before (e.g. memory-mapped from a snapshot), not copied;
+        the tombstone flags are this process's own."""
+        self = cls.__new__(cls)
+        self.ids, self.words = arrays["ids"], arrays["words"]
+        self.band_base, self.offsets, self.postings = arrays["band_base"], arrays["offsets"], arrays["postings"]
+        self.dead = np.zeros(len(self.ids), dtype=np.bool_)
+        self.layout = None if radius is None else BandLayout(
+            np.asarray(arrays["starts"], dtype=np.int64), np.asarray(arrays["widths"], dtype=np.int64),
+            int(radius), int(design_threshold))
+        return self
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays :meth:`from_arrays` takes (for a snapshot)."""
+        lay = self.layout
+        empty = np.zeros(0, dtype=np.int64)
+        return {"ids": self.ids, "words": self.words, "band_base": self.band_base, "offsets": self.offsets,
+                "postings": self.postings, "starts": empty if lay is None else lay.starts,
+                "widths": empty if lay is None else lay.widths}
+
     def position(self, entry_id: int) -> int:
         i = int(np.searchsorted(self.ids, entry_id))
         return i if i < len(self.ids) and self.ids[i] == entry_id else -1
@@ -276,53 +297,56 @@ class PDQIndex:
         self._journal = None
 
     # --------------------------------------------------------------- queries
-    def _search(self, q: np.ndarray, t: int) -> list[tuple[int, int]]:
-        base = self._base
-        q0, q1, q2, q3 = (np.uint64(x) for x in q)
-        hits: dict[int, int] = {}
+    @staticmethod
+    def _run(kernel, args) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Call a ``*_multi`` kernel, growing the output arrays until every hit fits."""
         cap = 256
         while True:
             pos = np.empty(cap, dtype=np.int64)
             dist = np.empty(cap, dtype=np.int64)
-            if base.layout is not None and t <= base.layout.design_threshold:
-                found = K.mih_query(base.words, base.dead, base.layout.starts, base.layout.widths,
-                                    base.band_base, base.offsets, base.postings, base.layout.radius,
-                                    q0, q1, q2, q3, t, pos, dist)
-            else:
-                found = K.scan(base.words, base.dead, q0, q1, q2, q3, t, pos, dist)
+            var = np.empty(cap, dtype=np.int32)
+            found = kernel(*args, pos, dist, var)
             if found <= cap:
-                break
+                return pos[:found], dist[:found], var[:found]
             cap = found
-        for p, d in zip(pos[:found], dist[:found]):
-            hits[int(base.ids[p])] = int(d)
+
+    def _search(self, qs: np.ndarray, t: int) -> dict[int, tuple[int, int]]:
+        """Every live row within ``t`` of any query in ``qs`` (V x 4), in one pass over the base
+        and one over the delta: row id -> (best distance, first variant at that distance)."""
+        base = self._base
+        if base.layout is not None and t <= base.layout.design_threshold:
+            pos, dist, var = self._run(K.mih_query_multi, (
+                base.words, base.dead, base.layout.starts, base.layout.widths, base.band_base, base.offsets,
+                base.postings, base.layout.radius, qs, t))
+        else:
+            pos, dist, var = self._run(K.scan_multi, (base.words, base.dead, qs, t))
+        ids = base.ids[pos]
         if self._delta_n:
             n = self._delta_n
-            cap = 256
-            while True:
-                pos = np.empty(cap, dtype=np.int64)
-                dist = np.empty(cap, dtype=np.int64)
-                found = K.scan(self._delta_words[:n], self._delta_dead[:n], q0, q1, q2, q3, t, pos, dist)
-                if found <= cap:
-                    break
-                cap = found
-            for p, d in zip(pos[:found], dist[:found]):
-                hits[int(self._delta_ids[p])] = int(d)
-        return sorted(hits.items(), key=lambda x: (x[1], x[0]))
+            dpos, ddist, dvar = self._run(K.scan_multi, (self._delta_words[:n], self._delta_dead[:n], qs, t))
+            ids = np.concatenate([ids, self._delta_ids[dpos]])
+            dist, var = np.concatenate([dist, ddist]), np.concatenate([var, dvar])
+        best: dict[int, tuple[int, int]] = {}
+        for i, d, v in zip(ids.tolist(), dist.tolist(), var.tolist()):
+            old = best.get(i)
+            if old is None or (d, v) < old:
+                best[i] = (d, v)
+        return best
 
     def query(self, hash_words, threshold: int | None = None) -> list[tuple[int, int]]:
         """(id, distance) of every live row within ``threshold``, nearest first."""
         t = self.threshold if threshold is None else int(threshold)
-        q = np.asarray(hash_words, dtype=np.uint64).reshape(4)
-        return self._search(q, t)
+        q = np.ascontiguousarray(np.asarray(hash_words, dtype=np.uint64).reshape(1, 4))
+        return sorted(((i, d) for i, (d, _v) in self._search(q, t).items()), key=lambda x: (x[1], x[0]))
 
     def query_variants(self, variants, threshold: int | None = None) -> list[tuple[int, int, int]]:
-        """Several query hashes (e.g. the 8 dihedral variants): (id, best distance, variant index)."""
-        best: dict[int, tuple[int, int]] = {}
-        for v, q in enumerate(np.asarray(variants, dtype=np.uint64).reshape(-1, 4)):
-            for i, d in self.query(q, threshold):
-                if i not in best or d < best[i][0]:
-                    best[i] = (d, v)
-        return sorted(((i, d, v) for i, (d, v) in best.items()), key=lambda x: (x[1], x[0]))
+        """Several query hashes (e.g. the 8 dihedral variants), probed together in one pass:
+        (id, best distance, index of the first variant at that distance)."""
+        t = self.threshold if threshold is None else int(threshold)
+        qs = np.ascontiguousarray(np.asarray(variants, dtype=np.uint64).reshape(-1, 4))
+        if not len(qs):
+            return []
+        return sorted(((i, d, v) for i, (d, v) in self._search(qs, t).items()), key=lambda x: (x[1], x[0]))
 
     def query_batch(self, queries, threshold: int | None = None, threads: int = 1) -> list[list[tuple[int, int]]]:
         qs = np.asarray(queries, dtype=np.uint64).reshape(-1, 4)

@@ -65,7 +65,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     """Build the app. ``background=False`` (tests) loads the index synchronously and does not tail."""
     settings = settings or get_settings()
     db = db or open_database(settings)
-    matcher = Matcher(db, settings.signal_types)
+    # compacted PDQ indexes are memory-mapped from the home, shared by this host's workers (issue 20)
+    matcher = Matcher(db, settings.signal_types, snapshot_dir=settings.home / "index")
     consentry_state = AppState(
         settings=settings, banks=BankService(db), matcher=matcher, keys=KeyStore(db),
         match_log=MatchLogWriter(db), rate_limiter=RateLimiter(

@@ -1,18 +1,20 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from fastapi import APIRouter, Body, Depends, File, Query, Request, Response, UploadFile
+from pydantic import BaseModel, Field
 
 from consentry.banks.matcher import Match, MatchOutcome, QuerySignals, query_from_content
-from consentry.errors import UnsupportedMedia
+from consentry.errors import ConsentryError, UnsupportedMedia
 from consentry.media.sniff import PHOTO, VIDEO
 from consentry.signals import get_signal_type
 from consentry.web.api.quality import disabled_warnings, hash_warnings, merge
-from consentry.web.api.schemas import MatchResponse
+from consentry.web.api.schemas import MatchItem, MatchResponse, Provenance
 from consentry.web.auth import MATCHERS, PUBLISHED_ONLY, Principal, require
 from consentry.web.deps import AppState, rate_limit, read_upload, require_ready, state
-from consentry.web.problems import Problem
+from consentry.web.problems import Problem, consentry_error_status
 
 router = APIRouter(prefix="/v1", tags=["match"])
 #: roles shown ``rollout_skipped`` (matches held back by a bank's gradual rollout)
@@ -77,8 +79,11 @@ def _content_query(content: Any, label: dict[str, Any]) -> tuple[QuerySignals, d
 
 def _respond(st: AppState, principal: Principal, route: str, query: dict[str, Any], signals: QuerySignals,
              banks: list[str] | None, request: Request | None = None, context: dict[str, Any] | None = None,
-             content: Any = None, published: set[str] | None = None) -> dict[str, Any]:
-    outcome: MatchOutcome = st.matcher.match(signals, banks)
+             content: Any = None, published: set[str] | None = None,
+             outcome: MatchOutcome | None = None) -> dict[str, Any]:
+    """Match (unless ``outcome`` was computed already, by a batch), log, decide and act: one query."""
+    if outcome is None:
+        outcome = st.matcher.match(signals, banks)
     if published is not None:
         outcome = _partner_view(outcome, published)
     types = list(signals.exact) + (["pdq"] if signals.pdq else []) + (["vpdq"] if signals.vpdq else [])
@@ -175,3 +180,161 @@ def match_upload(
     if assessment is not None:
         body["assessment"] = assessment
     return body
+
+
+# ------------------------------------------------------------------ batches (issue 20.4)
+#: most signals in one POST /v1/match/batch
+MAX_BATCH = 1000
+_HASH_FIELDS = ("md5", "sha1", "sha256", "pdq")
+
+
+class BatchSignal(BaseModel):
+    """One signal of a batch: ``signal_type`` + ``value`` (as GET /v1/match), or the hashes of
+    one content (as a ``consentry hash`` line: md5, sha1, sha256, pdq with pdq_quality, vpdq),
+    with the platform's ``id`` for the content, echoed in the answer."""
+
+    id: str | None = Field(None, max_length=200, description="The platform's id for this content (echoed)")
+    signal_type: str | None = Field(None, max_length=20)
+    value: str | None = Field(None, max_length=2_000_000)
+    md5: str | None = Field(None, max_length=200)
+    sha1: str | None = Field(None, max_length=200)
+    sha256: str | None = Field(None, max_length=200)
+    pdq: str | None = Field(None, max_length=200)
+    pdq_quality: int | None = Field(None, ge=0, le=100)
+    vpdq: str | None = Field(None, max_length=2_000_000)
+    uploader_id: str | None = Field(None, max_length=200, description="For the rules (overrides the batch's)")
+    surface: str | None = Field(None, max_length=100)
+
+
+class BatchRequest(BaseModel):
+    items: list[BatchSignal] = Field(..., min_length=1, max_length=MAX_BATCH)
+    bank: list[str] | None = Field(None, max_length=100, description="Only these banks")
+    uploader_id: str | None = Field(None, max_length=200)
+    surface: str | None = Field(None, max_length=100)
+
+
+class BatchResponse(BaseModel):
+    results: list[dict[str, Any]] = Field(description="One per item, in order: the body GET /v1/match "
+                                          "answers (with the item's id), or {query, error} for an item "
+                                          "that was refused (bad value, rate-limited)")
+    count: int
+    errors: int
+
+
+def _item_signals(item: BatchSignal) -> tuple[QuerySignals, dict[str, Any]]:
+    """The query of one batch item and what is echoed of it; a bad value raises ConsentryError."""
+    from consentry.signals.vpdq import parse_frames
+
+    q = QuerySignals()
+    shown: dict[str, Any] = {"id": item.id} if item.id is not None else {}
+    if item.signal_type is not None or item.value is not None:
+        if item.signal_type is None or item.value is None:
+            raise Problem(422, "bad-request", "give signal_type and value together")
+        try:
+            stype = get_signal_type(item.signal_type)
+        except KeyError as exc:
+            raise Problem(422, "bad-signal-type", str(exc.args[0])) from None
+        if stype.name == "photodna":
+            raise Problem(422, "bad-signal-type", "PhotoDNA lookups need an operator plug-in")
+        canonical = stype.parse(item.value)
+        if stype.name == "pdq":
+            q.pdq = [canonical]
+        elif stype.name == "vpdq":
+            q.vpdq = parse_frames(canonical)
+        else:
+            q.exact[stype.name] = canonical
+        shown.update(signal_type=stype.name, value=canonical if stype.name != "vpdq" else f"{len(q.vpdq or [])} frames")
+    for name in _HASH_FIELDS:
+        raw = getattr(item, name)
+        if raw is None:
+            continue
+        canonical = get_signal_type(name).parse(raw)
+        if name == "pdq":
+            q.pdq = [canonical]
+            q.pdq_quality = item.pdq_quality
+        else:
+            q.exact[name] = canonical
+        shown[name] = canonical
+    if item.vpdq is not None:
+        q.vpdq = parse_frames(get_signal_type("vpdq").parse(item.vpdq))
+        shown["vpdq"] = f"{len(q.vpdq)} frames"
+    if not (q.exact or q.pdq or q.vpdq):
+        raise Problem(422, "bad-request", "an item needs signal_type and value, or at least one hash")
+    if q.pdq_quality is not None:
+        shown["pdq_quality"] = q.pdq_quality
+    return q, shown
+
+
+def _item_fields(model) -> list[tuple[str, Any]]:
+    return [(name, f.get_default(call_default_factory=True)) for name, f in model.model_fields.items()]
+
+
+_MATCH_FIELDS = _item_fields(MatchItem)
+_PROVENANCE_FIELDS = _item_fields(Provenance)
+
+
+def _shaped(body: dict[str, Any]) -> dict[str, Any]:
+    """A batch item's answer in the exact shape GET /v1/match answers (its response model adds
+    the optional fields as null), without a pydantic pass per item."""
+    for k in ("matches", "suppressed", "allowed_by"):
+        shaped = []
+        for m in body[k]:
+            item = {name: m.get(name, default) for name, default in _MATCH_FIELDS}
+            prov = m.get("provenance") or {}
+            item["provenance"] = {name: prov.get(name, default) for name, default in _PROVENANCE_FIELDS}
+            shaped.append(item)
+        body[k] = shaped
+    body.setdefault("assessment", None)
+    return body
+
+
+def _item_error(query: dict[str, Any], status: int, type_: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {"query": query, "error": {"status": status, "type": type_, "detail": detail, **extra}}
+
+
+@router.post("/match/batch", response_model=BatchResponse,
+             summary="Look up many signals at once (up to 1,000), answered per item in order")
+def match_batch(
+    request: Request,
+    body: BatchRequest = Body(...),
+    principal: Principal = Depends(require(*MATCHERS)),
+) -> Response:
+    """Each item is matched, logged, rate-counted and put through the rules exactly as one
+    GET /v1/match would be; an item that cannot be (a bad value, the key's rate limit reached
+    part-way) gets an ``error`` in its place and the others go on. Only when the key has no
+    token left for even the first item is the whole request a 429."""
+    st = state(request)
+    require_ready(st)
+    published = _published(st, principal)
+    banks = _banks(st, body.bank, published)
+    results: list[dict[str, Any] | None] = [None] * len(body.items)
+    todo: list[tuple[int, QuerySignals, dict[str, Any]]] = []
+    for n, item in enumerate(body.items):
+        shown: dict[str, Any] = {"id": item.id} if item.id is not None else {}
+        wait = st.rate_limiter.check(principal.key_id)  # one token per item, as one request each
+        if wait > 0:
+            if n == 0:
+                _limit(st, principal)  # the 429 problem with Retry-After (no token: nothing was done)
+            results[n] = _item_error(shown, 429, "rate-limited", "too many match requests for this key",
+                                     retry_after=max(1, int(wait + 0.999)))
+            continue
+        try:
+            q, shown = _item_signals(item)
+        except Problem as exc:
+            results[n] = _item_error(shown, exc.status, exc.type, exc.detail)
+            continue
+        except ConsentryError as exc:
+            status, type_ = consentry_error_status(exc)
+            results[n] = _item_error(shown, status, type_, str(exc))
+            continue
+        todo.append((n, q, shown))
+    outcomes = st.matcher.match_many([q for _n, q, _s in todo], banks) if todo else []
+    for (n, q, shown), outcome in zip(todo, outcomes):
+        item = body.items[n]
+        context = {"uploader_id": item.uploader_id or body.uploader_id, "surface": item.surface or body.surface}
+        results[n] = _shaped(_respond(st, principal, "POST /v1/match/batch", shown, q, banks, request, context,
+                                      published=published, outcome=outcome))
+    errors = sum(1 for r in results if r is not None and "error" in r)
+    # serialised here, once (a response_model pass over 1,000 answers costs more than the lookups)
+    return Response(json.dumps({"results": results, "count": len(results), "errors": errors},
+                               separators=(",", ":"), default=str), media_type="application/json")
