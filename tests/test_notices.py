@@ -602,6 +602,12 @@ def test_the_console_case_page_shows_the_notice_and_decides_it_with_its_ground(s
     assert page.status_code == 200, page.text
     assert f"Notice {number}" in page.text and "TAKE IT DOWN Act" in page.text
     assert "h left" in page.text and "https://ex.org/p/console-1" in page.text
+    # decided in the notice panel (with its ground), not by the generic confirm/dismiss buttons
+    assert 'id="notice-decide-hint"' in page.text and 'id="confirm-form"' not in page.text
+    from consentry.web.pages.console_context import evidence_words
+
+    said = evidence_words({"kind": "notice", "notice": number, "content_id": "post-9", "url": "https://ex.org/p/9"})
+    assert said == f"Named in notice {number}: https://ex.org/p/9 (content post-9)."
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
     # a restriction without its ground is refused with the reason, nothing decided
     bad = c.post(f"/console/cases/{case_id}/notice/decide",

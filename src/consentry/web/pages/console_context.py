@@ -159,7 +159,7 @@ def uploader_history(db, case: CaseInfo, limit: int = 20) -> list[dict[str, Any]
         n_items = dict(s.execute(select(CaseItem.case_id, func.count()).where(CaseItem.case_id.in_(ids))
                                  .group_by(CaseItem.case_id)).all()) if ids else {}
         return [{"id": c.id, "status": c.status, "queue": c.queue, "created_at": c.created_at,
-                 "items": int(n_items.get(c.id, 0)),
+                 "item_count": int(n_items.get(c.id, 0)),
                  "decisions": [{"kind": d.kind, "status": d.status, "bank": d.bank, "reviewer": d.reviewer,
                                 "at": d.created_at} for d in decisions.get(c.id, [])]} for c in cases]
 
@@ -267,6 +267,11 @@ _STRENGTH = {"strong": "strong sign", "moderate": "some sign", "weak": "weak hin
 
 def evidence_words(e: dict[str, Any]) -> str:
     """One assessment finding as a plain sentence."""
+    if e.get("kind") == "notice":
+        where = e.get("url") or e.get("content_id") or "a location"
+        return f"Named in notice {e.get('notice')}: {where} (content {e.get('content_id') or '?'})."
+    if e.get("kind") == "notice-image":
+        return f"The picture the notifier attached to notice {e.get('notice')} (hashed)."
     sentence = str(e.get("sentence") or "").strip()
     claim = str(e.get("claim") or "finding").replace("_", " ")
     strength = _STRENGTH.get(str(e.get("strength") or ""), str(e.get("strength") or "unknown strength"))
