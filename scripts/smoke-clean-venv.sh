@@ -5,7 +5,7 @@
 #   1. pip install . (no -e, no extras) into a venv under a temp dir (the pip cache is reused)
 #   2. import every module of consentry
 #   3. `consentry serve` on a free port with a temp home; /healthz, /, /docs and a docs asset
-#      must answer 200; then stop it
+#      must answer 200; then stop it (the server process itself: the subshell execs it)
 # Usage: bash scripts/smoke-clean-venv.sh   (PYTHON=python3.12 to pick the interpreter)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,8 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/consentry-smoke.XXXXXX")
 pid=""
 cleanup() {
   if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then kill "$pid"; wait "$pid" 2>/dev/null || true; fi
-  rm -rf "$work"
+  # a process still writing (numba's cache) can refill a folder while it is removed: try again
+  rm -rf "$work" 2>/dev/null || { sleep 1; rm -rf "$work"; }
 }
 trap cleanup EXIT
 
@@ -61,7 +62,7 @@ if sys.argv[1] == "second" and (misses or not hits):
 
 port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 echo "smoke: consentry serve on port $port"
-(cd "$work" && env -u DATABASE_URL CONSENTRY_HOME="$work/home" HOME="$work" CONSENTRY_EXCHANGE_PULL_SECONDS=0 \
+(cd "$work" && exec env -u DATABASE_URL CONSENTRY_HOME="$work/home" HOME="$work" CONSENTRY_EXCHANGE_PULL_SECONDS=0 \
    "$work/venv/bin/consentry" serve --port "$port" >"$work/serve.log" 2>&1) &
 pid=$!
 "$py" - "$port" "$work/serve.log" <<'EOF'
