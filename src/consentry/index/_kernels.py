@@ -81,55 +81,6 @@ def scan(words, dead, q0, q1, q2, q3, threshold, out_pos, out_dist):
     return found
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _probe(bucket, band, offsets, postings, band_base, n, words, dead, q0, q1, q2, q3, threshold,
-           out_pos, out_dist, found):
-    base = band_base[band]
-    lo = offsets[base + bucket]
-    hi = offsets[base + bucket + 1]
-    pbase = np.int64(band) * n
-    for p in range(lo, hi):
-        i = postings[pbase + p]
-        if dead[i]:
-            continue
-        d = hamming(words[i, 0], words[i, 1], words[i, 2], words[i, 3], q0, q1, q2, q3)
-        if d <= threshold:
-            if found < out_pos.shape[0]:
-                out_pos[found] = i
-                out_dist[found] = d
-            found += 1
-    return found
-
-
-@njit(cache=True, nogil=True)
-def mih_query(words, dead, starts, widths, band_base, offsets, postings, radius, q0, q1, q2, q3,
-              threshold, out_pos, out_dist):
-    """Multi-index hashing: probe every band within ``radius`` bits of the query's band key.
-
-    With m bands and radius r = floor(T / m), any row within T of the query agrees with it to
-    within r bits on at least one band (pigeonhole), so every match is a candidate: exact by
-    construction. Hits may repeat (once per band that finds them); the caller de-duplicates.
-    """
-    n = words.shape[0]
-    found = 0
-    for b in range(starts.shape[0]):
-        w = widths[b]
-        key = band_key(q0, q1, q2, q3, starts[b], w)
-        found = _probe(np.int64(key), b, offsets, postings, band_base, n, words, dead, q0, q1, q2, q3,
-                       threshold, out_pos, out_dist, found)
-        if radius >= 1:
-            for x in range(w):
-                k1 = key ^ (uint64(1) << uint64(x))
-                found = _probe(np.int64(k1), b, offsets, postings, band_base, n, words, dead, q0, q1, q2,
-                               q3, threshold, out_pos, out_dist, found)
-                if radius >= 2:
-                    for y in range(x + 1, w):
-                        k2 = k1 ^ (uint64(1) << uint64(y))
-                        found = _probe(np.int64(k2), b, offsets, postings, band_base, n, words, dead, q0,
-                                       q1, q2, q3, threshold, out_pos, out_dist, found)
-    return found
-
-
 @njit(cache=True, nogil=True)
 def scan_multi(words, dead, qs, threshold, out_pos, out_dist, out_var):
     """Brute force of several queries (``qs``: V x 4) in one pass over the rows: every (row,
@@ -154,9 +105,12 @@ def scan_multi(words, dead, qs, threshold, out_pos, out_dist, out_var):
 @njit(cache=True, nogil=True)
 def mih_query_multi(words, dead, starts, widths, band_base, offsets, postings, radius, qs, threshold,
                     out_pos, out_dist, out_var):
-    """Multi-index hashing for several queries at once (e.g. the 8 dihedral variants).
+    """Multi-index hashing for several queries at once (e.g. the 8 dihedral variants; one query
+    is a batch of one).
 
-    Same pigeonhole argument as :func:`mih_query`, but in phases over *all* variants' probes, so
+    With m bands and radius r = floor(T / m), any row within T of a query
+    agrees with it to within r bits on at least one band (pigeonhole), so every match is a
+    candidate: exact by construction. The probes run in phases over *all* variants, so
     that the random memory reads of each phase are independent of each other (the CPU overlaps
     them) instead of one dependent chain per probe: 1. every probe's bucket key (variant, band,
     key within ``radius`` bits); 2. each bucket's posting range; 3. the candidate rows; 4. their

@@ -24,6 +24,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from sqlalchemy import func, select, update
 
+from consentry.banks.service import as_utc
 from consentry.db.models import utcnow
 from consentry.db.models_ledger import LedgerChange, LedgerContent, SweepHit
 from consentry.db.session import Database
@@ -197,7 +198,7 @@ class ContentInfo:
                 "surface": self.surface}
 
     def to_dict(self) -> dict[str, Any]:
-        iso = lambda d: d.isoformat() if d else None  # noqa: E731
+        iso = lambda d: as_utc(d).isoformat() if d else None  # noqa: E731  (UTC, with its offset)
         return {**self.public(), "content_type": self.content_type, "status": self.status,
                 "md5": self.md5, "sha256": self.sha256, "pdq": self.pdq, "pdq_quality": self.pdq_quality,
                 "pdq_variants": len(self.pdq_variants) or None,
@@ -417,7 +418,7 @@ class LedgerService:
 def hit_dict(h: SweepHit) -> dict[str, Any]:
     return {"id": h.id, "content_id": h.content_id, "entry_id": h.entry_id, "bank": h.bank,
             "signal_type": h.signal_type, "distance": h.distance, "transform": h.transform,
-            "at": h.at.isoformat() if h.at else None, "trigger": h.trigger, "action": h.action or {}}
+            "at": as_utc(h.at).isoformat() if h.at else None, "trigger": h.trigger, "action": h.action or {}}
 
 
 def read_records(stream: io.TextIOBase, fmt: str) -> Iterator[dict[str, Any] | LedgerError]:
