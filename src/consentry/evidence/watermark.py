@@ -61,10 +61,10 @@ from typing import Any
 
 import numpy as np
 import pywt
-from numba import njit
 from PIL import Image
 
 from consentry.config import MediaLimits, get_settings
+from consentry.jit import cached_njit
 from consentry.evidence.model import Evidence, Findings
 
 #: Quantisation step on the U channel (imwatermark ``scales=[0, 36, 36]``, only U is visited).
@@ -298,14 +298,12 @@ KERNEL_CACHED = True
 
 
 def _kernel(fn):
-    """``njit`` with numba's on-disk cache (a new process loads the machine code instead of
-    compiling it); when no cache dir is writable, compile in each process rather than fail."""
+    """A compiled kernel with numba's disk cache (:func:`consentry.jit.cached_njit`); ``KERNEL_CACHED``
+    turns False when the cache cannot be used (each process then compiles)."""
     global KERNEL_CACHED
-    try:
-        return njit(cache=True, nogil=True)(fn)
-    except RuntimeError:  # "cannot cache function ...: no locator available"
-        KERNEL_CACHED = False
-        return njit(nogil=True)(fn)
+    kernel, cached = cached_njit(fn)
+    KERNEL_CACHED = KERNEL_CACHED and cached
+    return kernel
 
 
 @_kernel

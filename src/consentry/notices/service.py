@@ -28,11 +28,12 @@ import logging
 import re
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Sequence
 
 from sqlalchemy import func, or_, select
 
+from consentry.banks.service import as_utc
 from consentry.db.models import utcnow
 from consentry.db.models_notices import Notice, NoticeEvent, NoticeLocation, StatementOfReasons
 from consentry.db.models_review import Case, CaseItem
@@ -68,10 +69,7 @@ class NoticeNotFound(NoticeError):
     code = "not_found"
 
 
-def _aware(dt: datetime | None) -> datetime | None:
-    if dt is None:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+_aware = as_utc  # SQLite hands back naive UTC datetimes
 
 
 def _iso(dt: datetime | None) -> str | None:

@@ -28,7 +28,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from consentry.jit import cached_njit
 
 __all__ = ["pdq_hash", "pdq_hash_dihedral", "pdq_float256", "warm_up", "MIN_HASHABLE_DIM"]
 
@@ -61,17 +62,12 @@ CACHED = True
 
 
 def _kernel(fn):
-    """``njit`` with numba's on-disk cache, so a new process loads the machine code (a fraction of
-    a second) instead of compiling it (tens of seconds). numba caches in the package's
-    ``__pycache__`` when writable, else in ``NUMBA_CACHE_DIR`` (checked first when set) or the
-    user cache dir (``~/.cache/numba``); when none is writable (read-only install and home) it
-    raises at decoration, and we fall back to compiling in each process rather than fail."""
+    """A compiled kernel with numba's disk cache (:func:`consentry.jit.cached_njit`); ``CACHED``
+    turns False when the cache cannot be used (each process then compiles)."""
     global CACHED
-    try:
-        return njit(cache=True, nogil=True)(fn)
-    except RuntimeError:  # "cannot cache function ...: no locator available"
-        CACHED = False
-        return njit(nogil=True)(fn)
+    kernel, cached = cached_njit(fn)
+    CACHED = CACHED and cached
+    return kernel
 
 
 # ---------------------------------------------------------------- box filter pieces

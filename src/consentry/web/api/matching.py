@@ -128,25 +128,10 @@ def match_value(
     st = state(request)
     _limit(st, principal)
     require_ready(st)
-    try:
-        stype = get_signal_type(signal_type)
-    except KeyError as exc:
-        raise Problem(422, "bad-signal-type", str(exc.args[0])) from None
-    if stype.name == "photodna":
-        raise Problem(422, "bad-signal-type", "PhotoDNA lookups need an operator plug-in")
-    canonical = stype.parse(value)
     q = QuerySignals()
-    if stype.name == "pdq":
-        q.pdq = [canonical]
-    elif stype.name == "vpdq":
-        from consentry.signals.vpdq import parse_frames
-
-        q.vpdq = parse_frames(canonical)
-    else:
-        q.exact[stype.name] = canonical
-    shown = canonical if stype.name != "vpdq" else f"{len(q.vpdq or [])} frames"
+    echo = _typed_value(q, signal_type, value)
     published = _published(st, principal)
-    return _respond(st, principal, "GET /v1/match", {"signal_type": stype.name, "value": shown}, q,
+    return _respond(st, principal, "GET /v1/match", echo, q,
                     _banks(st, bank, published), request, {"uploader_id": uploader_id, "surface": surface},
                     published=published)
 
@@ -221,6 +206,27 @@ class BatchResponse(BaseModel):
     errors: int
 
 
+def _typed_value(q: QuerySignals, signal_type: str, value: str) -> dict[str, Any]:
+    """Put one ``signal_type``/``value`` query into ``q`` (parsed and canonical; a bad value raises
+    ConsentryError) and return what the response echoes of it (vPDQ as its frame count)."""
+    from consentry.signals.vpdq import parse_frames
+
+    try:
+        stype = get_signal_type(signal_type)
+    except KeyError as exc:
+        raise Problem(422, "bad-signal-type", str(exc.args[0])) from None
+    if stype.name == "photodna":
+        raise Problem(422, "bad-signal-type", "PhotoDNA lookups need an operator plug-in")
+    canonical = stype.parse(value)
+    if stype.name == "pdq":
+        q.pdq = [canonical]
+    elif stype.name == "vpdq":
+        q.vpdq = parse_frames(canonical)
+    else:
+        q.exact[stype.name] = canonical
+    return {"signal_type": stype.name, "value": canonical if stype.name != "vpdq" else f"{len(q.vpdq or [])} frames"}
+
+
 def _item_signals(item: BatchSignal) -> tuple[QuerySignals, dict[str, Any]]:
     """The query of one batch item and what is echoed of it; a bad value raises ConsentryError."""
     from consentry.signals.vpdq import parse_frames
@@ -230,20 +236,7 @@ def _item_signals(item: BatchSignal) -> tuple[QuerySignals, dict[str, Any]]:
     if item.signal_type is not None or item.value is not None:
         if item.signal_type is None or item.value is None:
             raise Problem(422, "bad-request", "give signal_type and value together")
-        try:
-            stype = get_signal_type(item.signal_type)
-        except KeyError as exc:
-            raise Problem(422, "bad-signal-type", str(exc.args[0])) from None
-        if stype.name == "photodna":
-            raise Problem(422, "bad-signal-type", "PhotoDNA lookups need an operator plug-in")
-        canonical = stype.parse(item.value)
-        if stype.name == "pdq":
-            q.pdq = [canonical]
-        elif stype.name == "vpdq":
-            q.vpdq = parse_frames(canonical)
-        else:
-            q.exact[stype.name] = canonical
-        shown.update(signal_type=stype.name, value=canonical if stype.name != "vpdq" else f"{len(q.vpdq or [])} frames")
+        shown.update(_typed_value(q, item.signal_type, item.value))
     for name in _HASH_FIELDS:
         raw = getattr(item, name)
         if raw is None:
