@@ -162,3 +162,50 @@ def test_matcher_sees_an_import_batch_by_batch(db):
     svc.add_records("live", [HashRecord("pdq", vals[1], op="remove")])
     matcher.refresh()
     assert matcher.match(QuerySignals(pdq=[vals[1]])).matches == []
+
+
+def test_partly_known_batches_and_awkward_text_round_trip(db):
+    """New entries go straight in (PostgreSQL: COPY); a batch holding a value already in the bank
+    falls back to the merge without losing or doubling anything, and free text with tabs,
+    newlines and backslashes survives the COPY text format."""
+    svc = BankService(db)
+    bank = svc.create_bank("part", "custom")
+    old = [_hex(32) for _ in range(60)]
+    assert svc.add_records("part", [HashRecord("pdq", v) for v in old], batch_size=25).added == 60
+    awkward = "tab\there\nnew line \\back\\slash\r end"
+    new = [_hex(32) for _ in range(70)]
+    recs = [HashRecord("pdq", v, tags=[awkward], source="src\t1", category="c\\1", meta={"note": awkward},
+                       external_ids=[f"id\t{i}"]) for i, v in enumerate(new)]
+    mixed = recs[:30] + [HashRecord("pdq", v) for v in old[:20]] + recs[30:]
+    report = svc.add_records("part", mixed, batch_size=25)
+    assert (report.added, report.unchanged, report.errors) == (70, 20, [])
+    entries = svc.list_entries("part", limit=1000)
+    assert len(entries) == 130 and {e.value for e in entries} == set(old) | set(new)
+    got = {e.value: e for e in entries}
+    for i, v in enumerate(new):
+        e = got[v]
+        assert (e.tags, e.source, e.category, e.meta, e.external_ids) == (
+            [awkward], "src\t1", "c\\1", {"note": awkward}, [f"id\t{i}"])
+    changes = _changes(db, bank.id)
+    assert len(changes) == 130 and {eid for _, eid in changes} == {e.id for e in entries}
+
+
+def test_an_import_stops_when_its_bank_is_deleted(db):
+    import pytest
+
+    from consentry.errors import ConsentryError
+
+    svc = BankService(db)
+    bank_id = svc.create_bank("gone", "custom").id
+
+    def records():
+        yield from (HashRecord("pdq", _hex(32)) for _ in range(10))
+        svc.delete_bank("gone")  # between two batches
+        yield from (HashRecord("pdq", _hex(32)) for _ in range(10))
+
+    with pytest.raises(ConsentryError, match="deleted during the import"):
+        svc.add_records("gone", records(), batch_size=10)
+    from consentry.db.models import Entry
+
+    with db.session() as s:  # nothing left behind for a bank that no longer exists
+        assert s.scalar(select(Entry.id).where(Entry.bank_id == bank_id)) is None

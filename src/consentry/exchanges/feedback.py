@@ -23,7 +23,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from consentry.db.models import Bank, Entry, utcnow
+from consentry.db.models import Bank, Entry, utcnow, value_key
 from consentry.db.models_victims import ExchangeConfig, ExchangeOutbox
 from consentry.errors import ConsentryError
 from consentry.exchanges.base import ExchangeError, ExchangeStore
@@ -187,7 +187,7 @@ def queue_manual(store: ExchangeStore, name: str, status: str, hashes: list[tupl
         for st, v in hashes:
             external = None
             e = s.scalar(select(Entry).join(Bank, Bank.id == Entry.bank_id)
-                         .where(Bank.name == x.bank, Entry.signal_type == st, Entry.value == v))
+                         .where(Bank.name == x.bank, Entry.signal_type == st, Entry.value_key == value_key(v)))
             if e is not None:
                 external = _external(x.type, e.external_ids)
             n += enqueue(s, x, "feedback", st, v, status, external_id=external)
