@@ -434,3 +434,17 @@ def test_weak_pdq_shows_a_warning_in_the_case_view(db, reviewed):
     page = _html(c, f"/console/cases/{weak.id}").text
     assert "Weak hash: not used for matching" in page and "quality 20" in page
     assert "Weak hash" not in _html(c, f"/console/cases/{strong.id}").text
+
+
+def test_a_decided_case_shows_when_it_was_decided_not_a_countdown(db, reviewed):
+    app = reviewed["app"]
+    case_id = reviewed["unmatched"].id
+    c, _ = _login(app, "alice")
+    page = _html(c, f"/console/cases/{case_id}").text
+    assert "<dt>SLA</dt>" in page and 'id="case-decided"' not in page  # open: the clock runs
+    CaseService(db).decide(case_id, "alice", "dismiss", note="benign")
+    assert CaseService(db).get(case_id).status == "decided"
+    page = _html(c, f"/console/cases/{case_id}").text
+    decided = re.search(r'id="case-decided">(.*?)</dd>', page, re.S)
+    assert decided and "within the SLA" in decided.group(1)
+    assert "<dt>SLA</dt>" not in page
