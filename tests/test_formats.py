@@ -676,3 +676,15 @@ def test_readers_do_not_close_the_callers_stream():
         out = io.BytesIO()
         module.write([HashRecord("md5", MD5_1)], out)
         assert not out.closed, name
+
+
+def test_stopncii_records_first_and_records_last_read_the_same():
+    """A FetchHashes answer whose ``hashRecords`` come first is read by ijson's C item builder, one
+    with other keys first event by event: both give the same records, errors included."""
+    doc = json.loads(fixture("stopncii_fetch.json"))
+    records = doc["hashRecords"] + ["not a record"]
+    first = json.dumps({"hashRecords": records, "nextPageToken": "t"}).encode()
+    last = json.dumps({"nextPageToken": "t", "count": len(records), "hashRecords": records}).encode()
+    got_first, got_last = read_all(stopncii, first), read_all(stopncii, last)
+    assert got_first == got_last and len(got_first) == len(records) and len(records_only(got_first)) == 4
+    assert got_first[-1] == RecordError(f"record {len(records)}", "hash record must be a JSON object, not str")

@@ -81,12 +81,7 @@ def photodna_from_decimal(text: str) -> str:
 
 def dedupe(items: typing.Iterable[str]) -> list[str]:
     """Drop blanks and repeats, keep first-seen order."""
-    seen: dict[str, None] = {}
-    for item in items:
-        item = item.strip()
-        if item and item not in seen:
-            seen[item] = None
-    return list(seen)
+    return [item for item in dict.fromkeys([item.strip() for item in items]) if item]
 
 
 # --------------------------------------------------------------------------- lines

@@ -40,6 +40,7 @@ with ``hashStatus`` ``Withdrawn`` (or the ``Deleted`` they were read with). Only
 from __future__ import annotations
 
 import json
+import re
 import time
 import typing
 from typing import Any, Iterable, Iterator
@@ -181,8 +182,32 @@ def _read_json_lines(stream: typing.BinaryIO) -> Iterator[HashRecord | RecordErr
         yield convert(obj, pos)
 
 
-def _read_document(guard: GuardedReader) -> Iterator[HashRecord | RecordError]:
+#: a document whose records come first (a bare list, or ``{"hashRecords": [`` as FetchHashes
+#: answers start): its records are built by ijson's C backend, several times faster than
+#: event by event; other shapes take the general path below
+_RECORDS_FIRST = re.compile(rb'\s*(\[|\{\s*"hashRecords"\s*:\s*\[)')
+
+
+def _read_records_first(guard: GuardedReader, prefix: str) -> Iterator[HashRecord | RecordError]:
     import ijson
+
+    n = 0
+    try:
+        for obj in ijson.items(guard, prefix, use_float=True):
+            n += 1
+            yield convert(obj, f"record {n}")
+            guard.mark()
+    except (ijson.JSONError, ItemTooLarge) as exc:
+        yield RecordError(f"record {n + 1}", json_error_message(exc))
+
+
+def _read_document(guard: GuardedReader, head: bytes = b"") -> Iterator[HashRecord | RecordError]:
+    import ijson
+
+    first = _RECORDS_FIRST.match(head)
+    if first:
+        yield from _read_records_first(guard, "item" if first.group(1) == b"[" else "hashRecords.item")
+        return
 
     item_prefix: str | None = None  # "item" (bare list) or "hashRecords.item" (FetchHashes)
     top: JsonItemBuilder | None = None  # the top-level object, without its hashRecords
@@ -246,7 +271,7 @@ def read(stream: typing.BinaryIO, *, source_name: str | None = None) -> Iterator
     if _is_json_lines(head):
         yield from _read_json_lines(chain(head, stream))
     else:
-        yield from _read_document(GuardedReader(stream, prefix=head))
+        yield from _read_document(GuardedReader(stream, prefix=head), head)
 
 
 # --------------------------------------------------------------------------- writing
