@@ -319,10 +319,22 @@ def test_every_page_fits_a_phone_and_passes_axe_in_every_language(browser, clien
             _fits(page)
             _axe_clean(page)
             page.screenshot(path=str(shots / f"{code}-{path.strip('/') or 'landing'}-390.png"), full_page=True)
-        # /submit: the file chooser is within the first screen on a phone
+        # /submit: the file chooser is within the first screen on a phone, and it speaks the
+        # page's language (the browser's own button would say "Choose Files" in the browser's)
         page.goto(f"{ORIGIN}/submit?lang={code}")
-        box = page.locator("#files").bounding_box()
+        box = page.locator(".file-button").bounding_box()
         assert box and box["y"] + box["height"] <= 844, box
+        assert page.text_content(".file-button") == catalog(code)["submit.choose_files"]
+        assert page.text_content("#files-chosen").strip() == catalog(code)["submit.no_files"]
+        from imagegen import encode, scene
+
+        page.set_input_files("#files", [{"name": f"p{i}.png", "mimeType": "image/png",
+                                         "buffer": encode(scene(seed=80 + i), "PNG")} for i in range(2)])
+        assert page.text_content("#files-chosen") == {"en": "2 files chosen", "es": "2 archivos elegidos",
+                                                      "ko": "파일 2개를 골랐습니다", "ar": "اخترت ملفين"}[code]
+        page.screenshot(path=str(shots / f"{code}-submit-chosen-390.png"))
+        page.focus("#files")  # hidden from sight, not from the keyboard (display: none could not take focus)
+        assert page.evaluate("document.activeElement.id") == "files"
         # /case after "Check status" (was 459 px wide)
         number = _case(client)
         page.goto(f"{ORIGIN}/case?lang={code}")

@@ -262,6 +262,9 @@
 
   function onFiles() {
     var files = Array.prototype.slice.call($("files").files || []);
+    var chosen = $("files-chosen");
+    if (!chosen.dataset.none) chosen.dataset.none = chosen.textContent;  // "no files chosen yet", as rendered
+    chosen.textContent = files.length ? T("js.files_chosen", { count: files.length }) : chosen.dataset.none;
     items = []; pending = 0;
     $("items").textContent = "";
     $("form-error").textContent = "";
