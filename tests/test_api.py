@@ -224,3 +224,20 @@ def test_slow_requests_time_out_with_504(db, tmp_path, keys, testvectors):
         assert r.status_code == 504 and r.headers["content-type"].startswith("application/problem+json")
         assert c.get("/healthz").status_code in (200, 504)
     app.state.consentry.match_log.close()
+
+
+def test_an_uploaded_file_matches_a_sha1_entry(client, keys):
+    """NCMEC hash lists carry SHA-1 fingerprints: a file sent to /v1/match meets them (its MD5 and
+    SHA-256 alone would not)."""
+    import hashlib
+
+    cur, mat = auth(keys["curator"]), auth(keys["matcher"])
+    client.post("/v1/banks", json={"name": "ncmec", "kind": "custom"}, headers=cur)
+    data = encode(scene(seed=91), "PNG")
+    sha1 = hashlib.sha1(data).hexdigest()
+    r = client.post("/v1/banks/ncmec/entries", json={"signal_type": "sha1", "value": sha1}, headers=cur)
+    assert r.status_code == 201, r.text
+    r = client.post("/v1/match", files={"file": ("a.png", data, "image/png")}, headers=mat)
+    assert [(m["signal_type"], m["bank"]) for m in r.json()["matches"]] == [("sha1", "ncmec")]
+    other = client.post("/v1/match", files={"file": ("b.png", encode(scene(seed=92), "PNG"), "image/png")}, headers=mat)
+    assert other.json()["matches"] == []

@@ -621,7 +621,7 @@ def query_from_content(content) -> QuerySignals:
     from consentry.signals.pdq import PDQSignal
     from consentry.signals.vpdq import VPDQSignal
 
-    q = QuerySignals(exact=dict(content.digests()))
+    q = QuerySignals(exact=dict(content.digests(("md5", "sha1", "sha256"))))  # SHA-1: NCMEC lists carry it
     if content.content_type == PHOTO:
         q.pdq, q.pdq_quality = PDQSignal.compute_dihedral(content)
     elif content.content_type == VIDEO:
