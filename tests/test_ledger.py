@@ -127,6 +127,26 @@ def test_withdrawn_and_allow_bank_entries_do_not_sweep(db, tmp_path):
     assert [h.content.content_id for h in sweeper.follow().hits] == ["c"]
 
 
+def test_an_empty_ledger_is_swept_without_reading_the_entries(db, tmp_path, monkeypatch):
+    """A service started on a large fresh bank with nothing hosted on record has nothing to sweep:
+    the entries are not loaded; once content is on record, new entries are swept as before."""
+    banks = BankService(db)
+    banks.create_bank("v", "ncii")
+    banks.add_entry("v", "sha256", "cd" * 32)
+    sweeper = Sweeper(db, home=tmp_path)
+
+    def refuse(ids):
+        raise AssertionError("entries read for an empty ledger")
+
+    monkeypatch.setattr(sweeper.banks, "entries_by_id", refuse)
+    report = sweeper.follow()
+    assert report.hits == [] and report.changes >= 1 and report.cursor > 0
+    monkeypatch.undo()
+    LedgerService(db).write(ContentRecord.from_dict({"content_id": "c", "sha256": "ef" * 32, "url": "https://ex.org/c"}))
+    banks.add_entry("v", "sha256", "ef" * 32)
+    assert [h.content.content_id for h in sweeper.follow().hits] == ["c"]
+
+
 def test_follower_waits_for_a_late_commit_and_never_skips():
     rows: list[dict] = []
 

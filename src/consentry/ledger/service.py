@@ -356,6 +356,11 @@ class LedgerService:
                     out.setdefault(getattr(r, signal_type), []).append(_info(r))
         return out
 
+    def has_active(self) -> bool:
+        """Whether any hosted content is on record (a sweep of an empty ledger has nothing to find)."""
+        with self.db.session() as s:
+            return s.scalar(select(LedgerContent.id).where(LedgerContent.status == "active").limit(1)) is not None
+
     def count(self) -> dict[str, int]:
         with self.db.session() as s:
             rows = s.execute(select(LedgerContent.status, func.count()).group_by(LedgerContent.status)).all()

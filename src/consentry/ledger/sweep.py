@@ -273,7 +273,9 @@ class Sweeper:
 
     def _find(self, entry_ids: list[int], report: SweepReport,
               entries: dict[int, EntryInfo] | None) -> list[LedgerHit]:
-        if not entry_ids:
+        if not entry_ids or not self.ledger.has_active():
+            # nothing hosted on record: no entry can meet a copy, so none is loaded (a service
+            # started on a freshly imported million-entry bank would otherwise read them all)
             return []
         banks = self.banks.banks_by_id()
         if entries is None:
