@@ -27,8 +27,11 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length")
-        too_big = problem_response(413, "too-large", f"request body is over the limit of {self.max_bytes} bytes",
-                                   scope.get("path"))
+
+        def too_big(*asgi):  # built only when needed: most requests never are
+            return problem_response(413, "too-large", f"request body is over the limit of {self.max_bytes} bytes",
+                                    scope.get("path"))(*asgi)
+
         if length is not None:
             try:
                 if int(length) > self.max_bytes:
