@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
 from sqlalchemy import select
 
 from consentry.banks.formats.records import HashRecord, RecordError
 from consentry.banks.matcher import Matcher, QuerySignals
 from consentry.banks.service import BankService
-from consentry.db.models import Change
+from consentry.db.models import Change, Entry
+from consentry.errors import ConsentryError
 
 
 def _hex(n: int) -> str:
@@ -191,10 +193,6 @@ def test_partly_known_batches_and_awkward_text_round_trip(db):
 
 
 def test_an_import_stops_when_its_bank_is_deleted(db):
-    import pytest
-
-    from consentry.errors import ConsentryError
-
     svc = BankService(db)
     bank_id = svc.create_bank("gone", "custom").id
 
@@ -205,7 +203,5 @@ def test_an_import_stops_when_its_bank_is_deleted(db):
 
     with pytest.raises(ConsentryError, match="deleted during the import"):
         svc.add_records("gone", records(), batch_size=10)
-    from consentry.db.models import Entry
-
     with db.session() as s:  # nothing left behind for a bank that no longer exists
         assert s.scalar(select(Entry.id).where(Entry.bank_id == bank_id)) is None

@@ -502,8 +502,9 @@ class BankService:
                 "shared": bool(shared), "source": source, "match_percent": bank.match_percent}, session=s)
             return _bank_info(bank)
 
-    def _bank(self, s: Session, name: str) -> Bank:
-        bank = s.scalar(select(Bank).where(Bank.name == name))
+    def _bank(self, s: Session, name: str, *, lock: bool = False) -> Bank:
+        q = select(Bank).where(Bank.name == name)
+        bank = s.scalar(q.with_for_update() if lock else q)
         if bank is None:
             raise NotFound(f"no bank named {name!r}")
         return bank
@@ -587,9 +588,7 @@ class BankService:
         with self.db.session() as s:
             # the row lock first (PostgreSQL): an import batch holding the bank commits before the
             # entries are counted and deleted, so none of its entries outlives the bank
-            bank = s.scalar(select(Bank).where(Bank.name == name).with_for_update())
-            if bank is None:
-                raise NotFound(f"no bank named {name!r}")
+            bank = self._bank(s, name, lock=True)
             n = s.scalar(select(func.count()).select_from(Entry).where(Entry.bank_id == bank.id)) or 0
             s.execute(Entry.__table__.delete().where(Entry.bank_id == bank.id))
             s.delete(bank)
