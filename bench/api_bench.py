@@ -67,19 +67,31 @@ def make_queries(raw: np.ndarray, count: int, rng: np.random.Generator) -> list[
 
 
 def _client(args):
-    base, key, queries = args
-    import httpx
+    """One keep-alive connection through the standard library's http.client: a light load
+    generator (httpx cost the shared CPUs about as much per request as the server did)."""
+    import http.client
+    import json
+    import socket
+    from urllib.parse import urlsplit
 
+    base, key, queries = args
+    u = urlsplit(base)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    conn.connect()
+    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    headers = {"Authorization": f"Bearer {key}"}
     lat = []
     hits = 0
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30) as c:
-        for q in queries:
-            t0 = time.perf_counter()
-            r = c.get("/v1/match", params={"signal_type": "pdq", "value": q})
-            lat.append(time.perf_counter() - t0)
-            if r.status_code != 200:
-                raise RuntimeError(f"HTTP {r.status_code}: {r.text[:200]}")
-            hits += bool(r.json()["matches"])
+    for q in queries:
+        t0 = time.perf_counter()
+        conn.request("GET", f"/v1/match?signal_type=pdq&value={q}", headers=headers)
+        r = conn.getresponse()
+        body = r.read()
+        lat.append(time.perf_counter() - t0)
+        if r.status != 200:
+            raise RuntimeError(f"HTTP {r.status}: {body[:200]!r}")
+        hits += bool(json.loads(body)["matches"])
+    conn.close()
     return lat, hits
 
 
@@ -127,6 +139,32 @@ def memory_mb(pid: int) -> tuple[float, float]:
         except OSError:
             pass
     return rss / 1024, pss / 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by the server and its workers."""
+    total = 0
+    for p in _descendants(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def wait_idle(pid: int, timeout: float = 180.0) -> float:
+    """Wait until the server's workers are done with start-up work (writing the index snapshot,
+    the first refresh): under 5 % of a core over a second. Returns the seconds waited."""
+    t0 = time.monotonic()
+    last = cpu_seconds(pid)
+    while time.monotonic() - t0 < timeout:
+        time.sleep(1.0)
+        now = cpu_seconds(pid)
+        if now - last < 0.05:
+            break
+        last = now
+    return time.monotonic() - t0
 
 
 def free_port() -> int:
@@ -196,12 +234,12 @@ def main() -> None:
         m = Matcher(db).load()
         print(f"in-process index load: {time.perf_counter() - t0:.1f} s", flush=True)
         lat, hits_in = [], 0
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for q in queries:
             s = time.perf_counter()
             hits_in += bool(m.match(QuerySignals(pdq=[q])).matches)
             lat.append(time.perf_counter() - s)
-        in_total = time.perf_counter() - t0
+        in_total, in_cpu = time.perf_counter() - t0, time.process_time() - c0
         in_batch_total, hits_in_batch = 0.0, 0
         if args.batch:
             t0 = time.perf_counter()
@@ -224,11 +262,14 @@ def main() -> None:
         try:
             base = f"http://127.0.0.1:{port}"
             _client((base, key, queries[:50]))  # warm-up
+            settled = wait_idle(server.pid)
+            print(f"server idle {settled:.1f} s after /readyz (index snapshot written)", flush=True)
             chunks = [queries[i::args.clients] for i in range(args.clients)]
-            t0 = time.perf_counter()
             with mp.get_context("spawn").Pool(args.clients) as pool:
+                pool.map(time.sleep, [0.1] * args.clients)  # the clients' start-up is not timed
+                t0, c0 = time.perf_counter(), cpu_seconds(server.pid)
                 results = pool.map(_client, [(base, key, c) for c in chunks])
-            http_total = time.perf_counter() - t0
+                http_total, http_cpu = time.perf_counter() - t0, cpu_seconds(server.pid) - c0
             http_batch_total, hits_http_batch = 0.0, 0
             if args.batch:
                 batches = [queries[i : i + args.batch] for i in range(0, len(queries), args.batch)]
@@ -263,8 +304,11 @@ def main() -> None:
           f"{len(queries) / http_total:10.0f} {pct(http_lat, 50):8.3f} {pct(http_lat, 99):8.3f} {hits_http:8d}")
     print(f"HTTP overhead: throughput ratio in-process/HTTP = {(len(queries) / in_total) / (len(queries) / http_total):.1f}x, "
           f"p50 latency ratio HTTP/in-process = {pct(http_lat, 50) / max(pct(lat, 50), 1e-9):.1f}x")
+    n = len(queries)
+    print(f"per core: in-process {n / in_cpu:.0f} lookups per CPU second ({in_cpu / n * 1000:.3f} ms each); "
+          f"HTTP {n / http_cpu:.0f} per server CPU second ({http_cpu / n * 1000:.3f} ms each, clients not "
+          f"counted): HTTP/in-process = {in_cpu / http_cpu:.2f}")
     if args.batch:
-        n = len(queries)
         print(f"{'in-process Matcher.match_many':34s} {n / in_batch_total:10.0f} {'':>8s} {'':>8s} {hits_in_batch:8d}")
         print(f"{f'HTTP POST /v1/match/batch x{args.batch}':34s} {n / http_batch_total:10.0f} {'':>8s} {'':>8s} "
               f"{hits_http_batch:8d}")

@@ -102,17 +102,27 @@ class KeyStore:
             self._cache.clear()
         return info
 
+    def cached(self, token: str) -> tuple[bool, KeyInfo | None]:
+        """``(True, info)`` when ``token``'s answer is known without the database (malformed, or
+        looked up within ``cache_seconds``); ``(False, None)`` when :meth:`verify` must read it.
+        Cheap enough for the event loop: the HTTP layer asks this first and only goes to a thread
+        for a lookup."""
+        if not token or not token.startswith(KEY_PREFIX) or len(token) > 200:
+            return True, None
+        with self._lock:
+            hit = self._cache.get(_digest(token))
+        if hit and time.monotonic() - hit[0] < self.cache_seconds:
+            return True, hit[1]
+        return False, None
+
     def verify(self, token: str) -> KeyInfo | None:
         """The active key for ``token``, or None. Results are cached for a couple of seconds, so
         a revocation takes effect on every worker within ``cache_seconds``."""
-        if not token or not token.startswith(KEY_PREFIX) or len(token) > 200:
-            return None
+        found, info = self.cached(token)
+        if found:
+            return info
         digest = _digest(token)
         now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(digest)
-        if hit and now - hit[0] < self.cache_seconds:
-            return hit[1]
         with self.db.session() as s:
             k = s.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
             info = _info(k) if k is not None and k.revoked_at is None else None

@@ -179,6 +179,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     from consentry.web.auth import AuthFirstMiddleware  # 401 before any body is received (outermost)
 
     app.add_middleware(AuthFirstMiddleware)
+    from consentry.web.fastpath import MatchFastPath  # GET /v1/match's ordinary case (issue 20.5)
+
+    app.add_middleware(MatchFastPath)
     return app
 
 

@@ -31,7 +31,10 @@ _BEARER = HTTPBearer(auto_error=False, scheme_name="bearer",
                      description="An API key: `Authorization: Bearer cst_...` (`consentry keys create ROLE`)")
 
 
-def _authenticate(request: Request, _declared: HTTPAuthorizationCredentials | None = Depends(_BEARER)) -> Principal:
+async def _authenticate(request: Request,
+                        _declared: HTTPAuthorizationCredentials | None = Depends(_BEARER)) -> Principal:
+    # async, as every dependency on the lookup path: a sync one costs a hop to the thread pool
+    # per request (issue 20.5); the database is only read, in a thread, for a key not cached
     header = request.headers.get("authorization", "")
     cached = request.scope.get("state", {}).get(_VERIFIED)
     if cached is not None and cached[0] == header:  # verified by AuthFirstMiddleware
@@ -39,7 +42,7 @@ def _authenticate(request: Request, _declared: HTTPAuthorizationCredentials | No
     token = _bearer_token(header)
     if token is None:
         raise Problem(401, "unauthenticated", _NO_KEY, headers={"WWW-Authenticate": _CHALLENGE})
-    info = request.app.state.keys.verify(token)
+    info = await _verify(request.app.state.keys, token)
     if info is None:
         raise Problem(401, "unauthenticated", _BAD_KEY, headers={"WWW-Authenticate": _CHALLENGE_INVALID})
     return Principal(info)
@@ -50,6 +53,16 @@ _NO_KEY = "send an API key as 'Authorization: Bearer <key>'"
 _BAD_KEY = "unknown or revoked API key"
 _CHALLENGE = 'Bearer realm="consentry"'
 _CHALLENGE_INVALID = 'Bearer realm="consentry", error="invalid_token"'
+
+
+async def _verify(keys, token: str):
+    """``keys.verify(token)``, from the cache in the event loop or else in a worker thread."""
+    found, info = keys.cached(token)
+    if found:
+        return info
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(keys.verify, token)
 
 
 def _bearer_token(header: str) -> str | None:
@@ -93,8 +106,6 @@ class AuthFirstMiddleware:
             return await self.app(scope, receive, send)
         if any(p.match(path) for p in self._public_patterns(scope.get("app") or self.app)):
             return await self.app(scope, receive, send)
-        from starlette.concurrency import run_in_threadpool
-
         from consentry.web.problems import problem_response
 
         header = ""
@@ -107,7 +118,7 @@ class AuthFirstMiddleware:
             return await problem_response(401, "unauthenticated", _NO_KEY, path,
                                           {"WWW-Authenticate": _CHALLENGE})(scope, receive, send)
         keys = scope["app"].state.keys
-        info = await run_in_threadpool(keys.verify, token)
+        info = await _verify(keys, token)
         if info is None:
             return await problem_response(401, "unauthenticated", _BAD_KEY, path,
                                           {"WWW-Authenticate": _CHALLENGE_INVALID})(scope, receive, send)
@@ -122,7 +133,7 @@ def require(*roles: str):
             raise ValueError(f"unknown role {r!r}")
     allowed = frozenset(roles) | {"admin"}
 
-    def dependency(principal: Principal = Depends(_authenticate)) -> Principal:
+    async def dependency(principal: Principal = Depends(_authenticate)) -> Principal:
         if principal.role not in allowed:
             raise Problem(403, "forbidden",
                           f"role {principal.role!r} may not do this; allowed: {', '.join(sorted(allowed))}")
@@ -138,7 +149,7 @@ def public(reason: str):
     if not reason:
         raise ValueError("a public route must say why it is public")
 
-    def dependency() -> None:
+    async def dependency() -> None:
         return None
 
     dependency.public_reason = reason  # type: ignore[attr-defined]

@@ -66,15 +66,26 @@ def consentry_error_status(exc: ConsentryError) -> tuple[int, str]:
     return 422, exc.code.replace("_", "-")
 
 
+def error_response(exc: Exception, path: str, method: str = "") -> JSONResponse:
+    """The problem document for an exception raised while answering ``path`` (a ``Problem``, a
+    ``ConsentryError``, or anything else: a logged 500)."""
+    if isinstance(exc, Problem):
+        return problem_response(exc.status, exc.type, exc.detail, path, exc.headers, **exc.extra)
+    if isinstance(exc, ConsentryError):
+        status, slug = consentry_error_status(exc)
+        return problem_response(status, slug, str(exc), path)
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
+    return problem_response(500, "internal", "an internal error occurred; it has been logged", path)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem):
-        return problem_response(exc.status, exc.type, exc.detail, request.url.path, exc.headers, **exc.extra)
+        return error_response(exc, request.url.path)
 
     @app.exception_handler(ConsentryError)
     async def _consentry(request: Request, exc: ConsentryError):
-        status, slug = consentry_error_status(exc)
-        return problem_response(status, slug, str(exc), request.url.path)
+        return error_response(exc, request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
@@ -91,6 +102,4 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(500, "internal", "an internal error occurred; it has been logged",
-                                request.url.path)
+        return error_response(exc, request.url.path, request.method)

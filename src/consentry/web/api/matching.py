@@ -125,6 +125,13 @@ def match_value(
     surface: str | None = _SURFACE,
     principal: Principal = Depends(require(*MATCHERS)),
 ) -> dict[str, Any]:
+    return lookup_value(request, principal, signal_type, value, bank, uploader_id, surface)
+
+
+def lookup_value(request: Request, principal: Principal, signal_type: str, value: str, bank: list[str] | None,
+                 uploader_id: str | None, surface: str | None) -> dict[str, Any]:
+    """``GET /v1/match``'s work once the key is known: the route above and its fast path
+    (web/fastpath.py) both call this."""
     st = state(request)
     _limit(st, principal)
     require_ready(st)
