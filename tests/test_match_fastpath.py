@@ -13,7 +13,7 @@ from consentry.config import Settings
 from consentry.keys import KeyStore
 from consentry.web import fastpath
 from consentry.web.app import create_app
-from consentry.web.fastpath import MatchFastPath, simple_query
+from consentry.web.fastpath import simple_query
 
 PDQ_A = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
 MD5 = "d41d8cd98f00b204e9800998ecf8427e"
@@ -60,8 +60,7 @@ QUERIES = [
 
 def _answers(db, tmp_path, keys: dict[str, str], with_fast_path: bool) -> list[tuple[int, str, bytes]]:
     app = create_app(Settings(home=tmp_path / ("fast" if with_fast_path else "slow")), db, background=False)
-    if not with_fast_path:  # the declared route alone (the stack is built on the first request)
-        app.user_middleware = [m for m in app.user_middleware if m.cls is not MatchFastPath]
+    app.match_fast_path = with_fast_path  # False: the declared route alone (the stack is built on first use)
     out = []
     with TestClient(app, raise_server_exceptions=False) as c:
         for role in ("matcher", "curator", "partner"):

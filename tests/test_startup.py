@@ -262,3 +262,21 @@ def test_access_log_filter_rules():
     assert logged("/v1/cases?status=open") == '10.1.2.3:5555 - "GET /v1/cases HTTP/1.1" 200'  # not a victim route
     for path in ("/submit", "/case?n=1", "/static/victim/pdq.js", "/v1/victim/cases", "/v1/victim/cases/X/status"):
         assert logged(path) == '- - "GET [victim page] HTTP/1.1" 200'
+
+
+def test_access_formatter_writes_uvicorns_line():
+    """Our access formatter (no record copy, no colours) writes what uvicorn's plain one does."""
+    import logging
+
+    from uvicorn.logging import AccessFormatter as UvicornAccessFormatter
+
+    from consentry.web.accesslog import AccessFormatter
+
+    theirs = UvicornAccessFormatter(fmt='%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s',
+                                    use_colors=False)
+    for level, status in ((logging.INFO, 200), (logging.INFO, 404), (logging.WARNING, 503), (logging.INFO, 299)):
+        record = logging.LogRecord("uvicorn.access", level, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                                   ("10.1.2.3:5555", "POST", "/v1/match", "1.1", status), None)
+        assert AccessFormatter().format(record) == theirs.format(record)
+    other = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, "plain %s", ("text",), None)
+    assert AccessFormatter().format(other) == "plain text"

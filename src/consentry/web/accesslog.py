@@ -10,14 +10,15 @@ end up there:
   ``/static/victim/`` and ``/v1/victim/`` are logged without the client's address and port and
   without the path (only ``[victim page]``, method and status, so error rates stay visible).
 
-:func:`log_config` is uvicorn's default logging configuration with :class:`AccessLogFilter` on
-the ``uvicorn.access`` logger; it is passed by name so that every worker process installs it.
+:func:`log_config` is uvicorn's default logging configuration with :class:`AccessLogFilter` and
+:class:`AccessFormatter` on the ``uvicorn.access`` logger; it is passed by name so that every worker process installs it.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+from http import HTTPStatus
 
 #: Path prefixes (whole segments) of the victim pages and their API.
 VICTIM_PATHS = ("/submit", "/case", "/static/victim", "/v1/victim", "/report")  # /report: notices (issue 14)
@@ -47,11 +48,29 @@ class AccessLogFilter(logging.Filter):
         return True
 
 
+class AccessFormatter(logging.Formatter):
+    """uvicorn's access line without colours (``INFO:     client - "GET /path HTTP/1.1" 200 OK``),
+    made straight from the record: uvicorn's own formatter copies every record first, and the line
+    is written for every request (a tenth of a hash lookup's cost over HTTP, issue 20.5)."""
+
+    _PHRASES = {s.value: s.phrase for s in HTTPStatus}
+
+    def format(self, record: logging.LogRecord) -> str:
+        args = record.args
+        if not isinstance(args, tuple) or len(args) != 5:
+            return super().format(record)
+        client, method, path, http_version, status = args
+        phrase = self._PHRASES.get(status, "")
+        return f'{(record.levelname + ":").ljust(9)} {client} - "{method} {path} HTTP/{http_version}" {status} {phrase}'
+
+
 def log_config() -> dict:
-    """uvicorn's logging configuration plus :class:`AccessLogFilter` on the access logger."""
+    """uvicorn's logging configuration plus :class:`AccessLogFilter` and :class:`AccessFormatter` on
+    the access logger."""
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
     config.setdefault("filters", {})["consentry_access"] = {"()": "consentry.web.accesslog.AccessLogFilter"}
     config["loggers"]["uvicorn.access"]["filters"] = ["consentry_access"]
+    config["formatters"]["access"] = {"()": "consentry.web.accesslog.AccessFormatter"}
     return config

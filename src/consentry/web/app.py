@@ -61,6 +61,21 @@ class _Tailer:
         self._thread.join(timeout=5)
 
 
+class ConsentryAPI(FastAPI):
+    """FastAPI with ``GET /v1/match``'s fast path (web/fastpath.py, issue 20.5) in front of every
+    middleware; ``match_fast_path = False`` (tests) leaves the declared route alone."""
+
+    match_fast_path = True
+
+    def build_middleware_stack(self):
+        stack = super().build_middleware_stack()
+        if not self.match_fast_path:
+            return stack
+        from consentry.web.fastpath import MatchFastPath
+
+        return MatchFastPath(stack)
+
+
 def create_app(settings: Settings | None = None, db: Database | None = None, *, background: bool = True) -> FastAPI:
     """Build the app. ``background=False`` (tests) loads the index synchronously and does not tail."""
     settings = settings or get_settings()
@@ -97,7 +112,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     if not background:
         matcher.load()
 
-    app = FastAPI(
+    app = ConsentryAPI(
         title="Consentry",
         version=__version__,
         summary="Hash, match and assess media against known abuse and non-consensual imagery.",
@@ -179,9 +194,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     from consentry.web.auth import AuthFirstMiddleware  # 401 before any body is received (outermost)
 
     app.add_middleware(AuthFirstMiddleware)
-    from consentry.web.fastpath import MatchFastPath  # GET /v1/match's ordinary case (issue 20.5)
-
-    app.add_middleware(MatchFastPath)
     return app
 
 
