@@ -6,7 +6,9 @@ a duplicate notice joining the first one's case; statements checked against the 
 Database schema and submitted to a local stand-in; and end to end over HTTP: the public form →
 case in the ``notices`` queue with its clock → decision → the sweep finds the copies in the ledger
 (a rotated one too) → ``content.matched`` webhook → the platform removes them → the notice shows
-the efforts → statements exported (schema-valid, no personal data) and submitted.
+the efforts → statements exported (schema-valid, no personal data) and submitted. The same flow
+runs once more in chromium (test_whole_notice_flow_in_a_browser): the form, the console's queue and
+case pages, the decision taken there, the efforts shown there.
 Images are benign drawings (tests/imagegen.py).
 """
 
@@ -626,3 +628,139 @@ def test_the_console_case_page_shows_the_notice_and_decides_it_with_its_ground(s
     assert got["decision"]["decided_by"] == "notice-mod" and got["decision"]["reference"] == "47 U.S.C. 223a"
     again = c.get(f"/console/cases/{case_id}")
     assert 'id="notice-decision"' in again.text and "notice-decide-form" not in again.text
+
+
+@needs_chromium
+def test_whole_notice_flow_in_a_browser(tmp_path, browser):
+    """Issue 14's end-to-end test, in chromium: the public form → the console's notices queue with
+    the 48-hour clock → the decision, with its ground, in the case's notice panel → the sweep finds
+    the copies in the ledger (a rotated one too) → the ``content.matched`` webhook names them and
+    the platform removes them → the notice panel shows the efforts → the statements of reasons are
+    exported and schema-valid. Screenshots (desktop) are kept in the test's folder."""
+    import re
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from conftest import _free_port
+    from consentry.review.users import UserService
+    from consentry.web.app import create_app
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CONSENTRY_TEST_NOTICE_SECRET", SECRET)
+    receiver = Receiver()
+    home = tmp_path / "home"
+    keys = {role: make_key(home, role) for role in ("uploader", "curator")}
+    (home / "rules.yaml").write_text(RULES % receiver.url)
+    app = create_app(Settings(home=home, rules_path=home / "rules.yaml"), background=False)
+    UserService(app.state.notices.db).create("nora", "a long benign passphrase", "moderator")
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    origin = f"http://127.0.0.1:{port}"
+    api = httpx.Client(base_url=origin, timeout=30)
+    shots = tmp_path / "screens"
+    shots.mkdir()
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    elsewhere: list[str] = []
+    ctx.on("request", lambda req: None if req.url.startswith(origin + "/") else elsewhere.append(req.url))
+    page = ctx.new_page()
+    try:
+        assert _wait(lambda: server.started, 20)
+        up = _auth(keys["uploader"])
+        # the platform's ledger: the picture, a copy turned a quarter, and an unrelated picture
+        for cid, seed, turned in (("post-1", 21, False), ("post-2", 21, True), ("post-3", 27, False)):
+            picture = scene(256, 256, seed=seed)
+            r = api.post("/v1/content/upload", headers=up, files={"file": (f"{cid}.png", encode(
+                picture.rotate(90, expand=True) if turned else picture, "PNG"))},
+                data={"content_id": cid, "url": f"https://ex.org/p/{cid}", "uploader_id": f"u-{cid}"})
+            assert r.status_code in (200, 201), r.text
+        image = tmp_path / "mine.png"
+        image.write_bytes(encode(scene(256, 256, seed=21), "PNG"))
+
+        # 1. the public form (TAKE IT DOWN), no account
+        page.goto(origin + "/report")
+        page.locator("input[name=regime][value=take_it_down]").check()
+        page.locator("input[name=category][value=deepfake]").check()
+        page.locator("#f-locations").fill("https://ex.org/p/post-1")
+        page.locator("#f-notifier_email").fill("person@example.org")
+        page.locator("#f-signature").fill("A. Person")
+        page.locator("#f-image").set_input_files(str(image))
+        page.locator("input[name=good_faith]").check()
+        page.locator("form button[type=submit]").click()
+        number = page.locator("#notice-number").inner_text()
+        assert number.startswith("N-")
+        page.screenshot(path=str(shots / "1-received.png"), full_page=True)
+        case_id = app.state.notices.get(number)["case_id"]
+
+        # 2. the console: the notices queue shows the case with its clock
+        page.goto(origin + "/console/queue?queue=notices")
+        page.fill("#username", "nora")
+        page.fill("#password", "a long benign passphrase")
+        page.click("#login-submit")
+        page.wait_for_url("**/console/queue**")
+        page.goto(origin + "/console/queue?queue=notices")
+        row = page.locator(f"#cases tr[data-case='{case_id}']")
+        assert row.count() == 1
+        clock = row.locator(".sla").inner_text()
+        assert re.fullmatch(r"in (1 d 23|2 d 0) h", clock.strip()), clock  # due in 48 hours
+        page.screenshot(path=str(shots / "2-queue.png"), full_page=True)
+        bad = axe_violations(page)
+        assert not bad, describe(bad)
+
+        # 3. the case: the notice panel's clock, then the decision with its legal ground
+        row.get_by_role("link", name=f"Case #{case_id}").click()
+        assert "h left" in page.locator("#notice-clock").inner_text()
+        assert "post-1" in page.locator("#notice-locations").inner_text()
+        page.select_option("#notice-decision-kind", "remove")
+        page.select_option("#notice-ground", "legal")
+        page.fill("#notice-reference", "47 U.S.C. 223a")
+        page.fill("#notice-explanation", "A digital forgery shared without consent")
+        page.click("#notice-decide")
+        page.wait_for_selector("#notice-decision")
+        assert "remove" in page.locator("#notice-decision").inner_text()
+        assert "legal ground: 47 U.S.C. 223a" in page.locator("#notice-decision").inner_text()
+        # 4. the sweep found the copy named and the turned copy, not the unrelated picture
+        efforts = page.locator("#notice-efforts").inner_text()
+        assert "2 copies found, 0 removed" in efforts, efforts
+        table = page.locator("#notice .grid").inner_text()
+        assert "post-1" in table and "post-2" in table and "post-3" not in table
+        page.screenshot(path=str(shots / "3-decided.png"), full_page=True)
+
+        # 5. the webhook names both copies; the platform removes them
+        app.state.policy.webhooks.start()
+        assert _wait(lambda: receiver.requests)
+        payloads = [json.loads(r["body"]) for r in receiver.requests]
+        assert all(r["valid"] for r in receiver.requests)
+        named = {c["content_id"] for p in payloads for c in p["data"]["contents"]}
+        assert named == {"post-1", "post-2"}
+        for cid in sorted(named):
+            assert api.delete(f"/v1/content/{cid}", headers=up).status_code in (200, 204)
+
+        # 6. the notice shows the efforts: found and removed, with times
+        page.reload()
+        efforts = page.locator("#notice-efforts").inner_text()
+        assert "2 copies found, 2 removed" in efforts, efforts
+        assert page.locator("#notice .grid tbody tr").count() == 2
+        assert "—" not in page.locator("#notice .grid tbody").inner_text()  # both removal times shown
+        page.screenshot(path=str(shots / "4-efforts.png"), full_page=True)
+        bad = axe_violations(page)
+        assert not bad, describe(bad)
+
+        # 7. statements of reasons: one per removal, exported and schema-valid, nothing personal
+        export = api.get("/v1/statements/export", headers=_auth(keys["curator"]))
+        lines = [json.loads(x) for x in export.text.splitlines()]
+        assert len(lines) == 2 and all(schema_errors(b) == [] for b in lines)
+        assert not re.search(r"person@|A\. Person|ex\.org|post-\d|u-post", json.dumps(lines))
+        assert "Statements of reasons: 2" in page.locator("#notice").inner_text()
+    finally:
+        ctx.close()
+        api.close()
+        server.should_exit = True
+        thread.join(10)
+        receiver.close()
+        app.state.consentry.match_log.close()
+        mp.undo()
+    assert elsewhere == []
