@@ -20,7 +20,7 @@ from sqlalchemy import DateTime, Text, and_, bindparam, cast, func, not_, or_, s
 from sqlalchemy.orm import Session
 
 from consentry.banks.formats.records import HashRecord, RecordError
-from consentry.db.models import BANK_KINDS, ENTRY_STATUSES, Bank, Change, Entry, utcnow, value_key
+from consentry.db.models import BANK_KINDS, ENTRY_NOT_ACTIVE, ENTRY_STATUSES, Bank, Change, Entry, utcnow, value_key
 from consentry.db.session import Database
 from consentry.errors import ConsentryError, SignalValueError
 from consentry.review.audit import AuditLog
@@ -307,7 +307,8 @@ def _pg_copy_entries(copy: Any, bank_id: int, rows: list[tuple], ids: list[int],
             lines = []
     if lines:
         copy.write("".join(lines))
-_SQL_ANY_WITHDRAWN = text("SELECT 1 FROM entries WHERE bank_id = :bank AND status = 'withdrawn' LIMIT 1")
+_SQL_ANY_WITHDRAWN = text("SELECT 1 FROM entries WHERE bank_id = :bank AND status <> 'active' "
+                          "AND status = 'withdrawn' LIMIT 1")
 #: PostgreSQL: skip rows already present before the upsert, which would spend a sequence value
 _NOT_EXISTS = (" AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.bank_id = :bank "
                "AND e.signal_type = t.signal_type AND e.value_key = t.value_key)")
@@ -522,15 +523,20 @@ class BankService:
     def _counts(self, s: Session, bank_ids: Sequence[int]) -> dict[int, dict[str, int]]:
         out: dict[int, dict[str, int]] = {b: {st: 0 for st in ENTRY_STATUSES} for b in bank_ids}
         if bank_ids:
+            # all entries from the unique index, the few not active from the partial one
+            for bank_id, n in s.execute(select(Entry.bank_id, func.count())
+                                        .where(Entry.bank_id.in_(bank_ids)).group_by(Entry.bank_id)):
+                out[bank_id]["active"] = n
             rows = s.execute(
                 select(Entry.bank_id, Entry.status, func.count())
-                .where(Entry.bank_id.in_(bank_ids)).group_by(Entry.bank_id, Entry.status)
+                .where(Entry.bank_id.in_(bank_ids), ENTRY_NOT_ACTIVE).group_by(Entry.bank_id, Entry.status)
             )
             for bank_id, status, n in rows:
                 out[bank_id][status] = n
+                out[bank_id]["active"] -= n
             expired = s.execute(
                 select(Entry.bank_id, func.count())
-                .where(Entry.bank_id.in_(bank_ids), Entry.status == "disabled",
+                .where(Entry.bank_id.in_(bank_ids), ENTRY_NOT_ACTIVE, Entry.status == "disabled",
                        Entry.disabled_until.is_not(None), Entry.disabled_until <= utcnow())
                 .group_by(Entry.bank_id)
             )
@@ -962,9 +968,9 @@ class BankService:
             if status == "active":
                 q = q.where(or_(Entry.status == "active", ran_out))
             elif status == "disabled":
-                q = q.where(Entry.status == "disabled", not_(ran_out))
+                q = q.where(ENTRY_NOT_ACTIVE, Entry.status == "disabled", not_(ran_out))
             elif status:
-                q = q.where(Entry.status == status)
+                q = q.where(ENTRY_NOT_ACTIVE, Entry.status == status)
             if signal_type:
                 q = q.where(Entry.signal_type == signal_type)
             q = q.order_by(Entry.id).limit(max(1, min(limit, 10_000)))
@@ -1000,7 +1006,8 @@ class BankService:
         with self.db.session() as s:
             rows = s.execute(
                 select(Entry.id, Entry.bank_id, Entry.signal_type)
-                .where(Entry.status == "disabled", Entry.disabled_until.is_not(None), Entry.disabled_until <= now)
+                .where(ENTRY_NOT_ACTIVE, Entry.status == "disabled", Entry.disabled_until.is_not(None),
+                       Entry.disabled_until <= now)
                 .limit(5000)
             ).all()
             changes: list[dict[str, Any]] = []

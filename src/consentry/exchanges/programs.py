@@ -29,7 +29,7 @@ from sqlalchemy import delete, func, select, update
 
 from consentry.banks.formats.records import HashRecord, RecordError
 from consentry.banks.service import NotFound, as_utc as _aware
-from consentry.db.models import BANK_KINDS, Bank, Entry, utcnow, value_key
+from consentry.db.models import BANK_KINDS, ENTRY_NOT_ACTIVE, Bank, Entry, utcnow, value_key
 from consentry.db.models_victims import ExchangeConfig, ExchangeKeptSignal, ExchangeOutbox
 from consentry.errors import ConsentryError
 from consentry.exchanges.base import _NAME, ExchangeError, ExchangeStore, PullReport, _fernet
@@ -304,7 +304,8 @@ def _stale_adds(store: ExchangeStore, bank_id: int, records: list) -> list:
     drop: set[int] = set()
     keys = list({k for _, k in adds})
     with store.db.session() as s:
-        if s.scalar(select(Entry.id).where(Entry.bank_id == bank_id, Entry.status == "withdrawn").limit(1)) is None:
+        if s.scalar(select(Entry.id).where(Entry.bank_id == bank_id, ENTRY_NOT_ACTIVE,
+                                              Entry.status == "withdrawn").limit(1)) is None:
             return records  # nothing withdrawn in the bank: nothing to supersede
         for j in range(0, len(keys), 500):
             for st, vk, meta in s.execute(select(Entry.signal_type, Entry.value_key, Entry.meta).where(
