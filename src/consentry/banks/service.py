@@ -309,18 +309,19 @@ def _pg_copy_entries(copy: Any, bank_id: int, rows: list[tuple], ids: list[int],
         copy.write("".join(lines))
 _SQL_ANY_WITHDRAWN = text("SELECT 1 FROM entries WHERE bank_id = :bank AND status <> 'active' "
                           "AND status = 'withdrawn' LIMIT 1")
-#: PostgreSQL: skip rows already present before the upsert, which would spend a sequence value
-_NOT_EXISTS = (" AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.bank_id = :bank "
-               "AND e.signal_type = t.signal_type AND e.value_key = t.value_key)")
+# Values already in the bank are left to ON CONFLICT, an index probe per row: a NOT EXISTS
+# anti-join here let PostgreSQL choose a hash join that read the whole bank once per batch (a
+# re-import of 1M entries took 34 s instead of 11 s). Each conflicting row uses up a value of the
+# entries' sequence, which leaves gaps in ids and nothing else.
 _INSERT_NEW = (
     "INSERT INTO entries (bank_id, signal_type, value, value_key, quality, status, source, external_ids, "
     "tags, category, meta, added_by, added_at, updated_at) "
     "SELECT :bank, t.signal_type, t.value, t.value_key, t.quality, 'active', t.source, t.external_ids, "
-    "t.tags, t.category, t.meta, :by, :now, :now FROM consentry_import t WHERE t.op = 'add'" + _NOT_EXISTS
-    + " ORDER BY t.signal_type, t.value_key "
+    "t.tags, t.category, t.meta, :by, :now, :now FROM consentry_import t WHERE t.op = 'add'"
+    " ORDER BY t.signal_type, t.value_key "
     "ON CONFLICT (bank_id, signal_type, value_key) DO NOTHING"
 )
-_SQLITE_INSERT = text(_INSERT_NEW.replace(_NOT_EXISTS, "")).bindparams(_NOW)
+_SQLITE_INSERT = text(_INSERT_NEW).bindparams(_NOW)
 _SQL_MAX_ENTRY = text("SELECT coalesce(max(id), 0) FROM entries")
 _SQLITE_ADD_CHANGES = text(
     "INSERT INTO changes (op, bank_id, entry_id, signal_type, at) "
