@@ -205,3 +205,78 @@ def test_an_import_stops_when_its_bank_is_deleted(db):
         svc.add_records("gone", records(), batch_size=10)
     with db.session() as s:  # nothing left behind for a bank that no longer exists
         assert s.scalar(select(Entry.id).where(Entry.bank_id == bank_id)) is None
+
+
+def test_tombstones_find_non_ascii_ids_written_by_imports_and_by_the_orm(db):
+    """Imports write JSON columns with orjson (UTF-8), the ORM with json (\\u escapes): a
+    tombstone naming a non-ASCII id finds the entry whichever wrote it."""
+    svc = BankService(db)
+    svc.create_bank("n", "csam")
+    a, b = _hex(16), _hex(16)
+    svc.add_records("n", [HashRecord("md5", a, external_ids=["ncmec:1/é-1"])])
+    entry, _ = svc.add_entry("n", "md5", b)
+    with db.session() as s:  # as an ORM write stores it
+        s.get(Entry, entry.id).external_ids = ["ncmec:1/ü_2"]
+    with db.engine.connect() as c:
+        stored = dict(c.exec_driver_sql("SELECT value, CAST(external_ids AS TEXT) FROM entries").all())
+    assert "é" in stored[a] and "\\u00fc" in stored[b]  # both forms are really in the table
+    report = svc.add_records("n", [
+        HashRecord("", "", op="remove", external_ids=[ext], meta={"remove_by": "external_id"}, position=ext)
+        for ext in ("ncmec:1/é-1", "ncmec:1/ü_2")])
+    assert (report.removed, report.remove_not_found) == (2, 0)
+    assert {svc.find_entry("n", "md5", v).status for v in (a, b)} == {"withdrawn"}
+
+
+def test_fastjson_reads_and_writes_what_json_does():
+    from consentry import fastjson
+
+    for value in [{"a": [1, "é", None, True, 1.5]}, ["x"], {"big": 2**70}, {1: "non-string key"}]:
+        assert json.loads(fastjson.dumps(value)) == json.loads(json.dumps(value))
+    big = 123456789012345678901234567890
+    assert fastjson.loads(f'{{"n": {big}, "m": [1, -{big}]}}'.encode()) == {"n": big, "m": [1, -big]}
+    assert fastjson.loads(b'{"h": "12345678901234567890123", "n": 12}') == {"h": "12345678901234567890123", "n": 12}
+    assert fastjson.loads('[NaN]')[0] != fastjson.loads('[NaN]')[0]  # NaN, as json reads it
+    with pytest.raises(ValueError):
+        fastjson.loads(b"{not json")
+
+
+def test_collector_paused_during_bulk_work_and_restored_after(db):
+    import gc
+    import threading
+
+    from consentry.banks.bulk_gc import collector_paused
+
+    svc = BankService(db)
+    svc.create_bank("g", "custom")
+    seen = []
+
+    def records():
+        seen.append(gc.isenabled())
+        yield HashRecord("md5", _hex(16))
+
+    assert gc.isenabled()
+    svc.add_records("g", records())
+    assert seen == [False] and gc.isenabled()
+    # nested and overlapping runs in two threads: on again only when the last one ends
+    inside, release = threading.Event(), threading.Event()
+
+    def other():
+        with collector_paused():
+            inside.set()
+            release.wait(5)
+
+    t = threading.Thread(target=other)
+    with collector_paused():
+        t.start()
+        inside.wait(5)
+    assert not gc.isenabled()  # the other thread's run is still going
+    release.set()
+    t.join()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # left as it was found
+    finally:
+        gc.enable()

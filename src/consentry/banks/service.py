@@ -20,6 +20,8 @@ from sqlalchemy import DateTime, Text, and_, bindparam, cast, func, not_, or_, s
 from sqlalchemy.orm import Session
 
 from consentry.banks.formats.records import HashRecord, RecordError
+from consentry import fastjson
+from consentry.banks.bulk_gc import collector_paused
 from consentry.db.models import BANK_KINDS, ENTRY_NOT_ACTIVE, ENTRY_STATUSES, Bank, Change, Entry, utcnow, value_key
 from consentry.db.session import Database
 from consentry.errors import ConsentryError, SignalValueError
@@ -345,7 +347,7 @@ def _quality(q: Any) -> int | None:
 
 
 def _json_list(items: Any) -> str:
-    return json.dumps(list(items)) if items else "[]"
+    return fastjson.dumps(list(items)) if items else "[]"
 
 
 def _stage_row(rec: HashRecord) -> tuple | str:
@@ -364,7 +366,7 @@ def _stage_row(rec: HashRecord) -> tuple | str:
     if meta:
         quality = _quality(meta.get("quality"))
         rest = {k: v for k, v in meta.items() if k != "quality"}
-        meta_json = json.dumps(rest) if rest else "{}"
+        meta_json = fastjson.dumps(rest) if rest else "{}"
     else:
         quality, meta_json = None, "{}"
     return (st_name, value, value_key(value), quality, "remove" if rec.op == "remove" else "add",
@@ -649,8 +651,16 @@ class BankService:
         one into ``changes``) and committed with its change-log rows, so a matcher tailing the log
         sees the import arrive batch by batch. Records are read and checked on the calling thread
         while the previous batch is written on another, so a crash loses at most two batches.
-        Bad records are reported with their position, in input order.
+        Bad records are reported with their position, in input order. The cyclic garbage
+        collector is held off meanwhile (:mod:`consentry.banks.bulk_gc`).
         """
+        with collector_paused():
+            return self._add_records(bank, records, batch_size=batch_size, added_by=added_by, progress=progress)
+
+    def _add_records(
+        self, bank: str, records: Iterable[HashRecord | RecordError], *, batch_size: int | None,
+        added_by: str | None, progress: Callable[[int], None] | None,
+    ) -> ImportReport:
         report = ImportReport()
         with self.db.session() as s:
             bank_id = self._bank(s, bank).id
@@ -858,10 +868,13 @@ class BankService:
         if len(wanted) <= 5:  # a few: a LIKE each ('_' and '%' escaped), as before
             seen: set[int] = set()
             for ext in sorted(wanted):
-                pattern = "%" + json.dumps(ext).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                # as the standard library writes it (\u escapes) and as imports do (fastjson: UTF-8)
+                likes = [cast(Entry.external_ids, Text).like(
+                    "%" + form.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%", escape="\\")
+                    for form in sorted({json.dumps(ext), fastjson.dumps(ext)})]
                 rows = s.execute(
                     select(Entry.id, Entry.external_ids, Entry.signal_type, Entry.status).where(
-                        Entry.bank_id == bank_id, cast(Entry.external_ids, Text).like(pattern, escape="\\"))
+                        Entry.bank_id == bank_id, or_(*likes))
                 )
                 for row in rows:
                     if row[0] not in seen:

@@ -29,6 +29,7 @@ from sqlalchemy import delete, func, select, update
 
 from consentry.banks.formats.records import HashRecord, RecordError
 from consentry.banks.service import NotFound, as_utc as _aware
+from consentry.banks.bulk_gc import collector_paused
 from consentry.db.models import BANK_KINDS, ENTRY_NOT_ACTIVE, Bank, Entry, utcnow, value_key
 from consentry.db.models_victims import ExchangeConfig, ExchangeKeptSignal, ExchangeOutbox
 from consentry.errors import ConsentryError
@@ -295,18 +296,18 @@ def _stale_adds(store: ExchangeStore, bank_id: int, records: list) -> list:
     checkpoint, older snapshots first: an ``Active`` record whose ``lastModtimestamp`` is older than
     the withdrawal recorded on the entry (``meta.withdrawn_last_modified``) must not bring the hash
     back, even for the time until the withdrawal's page is read again."""
-    adds = {}
-    for i, r in enumerate(records):
-        if isinstance(r, HashRecord) and r.op == "add" and isinstance((r.meta or {}).get("last_modified"), int):
-            adds.setdefault((r.signal_type, value_key(r.value)), []).append(i)
-    if not adds:
-        return records
-    drop: set[int] = set()
-    keys = list({k for _, k in adds})
     with store.db.session() as s:
         if s.scalar(select(Entry.id).where(Entry.bank_id == bank_id, ENTRY_NOT_ACTIVE,
-                                              Entry.status == "withdrawn").limit(1)) is None:
+                                           Entry.status == "withdrawn").limit(1)) is None:
             return records  # nothing withdrawn in the bank: nothing to supersede
+        adds: dict[tuple[str, str], list[int]] = {}
+        for i, r in enumerate(records):
+            if isinstance(r, HashRecord) and r.op == "add" and isinstance((r.meta or {}).get("last_modified"), int):
+                adds.setdefault((r.signal_type, value_key(r.value)), []).append(i)
+        if not adds:
+            return records
+        drop: set[int] = set()
+        keys = list({k for _, k in adds})
         for j in range(0, len(keys), 500):
             for st, vk, meta in s.execute(select(Entry.signal_type, Entry.value_key, Entry.meta).where(
                     Entry.bank_id == bank_id, Entry.signal_type.in_({t for t, _ in adds}),
@@ -446,25 +447,26 @@ def pull_program(store: ExchangeStore, name: str, *, client=None, max_batches: i
                 report.cursor_to = cur
 
         try:
-            pages = iter(client.fetch(dict(state)))
-            for n in range(max_batches):
-                try:
-                    batch = next(pages)
-                except StopIteration:
-                    break
-                except ConsentryError:
-                    write()  # the pages read before the failure are good: keep them
-                    raise
-                report.changes += batch.rows
-                now = time.monotonic()
-                if group and group.conflicts(batch):
-                    write()
-                group.take(batch, now)
-                if len(group) >= write_rows or now - group.since >= PULL_WRITE_SECONDS:
-                    write()
-                elif not group.records and not group.kept and group.state is not None:
-                    write()  # an empty page that moves the checkpoint: nothing to wait for
-            write()
+            with collector_paused():  # pages of records that live until their write (bulk_gc)
+                pages = iter(client.fetch(dict(state)))
+                for n in range(max_batches):
+                    try:
+                        batch = next(pages)
+                    except StopIteration:
+                        break
+                    except ConsentryError:
+                        write()  # the pages read before the failure are good: keep them
+                        raise
+                    report.changes += batch.rows
+                    now = time.monotonic()
+                    if group and group.conflicts(batch):
+                        write()
+                    group.take(batch, now)
+                    if len(group) >= write_rows or now - group.since >= PULL_WRITE_SECONDS:
+                        write()
+                    elif not group.records and not group.kept and group.state is not None:
+                        write()  # an empty page that moves the checkpoint: nothing to wait for
+                write()
         except ConsentryError as exc:
             _save(store, name, last_pull_at=utcnow(), last_error=str(exc))
             raise

@@ -25,10 +25,10 @@ Record semantics (ours): a hash is active while any of its case numbers is ``Act
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, Iterator
 
+from consentry import fastjson
 from consentry.banks.formats import stopncii as fmt
 from consentry.banks.formats.records import HashRecord, RecordError
 from consentry.exchanges._http import Http, HttpStatus
@@ -131,7 +131,7 @@ class Client:
 
     def _json(self, body: bytes) -> Any:
         try:
-            return json.loads(body)
+            return fastjson.loads(body)
         except ValueError:
             raise ExchangeError("StopNCII sent something that is not JSON") from None
 
