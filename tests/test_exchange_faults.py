@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from sqlalchemy import func, select
@@ -62,8 +63,14 @@ class Gate:
             self.release.wait(60)
 
 
-def kill_at_gate(proc, gate):
+def kill_at_gate(proc, gate, settled=None):
+    """SIGKILL the pull held at ``gate``; first, if given, wait until ``settled()``: a group's write
+    runs while the next page is fetched, so the page before the gate may still be landing."""
     assert gate.reached.wait(120), proc.communicate()[1] if proc.poll() is not None else "gate not reached"
+    deadline = time.monotonic() + 60
+    while settled is not None and not settled():
+        assert time.monotonic() < deadline, "the writes before the gate did not land"
+        time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(30)
     assert proc.returncode == -signal.SIGKILL
@@ -78,6 +85,15 @@ def finish(environ, name):
     report = json.loads(out.strip().splitlines()[-1])
     assert report["busy"] is False  # the killed process's lock did not survive it
     return report
+
+
+def saved_link(store, name) -> str:
+    """The paging link in an exchange's saved checkpoint (``describe`` never shows it)."""
+    from consentry.db.models_victims import ExchangeConfig
+
+    with store.db.session() as s:
+        state = s.scalar(select(ExchangeConfig.state).where(ExchangeConfig.name == name)) or {}
+    return str(state.get("paging_url") or "")
 
 
 def bank_counts(store, bank):
@@ -145,7 +161,7 @@ def test_stopncii_sigkill_mid_pull_resumes_without_duplicates_or_lost_withdrawal
         out, err = other.communicate(timeout=120)
         assert other.returncode == 0 and json.loads(out.strip().splitlines()[-1])["busy"] is True, err[-2000:]
         assert len(srv.seen) == n_seen
-        kill_at_gate(proc, gate)
+        kill_at_gate(proc, gate, lambda: len(bank_counts(store, "sn")[0]) == applied * per_page)
         d = describe(store, "sn")
         assert d["checkpoint"] == {} and d["last_success_at"] is None  # a run that did not complete
         status, dup, _ = bank_counts(store, "sn")
@@ -231,7 +247,7 @@ def test_ncmec_sigkill_mid_next_chain_resumes_the_range_with_tombstones(env, wri
         add_program(store, "ncmec", "nc", "nc", f"{USER}:{PASSWORD}",
                     options={"base_url": srv.url, "start_timestamp": str(start), "write_rows": write_rows})
         proc = cli_pull(environ, "nc")
-        kill_at_gate(proc, gate)
+        kill_at_gate(proc, gate, lambda: saved_link(store, "nc").endswith(f"page={applied + 1}&from=x"))
         d = describe(store, "nc")
         assert d["checkpoint"]["to"] == start and d["checkpoint"]["paging_from"] == start  # range not done
         status, _, _ = bank_counts(store, "nc")
@@ -274,7 +290,8 @@ def test_pull_gathers_pages_into_writes_and_moves_the_checkpoint_only_after_them
     class Pages:
         def fetch(self, state):
             for k, vs in enumerate(vals):
-                saved_when_asked.append(describe(store, "g")["checkpoint"].get("cursor"))
+                cur = describe(store, "g")["checkpoint"].get("cursor")  # the checkpoint, then the bank
+                saved_when_asked.append((cur, len(bank_counts(store, "g")[0])))
                 recs = [HashRecord("pdq", v, "add", [], [], None, "x", {"last_modified": 1}) for v in vs]
                 if k == 1:  # withdraws a hash page 0 adds: page 0 is written first
                     recs.append(HashRecord("pdq", vals[0][0], "remove", [], [], None, "x", {"last_modified": 2}))
@@ -288,9 +305,58 @@ def test_pull_gathers_pages_into_writes_and_moves_the_checkpoint_only_after_them
     monkeypatch.setattr(store.banks, "add_records", lambda bank, recs, **kw: writes.append(len(recs)) or real(bank, recs, **kw))
     report = pull_program(store, "g", client=Pages(), write_rows=250)
     assert writes == [100, 301, 100]  # page 0 | pages 1-3 (>= 250) | page 4
-    assert saved_when_asked == [None, None, 10, 10, 13]
+    # a group is written while the next pages are read, so when a page is asked for the saved
+    # checkpoint may lag behind the groups handed over ([None, None, 10, 10, 13] at the latest),
+    # and never runs ahead of what is in the bank
+    latest = [-1, -1, 10, 10, 13]
+    for k, (cur, n_in_bank) in enumerate(saved_when_asked):
+        assert cur is None or cur <= latest[k]
+        assert cur is None or n_in_bank >= 100 * (cur - 10 + 1)
     assert describe(store, "g")["checkpoint"]["cursor"] == 14
     status, dup, adds = bank_counts(store, "g")
     assert dup == 0 and len(status) == 500 and report.added == 500 and report.removed == 1
     assert status[vals[0][0]] == "withdrawn" and sum(st == "active" for st in status.values()) == 499
     assert store.banks.find_entry("g", "pdq", vals[0][0]).meta["withdrawn_last_modified"] == 2
+
+
+def test_a_failed_write_stops_the_pull_before_any_later_write_or_checkpoint(env, monkeypatch):
+    """Writes run behind the reading of pages: when one fails, no later group is written and the
+    checkpoint stays at the last group that landed, so the next run reads the failed pages again."""
+    from consentry.banks.formats.records import HashRecord
+    from consentry.errors import ConsentryError
+    from consentry.exchanges.programs import Batch, add_program, describe, pull_program
+
+    store, _ = env
+    add_program(store, "stopncii", "f", "f", json.dumps({"subscription_key": SUB, "fetch_function_key": FETCH}),
+                options={"base_url": "http://stand-in.invalid", "start_timestamp": "1000"})
+    vals = [[hx() for _ in range(20)] for _ in range(6)]
+    asked: list[int] = []
+
+    class Pages:
+        def fetch(self, state):
+            for k, vs in enumerate(vals):
+                asked.append(k)
+                yield Batch(records=[HashRecord("pdq", v, "add", [], [], None, "x", {}) for v in vs],
+                            rows=len(vs), state={"cursor": 10 + k})
+
+        def close(self):
+            pass
+
+    writes: list[int] = []
+    real = store.banks.add_records
+
+    def add_records(bank, recs, **kw):
+        writes.append(len(recs))
+        if len(writes) == 2:
+            raise ConsentryError("the database went away")
+        return real(bank, recs, **kw)
+
+    monkeypatch.setattr(store.banks, "add_records", add_records)
+    with pytest.raises(ConsentryError, match="went away"):
+        pull_program(store, "f", client=Pages(), write_rows=1)
+    assert len(writes) == 2  # nothing written after the failure
+    assert len(asked) <= 4  # at most one group behind: reading stopped soon after
+    d = describe(store, "f")
+    assert d["checkpoint"]["cursor"] == 10 and "went away" in d["last_error"]
+    status, _, _ = bank_counts(store, "f")
+    assert set(status) == set(vals[0])

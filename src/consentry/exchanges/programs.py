@@ -396,6 +396,47 @@ class _PageGroup:
             self.state = batch.state
 
 
+class _InOrder:
+    """A pull's group writes, in order on one thread while the next pages are fetched and read
+    (the database works without the GIL), at most one behind. After a write fails no later one
+    runs, so no checkpoint can pass the records that did not land; the failure is raised by the
+    next ``submit`` or ``drain``. Inline where connections cannot cross threads (in-memory SQLite)."""
+
+    def __init__(self, db: Any) -> None:
+        from sqlalchemy.pool import SingletonThreadPool, StaticPool
+
+        self._threaded = not isinstance(db.engine.pool, (SingletonThreadPool, StaticPool))
+        self._pool: Any = None
+        self._pending: Any = None
+        self._failed: BaseException | None = None
+
+    def submit(self, fn: Any, *args: Any) -> None:
+        self.drain()
+        if not self._threaded:
+            fn(*args)
+            return
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="consentry-pull")
+        self._pending = self._pool.submit(fn, *args)
+
+    def drain(self) -> None:
+        if self._failed is not None:
+            raise self._failed
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            try:
+                pending.result()
+            except BaseException as exc:
+                self._failed = exc
+                raise
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)  # a write in flight finishes (or fails) on its own
+
+
 def pull_program(store: ExchangeStore, name: str, *, client=None, max_batches: int = 1_000_000,
                  write_rows: int | None = None) -> PullReport:
     """Pull a program exchange from its checkpoint; the caller holds nothing (we take the lock).
@@ -425,9 +466,7 @@ def pull_program(store: ExchangeStore, name: str, *, client=None, max_batches: i
         kept = [0, 0]
         group = _PageGroup()
 
-        def write() -> None:
-            nonlocal group
-            g, group = group, _PageGroup()
+        def apply(g: _PageGroup) -> None:
             if g.records:
                 records = _stale_adds(store, bank_id, g.records)
                 _note_withdrawals(store, bank_id, records)
@@ -446,6 +485,16 @@ def pull_program(store: ExchangeStore, name: str, *, client=None, max_batches: i
                 _save(store, name, state=g.state, cursor=cur)
                 report.cursor_to = cur
 
+        writer = _InOrder(store.db)
+
+        def write(wait: bool = False) -> None:
+            """Hand the gathered pages to the writer (it writes while the next pages are read)."""
+            nonlocal group
+            g, group = group, _PageGroup()
+            writer.submit(apply, g)
+            if wait:
+                writer.drain()
+
         try:
             with collector_paused():  # pages of records that live until their write (bulk_gc)
                 pages = iter(client.fetch(dict(state)))
@@ -455,7 +504,7 @@ def pull_program(store: ExchangeStore, name: str, *, client=None, max_batches: i
                     except StopIteration:
                         break
                     except ConsentryError:
-                        write()  # the pages read before the failure are good: keep them
+                        write(wait=True)  # the pages read before the failure are good: keep them
                         raise
                     report.changes += batch.rows
                     now = time.monotonic()
@@ -466,11 +515,12 @@ def pull_program(store: ExchangeStore, name: str, *, client=None, max_batches: i
                         write()
                     elif not group.records and not group.kept and group.state is not None:
                         write()  # an empty page that moves the checkpoint: nothing to wait for
-                write()
+                write(wait=True)
         except ConsentryError as exc:
             _save(store, name, last_pull_at=utcnow(), last_error=str(exc))
             raise
         finally:
+            writer.close()
             close = getattr(client, "close", None)
             if close:
                 close()
