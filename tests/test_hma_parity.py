@@ -285,6 +285,59 @@ def test_timed_disable_over_http(client, keys, db):
     assert len(client.get("/v1/match", params={"signal_type": "md5", "value": md5}, headers=h).json()["matches"]) == 1
 
 
+def test_timed_bank_disable_reaches_partners(client, keys, tmp_path):
+    """A hub bank disabled until a date: the partner's entries pulled from it are disabled until
+    the same date (with disable changes for its own workers and partners), and active again when
+    the hub clears it; an entry disabled on the partner for its own reasons stays disabled."""
+    from consentry.db import Database
+    from consentry.exchanges.base import PullReport
+    from consentry.exchanges.consentry_hub import apply_changes
+
+    h, p = auth(keys["curator"]), auth(keys["partner"])
+    assert client.post("/v1/banks", json={"name": "hub", "kind": "ncii", "shared": True}, headers=h).status_code == 201
+    md5s = [secrets.token_hex(16) for _ in range(3)]
+    for v in md5s:
+        assert client.post("/v1/banks/hub/entries", json={"signal_type": "md5", "value": v}, headers=h).status_code == 201
+    partner_db = Database(f"sqlite:///{tmp_path / 'partner.db'}")
+    partner_db.upgrade()
+    partner = BankService(partner_db)
+    partner.create_bank("helpline", "ncii")
+    cursor = 0
+
+    def pull() -> PullReport:
+        nonlocal cursor
+        body = client.get("/v1/changes", params={"cursor": cursor}, headers=p).json()
+        report = PullReport("hub", cursor, body["next_cursor"])
+        apply_changes(partner, "helpline", body["changes"], "hub", report)
+        cursor = body["next_cursor"]
+        return report
+
+    def status() -> list[tuple[str, str | None]]:
+        return [(e.status, e.disabled_until.isoformat() if e.disabled_until else None)
+                for e in (partner.find_entry("helpline", "md5", v) for v in md5s)]
+
+    assert pull().added == 3
+    partner.set_status("helpline", "disabled", signal_type="md5", value=md5s[2])  # the partner's own call
+    m = Matcher(partner_db).load()
+    until = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=2)
+    assert client.patch("/v1/banks/hub", json={"disabled_until": until.isoformat()}, headers=h).status_code == 200
+    before = partner.change_cursor()
+    pull()
+    assert status() == [("disabled", until.isoformat())] * 2 + [("disabled", None)]
+    assert [c["op"] for c in partner.changes_since(before, 10)] == ["disable", "disable"]
+    m.refresh()
+    assert m.match(QuerySignals(exact={"md5": md5s[0]})).matches == []
+    pull()  # the same state again (an unrelated bank change, or a re-read page): nothing changes
+    assert partner.change_cursor() == before + 2
+    assert client.patch("/v1/banks/hub", json={"disabled_until": None}, headers=h).status_code == 200
+    pull()
+    assert status() == [("active", None)] * 2 + [("disabled", None)]
+    assert [c["op"] for c in partner.changes_since(before + 2, 10)] == ["enable", "enable"]
+    m.refresh()
+    assert len(m.match(QuerySignals(exact={"md5": md5s[0]})).matches) == 1
+    assert "hub_bank_disabled" not in partner.find_entry("helpline", "md5", md5s[0]).meta
+
+
 # ------------------------------------------------------------------ 5. signal types on/off
 def test_signal_type_setting_in_the_database(db):
     assert enabled_signal_types(db) is None

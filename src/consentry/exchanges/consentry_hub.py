@@ -19,6 +19,7 @@ first pulled from.
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import Any
 
 import httpx
@@ -143,13 +144,84 @@ def withdraw_hub_bank(banks, bank: str, exchange: str, hub_bank_id: int) -> int:
     return withdrawn
 
 
+def _hub_until(row: dict[str, Any]) -> tuple[bool, datetime | None]:
+    """(whether the row states its hub bank's timed disable, the end of it if still ahead)."""
+    if "bank_disabled_until" not in row:
+        return False, None  # a hub from before bank states were served
+    raw = row.get("bank_disabled_until")
+    if not isinstance(raw, str) or not raw:
+        return True, None
+    try:
+        until = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return False, None
+    until = until if until.tzinfo else until.replace(tzinfo=timezone.utc)
+    return True, (until if until > datetime.now(timezone.utc) else None)
+
+
+def mirror_hub_bank_disable(banks, bank: str, exchange: str, hub_bank_id: int, until: datetime | None) -> int:
+    """Follow a hub bank's timed disable on the entries of local ``bank`` pulled from it: until
+    ``until`` they are ``disabled`` (with that end, so they match again on time even if the hub's
+    next word is missed), marked ``meta.hub_bank_disabled``; with ``until`` None, the entries so
+    marked are active again. Entries disabled or withdrawn here for other reasons are left alone.
+    Each change is a ``disable``/``enable`` row, so this instance's workers and partners follow.
+    Returns how many entries changed. Idempotent."""
+    from sqlalchemy import select
+
+    from consentry.db.models import Change, Entry, utcnow
+    from consentry.review.audit import AuditLog
+
+    changed = 0
+    with banks.db.session() as s:
+        bank_id = banks._bank(s, bank).id
+    after = 0
+    while True:
+        with banks.db.session() as s:
+            page = list(s.scalars(select(Entry).where(Entry.bank_id == bank_id, Entry.status != "withdrawn",
+                                                      Entry.id > after).order_by(Entry.id).limit(5000)))
+            if not page:
+                break
+            after = page[-1].id
+            now = utcnow()
+            log = []
+            for e in page:
+                meta = e.meta if isinstance(e.meta, dict) else {}
+                if meta.get("hub_bank_id") != hub_bank_id:
+                    continue
+                mine = bool(meta.get("hub_bank_disabled"))
+                current = e.disabled_until.replace(tzinfo=timezone.utc) if (
+                    e.disabled_until is not None and e.disabled_until.tzinfo is None) else e.disabled_until
+                if until is not None and (e.status == "active" or (mine and current != until)):
+                    e.status, e.disabled_until = "disabled", until
+                    e.meta = {**meta, "hub_bank_disabled": True}
+                    log.append({"op": "disable", "bank_id": bank_id, "entry_id": e.id,
+                                "signal_type": e.signal_type, "at": now})
+                elif until is None and mine:
+                    e.status, e.disabled_until = "active", None
+                    e.meta = {k: v for k, v in meta.items() if k != "hub_bank_disabled"}
+                    log.append({"op": "enable", "bank_id": bank_id, "entry_id": e.id,
+                                "signal_type": e.signal_type, "at": now})
+                else:
+                    continue
+                e.updated_at = now
+            if log:
+                s.execute(Change.__table__.insert(), log)
+                changed += len(log)
+    if changed:
+        AuditLog(banks.db).record("bank.entries", f"exchange:{exchange}", {
+            "bank": bank, "bank_id": bank_id, "status": "disabled" if until else "active", "count": changed,
+            "until": until.isoformat() if until else None, "reason": "hub_bank_disabled", "hub_bank_id": hub_bank_id})
+    return changed
+
+
 def apply_changes(banks, bank: str, rows: list[dict[str, Any]], exchange: str, report) -> None:
     """Apply one page of hub change rows to local ``bank`` in order, counting into ``report``
     (a :class:`PullReport`): adds and withdrawals as records, ``bank_deleted`` as the
     withdrawal of everything pulled from that hub bank."""
     segment: list[dict[str, Any]] = []
     for row in [*rows, None]:
-        if row is not None and row.get("op") != "bank_deleted":
+        if row is not None and row.get("op") != "bank_deleted" and not (
+                row.get("op") == "bank" and _hub_until(row)[0]):
             segment.append(row)
             continue
         if segment:
@@ -163,7 +235,9 @@ def apply_changes(banks, bank: str, rows: list[dict[str, Any]], exchange: str, r
             segment = []
         if row is not None:
             hub_bank = row.get("bank_id")
-            if isinstance(hub_bank, int) and not isinstance(hub_bank, bool):
-                report.removed += withdraw_hub_bank(banks, bank, exchange, hub_bank)
-            else:
+            if not isinstance(hub_bank, int) or isinstance(hub_bank, bool):
                 report.skipped += 1
+            elif row.get("op") == "bank":  # its timed disable, as the hub states it now
+                mirror_hub_bank_disable(banks, bank, exchange, hub_bank, _hub_until(row)[1])
+            else:
+                report.removed += withdraw_hub_bank(banks, bank, exchange, hub_bank)

@@ -247,6 +247,8 @@ def changes(
         found = entries.get(r["entry_id"]) if r["entry_id"] is not None else None
         bank = banks.get(r["bank_id"]) if r["bank_id"] is not None else None
         r["bank"] = bank.name if bank else None
+        if r["op"] == "bank" and bank is not None:  # its timed disable now (partners follow it)
+            r["bank_disabled_until"] = bank.disabled_until.isoformat() if bank.disabled_until else None
         if found:
             e, _ = found
             r.update(signal_type=e.signal_type, value=e.value, status=e.status, quality=e.quality,
