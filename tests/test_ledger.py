@@ -249,3 +249,36 @@ def test_content_routes(db, tmp_path):
         assert c.delete("/v1/content/p-9", headers=h(mod)).status_code == 403
         assert c.delete("/v1/content/p-9", headers=h(up)).json()["status"] == "deleted"
         assert c.delete("/v1/content/nope", headers=h(up)).status_code == 404
+
+
+def test_import_in_many_batches_written_in_order_behind_the_reader(db):
+    """Small batches, so the writer thread runs behind the reader: every content written once with
+    one change row, in order (a later record for the same content id wins, across batches), bad
+    records counted, and a second import of the same stream writes nothing."""
+    from sqlalchemy import func, select
+
+    from consentry.db.models_ledger import LedgerChange, LedgerContent
+
+    ledger = LedgerService(db)
+    pdqs = [f"{i:064x}" for i in range(1, 251)]
+
+    def stream():
+        for i, h in enumerate(pdqs):
+            yield {"content_id": f"c{i}", "pdq": h, "url": f"https://example.org/{i}"}
+            if i == 100:
+                yield {"content_id": "", "pdq": h}  # a bad record: counted, skipped
+        for i in range(7, 250, 50):  # moved since, in later batches: these win
+            yield {"content_id": f"c{i}", "pdq": pdqs[i], "url": f"https://example.org/moved/{i}"}
+    batches = []
+    report = ledger.import_stream(stream(), batch=16, on_batch=lambda r: batches.append(r.written + r.unchanged))
+    assert (report.read, report.error_count) == (256, 1)
+    assert report.written + report.unchanged == 255 and len(batches) == 16
+    assert batches == sorted(batches)  # counted batch by batch, in order
+    assert ledger.get("c57").url == "https://example.org/moved/57"
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(LedgerContent)) == 250
+        logged = list(s.scalars(select(LedgerChange.content_pk).order_by(LedgerChange.id)))
+    assert len(logged) == report.written == 255  # one change per write: a moved content twice
+    again = ledger.import_stream(stream(), batch=16)
+    assert again.read == 256 and again.written == 10  # the 5 moved ones: back to the old URL, then moved
+    assert ledger.get("c57").url == "https://example.org/moved/57"

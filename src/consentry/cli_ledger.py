@@ -45,7 +45,9 @@ def _json(obj) -> None:
 def import_cmd(
     path: str = typer.Argument(..., help="A JSONL or CSV file of contents ('-' for stdin)"),
     fmt: Optional[str] = typer.Option(None, "--format", help="jsonl or csv (default: from the file name)"),
-    batch: int = typer.Option(5000, min=1, max=100_000, help="Contents written per transaction"),
+    batch: Optional[int] = typer.Option(None, min=1, max=200_000,
+                                        help="Contents written per transaction (default: 100,000 on "
+                                             "SQLite, 20,000 on PostgreSQL)"),
 ) -> None:
     """Import the back catalogue: one content a line/row (content_id, url, uploader_id, surface,
     md5, sha256, pdq, pdq_quality, pdq_variants, vpdq). Idempotent by content id: importing the

@@ -30,6 +30,7 @@ from sqlalchemy import delete, func, select, update
 from consentry.banks.formats.records import HashRecord, RecordError
 from consentry.banks.service import NotFound, as_utc as _aware
 from consentry.banks.bulk_gc import collector_paused
+from consentry.db.inorder import InOrder
 from consentry.db.models import BANK_KINDS, ENTRY_NOT_ACTIVE, Bank, Entry, utcnow, value_key
 from consentry.db.models_victims import ExchangeConfig, ExchangeKeptSignal, ExchangeOutbox
 from consentry.errors import ConsentryError
@@ -396,47 +397,6 @@ class _PageGroup:
             self.state = batch.state
 
 
-class _InOrder:
-    """A pull's group writes, in order on one thread while the next pages are fetched and read
-    (the database works without the GIL), at most one behind. After a write fails no later one
-    runs, so no checkpoint can pass the records that did not land; the failure is raised by the
-    next ``submit`` or ``drain``. Inline where connections cannot cross threads (in-memory SQLite)."""
-
-    def __init__(self, db: Any) -> None:
-        from sqlalchemy.pool import SingletonThreadPool, StaticPool
-
-        self._threaded = not isinstance(db.engine.pool, (SingletonThreadPool, StaticPool))
-        self._pool: Any = None
-        self._pending: Any = None
-        self._failed: BaseException | None = None
-
-    def submit(self, fn: Any, *args: Any) -> None:
-        self.drain()
-        if not self._threaded:
-            fn(*args)
-            return
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="consentry-pull")
-        self._pending = self._pool.submit(fn, *args)
-
-    def drain(self) -> None:
-        if self._failed is not None:
-            raise self._failed
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            try:
-                pending.result()
-            except BaseException as exc:
-                self._failed = exc
-                raise
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)  # a write in flight finishes (or fails) on its own
-
-
 def pull_program(store: ExchangeStore, name: str, *, client=None, max_batches: int = 1_000_000,
                  write_rows: int | None = None) -> PullReport:
     """Pull a program exchange from its checkpoint; the caller holds nothing (we take the lock).
@@ -485,7 +445,7 @@ def pull_program(store: ExchangeStore, name: str, *, client=None, max_batches: i
                 _save(store, name, state=g.state, cursor=cur)
                 report.cursor_to = cur
 
-        writer = _InOrder(store.db)
+        writer = InOrder(store.db, "consentry-pull")
 
         def write(wait: bool = False) -> None:
             """Hand the gathered pages to the writer (it writes while the next pages are read)."""

@@ -15,16 +15,21 @@ their change rows, in one transaction.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
+import itertools
 import json
 import re
+import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
+from consentry.banks.bulk_gc import collector_paused
 from consentry.banks.service import as_utc
+from consentry.db.inorder import InOrder
 from consentry.db.models import utcnow
 from consentry.db.models_ledger import LedgerChange, LedgerContent, SweepHit
 from consentry.db.session import Database
@@ -35,7 +40,10 @@ FIELDS = ("content_id", "url", "uploader_id", "surface", "content_type", "md5", 
           "pdq_quality", "pdq_variants", "vpdq")
 SIGNAL_FIELDS = ("md5", "sha256", "pdq", "pdq_variants", "vpdq")
 _HEX = re.compile(r"[0-9a-f]*")
-BATCH = 5000
+#: contents per transaction in imports: SQLite commits are costly (each writes again every index
+#: page the batch touched), PostgreSQL's multi-row upserts less so
+BATCH = {"sqlite": 100_000, "postgresql": 20_000}
+_SQLITE_WRITE_CACHE = -256 * 1024  # KiB: 256 MiB of page cache while a batch is written
 
 
 class LedgerError(ConsentryError):
@@ -229,6 +237,19 @@ class WriteReport:
 
 _COLS = ("content_id", "url", "url_key", "uploader_id", "surface", "content_type", "md5", "sha256", "pdq",
          "pdq_quality", "pdq_variants", "vpdq")
+_WRITE_COLS = _COLS + ("status", "created_at", "updated_at")
+
+
+@functools.lru_cache(maxsize=4)
+def _sqlite_upsert_sql(k: int) -> str:
+    """``k`` rows of :data:`_WRITE_COLS` upserted by content id, returning the ids of the rows
+    inserted or changed (an unchanged row is not touched: no change is logged for it)."""
+    sets = ", ".join(f"{c} = excluded.{c}" for c in _COLS[1:] + ("status", "updated_at"))
+    changed = " OR ".join(["ledger_content.status != 'active'"] +
+                          [f"ledger_content.{c} IS NOT excluded.{c}" for c in _COLS[1:]])
+    row = "(" + ",".join("?" * len(_WRITE_COLS)) + ")"
+    return (f"INSERT INTO ledger_content ({', '.join(_WRITE_COLS)}) VALUES {','.join([row] * k)} "
+            f"ON CONFLICT (content_id) DO UPDATE SET {sets}, deleted_at = NULL WHERE {changed} RETURNING id")
 
 
 class LedgerService:
@@ -244,17 +265,26 @@ class LedgerService:
     def write_many(self, records: Sequence[ContentRecord]) -> WriteReport:
         """Upsert a batch in one transaction; the last record of a repeated content id wins."""
         report = WriteReport(read=len(records))
-        rows = {r.content_id: r.row() for r in records}
-        if not rows:
+        latest = {r.content_id: r for r in records}
+        if not latest:
             return report
         now = utcnow()
-        for r in rows.values():
-            r.update(status="active", created_at=now, updated_at=now, deleted_at=None)
+        with self.db.engine.begin() as conn:
+            if self.db.dialect == "sqlite":
+                ids = self._sqlite_upsert(conn, [latest[k] for k in sorted(latest)], now)
+            else:
+                ids = self._pg_upsert(conn, list(latest.values()), now)
+        report.written = len(ids)
+        report.unchanged = len(latest) - len(ids)
+        return report
+
+    @staticmethod
+    def _pg_upsert(conn: Any, records: list[ContentRecord], now: Any) -> list[int]:
+        """PostgreSQL: one multi-row upsert per 2,000 rows (at most 65,535 bound values), returning
+        the rows inserted or changed, then their change rows."""
+        from sqlalchemy.dialects.postgresql import insert
+
         table = LedgerContent.__table__
-        if self.db.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
         stmt = insert(table)
         ex = stmt.excluded
         changed = table.c.status != "active"
@@ -266,37 +296,47 @@ class LedgerService:
                   "deleted_at": None},
             where=changed,
         ).returning(table.c.id)
-        with self.db.engine.begin() as conn:
-            if self.db.dialect == "sqlite":
-                ids = self._sqlite_upsert(conn, list(rows.values()))
-            else:  # one multi-row statement per 2,000 rows (PostgreSQL binds at most 65,535 values)
-                vals = list(rows.values())
-                ids = [row[0] for i in range(0, len(vals), 2000)
-                       for row in conn.execute(stmt.values(vals[i:i + 2000]))]
-            if ids:
-                conn.execute(LedgerChange.__table__.insert(), [{"op": "add", "content_pk": i, "at": now} for i in ids])
-        report.written = len(ids)
-        report.unchanged = len(rows) - len(ids)
-        return report
+        rows = []
+        for r in records:
+            row = r.row()
+            row.update(status="active", created_at=now, updated_at=now, deleted_at=None)
+            rows.append(row)
+        ids = [row[0] for i in range(0, len(rows), 2000) for row in conn.execute(stmt.values(rows[i:i + 2000]))]
+        if ids:
+            conn.execute(LedgerChange.__table__.insert(), [{"op": "add", "content_pk": i, "at": now} for i in ids])
+        return ids
 
     @staticmethod
-    def _sqlite_upsert(conn: Any, rows: list[dict[str, Any]]) -> list[int]:
-        """SQLite: stage the batch with the driver's executemany (no per-row statement building),
-        then one INSERT … SELECT … ON CONFLICT DO UPDATE … RETURNING of the rows that changed."""
-        cols = _COLS + ("status", "created_at", "updated_at")
+    def _sqlite_upsert(conn: Any, records: list[ContentRecord], now: Any) -> list[int]:
+        """SQLite: the batch (in content id order: the unique index is filled in order) upserted
+        in multi-row statements of thousands of rows that return the rows inserted or changed, then
+        their change rows; a large page cache meanwhile, since each commit writes again every index
+        page it touched and random hashes touch most of them."""
         raw = conn.connection.driver_connection
-        raw.execute(f"CREATE TEMP TABLE IF NOT EXISTS ledger_stage ({', '.join(cols)})")
-        raw.execute("DELETE FROM ledger_stage")
-        raw.executemany(f"INSERT INTO ledger_stage VALUES ({', '.join('?' * len(cols))})",
-                        [tuple(r[c] if c not in ("created_at", "updated_at") else r[c].replace(tzinfo=None).isoformat(" ")
-                               for c in cols) for r in rows])
-        sets = ", ".join(f"{c} = excluded.{c}" for c in _COLS[1:] + ("status", "updated_at"))
-        changed = " OR ".join(["ledger_content.status != 'active'"] +
-                              [f"ledger_content.{c} IS NOT excluded.{c}" for c in _COLS[1:]])
-        cur = raw.execute(
-            f"INSERT INTO ledger_content ({', '.join(cols)}) SELECT {', '.join(cols)} FROM ledger_stage WHERE true "
-            f"ON CONFLICT (content_id) DO UPDATE SET {sets}, deleted_at = NULL WHERE {changed} RETURNING id")
-        return [r[0] for r in cur.fetchall()]
+        bind = LedgerChange.__table__.c.at.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+        stamp = bind(now) if bind else now
+        cache = raw.execute("PRAGMA cache_size").fetchone()[0]
+        raw.execute(f"PRAGMA cache_size = {_SQLITE_WRITE_CACHE}")
+        try:
+            rows = [(r.content_id, r.url, url_key(r.url), r.uploader_id, r.surface, r.content_type, r.md5, r.sha256,
+                     r.pdq, r.pdq_quality, "".join(r.pdq_variants) if r.pdq_variants else None, r.vpdq,
+                     "active", stamp, stamp) for r in records]
+            limit = raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if hasattr(raw, "getlimit") else 999
+            per = max(1, min(2000, limit // len(_WRITE_COLS)))
+            cur = raw.cursor()
+            ids = []
+            try:
+                for i in range(0, len(rows), per):  # thousands of rows a statement, no staging table
+                    part = rows[i:i + per]
+                    cur.execute(_sqlite_upsert_sql(len(part)), list(itertools.chain.from_iterable(part)))
+                    ids += [r[0] for r in cur.fetchall()]
+            finally:
+                cur.close()
+            raw.executemany("INSERT INTO ledger_changes (op, content_pk, at) VALUES ('add', ?, ?)",
+                            [(i, stamp) for i in sorted(ids)])
+        finally:
+            raw.execute(f"PRAGMA cache_size = {cache}")
+        return ids
 
     def delete(self, content_id: str) -> ContentInfo:
         """Tombstone one content: it leaves every ledger index and is never swept again."""
@@ -387,36 +427,48 @@ class LedgerService:
             return [hit_dict(h) for h in s.scalars(q)]
 
     # ------------------------------------------------------------------ import
-    def import_stream(self, records: Iterable[dict[str, Any] | LedgerError], *, batch: int = BATCH,
+    def import_stream(self, records: Iterable[dict[str, Any] | LedgerError], *, batch: int | None = None,
                       on_batch=None) -> WriteReport:
-        """Write parsed records in batches (``consentry content import``); bad records are
-        counted and named, not fatal. Re-importing the same file changes nothing."""
+        """Write parsed records in batches (``consentry content import``; default :data:`BATCH`
+        for the database); bad records are counted and named, not fatal. Re-importing the same
+        file changes nothing. The cyclic garbage collector is held off meanwhile (bulk_gc)."""
+        with collector_paused():
+            return self._import_stream(records, batch or BATCH.get(self.db.dialect, 20_000), on_batch)
+
+    def _import_stream(self, records: Iterable[dict[str, Any] | LedgerError], batch: int, on_batch) -> WriteReport:
+        """Batches are written on a writer thread while the next one is read and checked
+        (:class:`consentry.db.inorder.InOrder`): at most two batches in memory, written in order."""
         report = WriteReport()
         buf: list[ContentRecord] = []
+        writer = InOrder(self.db, "consentry-ledger-import")
 
-        def flush() -> None:
-            part = self.write_many(buf)
+        def write(part_records: list[ContentRecord]) -> None:
+            part = self.write_many(part_records)
             report.written += part.written
             report.unchanged += part.unchanged
-            buf.clear()
             if on_batch:
                 on_batch(report)
 
-        for n, item in enumerate(records, 1):
-            report.read += 1
-            try:
-                if isinstance(item, LedgerError):
-                    raise item
-                buf.append(ContentRecord.from_dict(item, f"record {n}"))
-            except LedgerError as exc:
-                report.error_count += 1
-                if len(report.errors) < 100:
-                    report.errors.append(str(exc))
-                continue
-            if len(buf) >= batch:
-                flush()
-        if buf:
-            flush()
+        try:
+            for n, item in enumerate(records, 1):
+                report.read += 1
+                try:
+                    if isinstance(item, LedgerError):
+                        raise item
+                    buf.append(ContentRecord.from_dict(item, f"record {n}"))
+                except LedgerError as exc:
+                    report.error_count += 1
+                    if len(report.errors) < 100:
+                        report.errors.append(str(exc))
+                    continue
+                if len(buf) >= batch:
+                    writer.submit(write, buf)
+                    buf = []
+            if buf:
+                writer.submit(write, buf)
+            writer.drain()
+        finally:
+            writer.close()
         return report
 
 
