@@ -85,3 +85,18 @@ def test_keys_commands(cli):
     assert jl(cli("keys", "revoke", str(listed[0]["id"])))[0]["revoked_at"]
     assert cli("keys", "create", "--role", "wizard").returncode == 2
     assert cli("db", "upgrade").returncode == 0
+
+
+def test_bank_list_to_a_file_keeps_every_value_whole(cli):
+    """Redirected (not a terminal), a listing is tab-separated lines with a header: no value is
+    cut to fit an assumed 80 columns."""
+    name = "victims-helpline-submissions-reviewed-by-two-people"
+    description = "Hashes that victims submitted through the helpline page\tand a reviewer confirmed"
+    assert cli("bank", "create", name, "--kind", "ncii", "--description", description).returncode == 0
+    out = cli("bank", "list")
+    assert out.returncode == 0, out.stderr
+    lines = [line.split("\t") for line in out.stdout.splitlines()]
+    assert lines[0][:3] == ["name", "kind", "active"] and len(lines[0]) == 9
+    row = next(r for r in lines[1:] if r[0] == name)
+    assert row[1] == "ncii" and row[-1] == description.replace("\t", " ")
+    assert "…" not in out.stdout and "│" not in out.stdout

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from consentry.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err_console, fail, plural, progress_bar, write_result
+from consentry.cli_common import (
+    EXIT_FAILED, EXIT_OK, EXIT_USAGE, err_console, fail, plural, print_table, progress_bar, write_result,
+)
 from consentry.config import get_settings
 from consentry.errors import ConsentryError
 
@@ -86,16 +86,12 @@ def bank_list(fmt: ListFormat = typer.Option(ListFormat.table, "--format", "-f")
         for b in banks:
             print(json.dumps(b.to_dict()))
         return
-    table = Table()
-    for col in ("name", "kind", "active", "disabled", "withdrawn", "thresholds", "match %", "disabled until",
-                "description"):
-        table.add_column(col)
-    for b in banks:
-        table.add_row(b.name, b.kind, str(b.counts.get("active", 0)), str(b.counts.get("disabled", 0)),
-                      str(b.counts.get("withdrawn", 0)), json.dumps(b.thresholds) if b.thresholds else "",
-                      f"{b.match_percent:g}", b.disabled_until.isoformat() if b.disabled_at() else "",
-                      b.description)
-    Console().print(table)
+    print_table(["name", "kind", "active", "disabled", "withdrawn", "thresholds", "match %", "disabled until",
+                 "description"],
+                [[b.name, b.kind, str(b.counts.get("active", 0)), str(b.counts.get("disabled", 0)),
+                  str(b.counts.get("withdrawn", 0)), json.dumps(b.thresholds) if b.thresholds else "",
+                  f"{b.match_percent:g}", b.disabled_until.isoformat() if b.disabled_at() else "", b.description]
+                 for b in banks])
 
 
 @bank_app.command("show")

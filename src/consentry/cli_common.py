@@ -98,6 +98,26 @@ HEX_FULL = 64  # widest hash cell shown whole (sha256, PDQ)
 _GAP = 2  # columns apart in compact tables
 
 
+def print_table(columns: list[str], rows: list[list[str]], console: Console | None = None) -> None:
+    """A listing on stdout: a table for a person at a terminal (long values fold, none is cut),
+    tab-separated lines with a header when stdout is a file or a pipe, so that nothing depends on
+    an assumed width and every value is whole (tabs and line breaks inside values become spaces)."""
+    from rich.table import Table
+
+    out = console or Console()
+    if not out.is_terminal:
+        clean = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
+        for line in [columns, *rows]:
+            sys.stdout.write("\t".join(str(v).translate(clean) for v in line) + "\n")
+        return
+    table = Table()
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+
+
 def shorten(value: str, width: int) -> str:
     """``value`` cut to ``width`` characters, the last an ellipsis when anything was cut."""
     return value if len(value) <= width else value[: max(width - 1, 0)] + "…"

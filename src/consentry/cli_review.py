@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from consentry.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err_console, fail, plural
+from consentry.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err_console, fail, plural, print_table
 from consentry.config import get_settings
 from consentry.errors import ConsentryError
 
@@ -101,7 +101,6 @@ def _checkpointer(with_sinks: bool = False):
     try:
         cp = Checkpointer.from_settings(settings, db)
         if with_sinks and cp.sinks:
-            from consentry.policy.rules import RuleSet
             from consentry.review.webhooks import WebhookDispatcher
 
             rules = _load_rules(settings.rules_path)
@@ -330,7 +329,6 @@ def webhooks_deliveries(
 # (review part B: console users and the case queue)
 import sys  # noqa: E402
 from enum import Enum  # noqa: E402
-from typing import List  # noqa: E402
 
 users_app = typer.Typer(help="Review-console users (argon2 password hashes, one role each).",
                         no_args_is_help=True)
@@ -343,15 +341,7 @@ class _Format(str, Enum):
 
 
 def _table(columns: list[str], rows: list[list[str]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table()
-    for col in columns:
-        table.add_column(col, overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)
+    print_table(columns, rows)
 
 
 @users_app.command("create")
