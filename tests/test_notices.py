@@ -748,6 +748,12 @@ def test_whole_notice_flow_in_a_browser(tmp_path, browser):
         page.screenshot(path=str(shots / "4-efforts.png"), full_page=True)
         bad = axe_violations(page)
         assert not bad, describe(bad)
+        # on a 390 px phone the page does not scroll sideways: wide tables scroll inside themselves
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.reload()
+        assert page.locator("#decisions tbody tr").count() >= 1
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.screenshot(path=str(shots / "5-phone.png"), full_page=True)
 
         # 7. statements of reasons: one per removal, exported and schema-valid, nothing personal
         export = api.get("/v1/statements/export", headers=_auth(keys["curator"]))
