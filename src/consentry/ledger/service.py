@@ -240,6 +240,21 @@ _COLS = ("content_id", "url", "url_key", "uploader_id", "surface", "content_type
 _WRITE_COLS = _COLS + ("status", "created_at", "updated_at")
 
 
+_PG_STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS ledger_stage (content_id text, url text, url_key text, uploader_id text, "
+    "surface text, content_type text, md5 text, sha256 text, pdq text, pdq_quality integer, pdq_variants text, "
+    "vpdq text, status text, created_at timestamptz, updated_at timestamptz) ON COMMIT DELETE ROWS")
+_PG_UPSERT = (
+    f"WITH up AS (INSERT INTO ledger_content ({', '.join(_WRITE_COLS)}) "
+    f"SELECT {', '.join(_WRITE_COLS)} FROM ledger_stage ORDER BY content_id "
+    "ON CONFLICT (content_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _COLS[1:] + ("status", "updated_at"))
+    + ", deleted_at = NULL WHERE ledger_content.status <> 'active' OR "
+    + " OR ".join(f"ledger_content.{c} IS DISTINCT FROM excluded.{c}" for c in _COLS[1:])
+    + " RETURNING id) "
+    "INSERT INTO ledger_changes (op, content_pk, at) SELECT 'add', id, %s FROM up ORDER BY id RETURNING content_pk")
+
+
 @functools.lru_cache(maxsize=4)
 def _sqlite_upsert_sql(k: int) -> str:
     """``k`` rows of :data:`_WRITE_COLS` upserted by content id, returning the ids of the rows
@@ -280,31 +295,18 @@ class LedgerService:
 
     @staticmethod
     def _pg_upsert(conn: Any, records: list[ContentRecord], now: Any) -> list[int]:
-        """PostgreSQL: one multi-row upsert per 2,000 rows (at most 65,535 bound values), returning
-        the rows inserted or changed, then their change rows."""
-        from sqlalchemy.dialects.postgresql import insert
-
-        table = LedgerContent.__table__
-        stmt = insert(table)
-        ex = stmt.excluded
-        changed = table.c.status != "active"
-        for c in _COLS[1:]:
-            changed = changed | table.c[c].is_distinct_from(ex[c])
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["content_id"],
-            set_={**{c: ex[c] for c in _COLS[1:]}, "status": ex.status, "updated_at": ex.updated_at,
-                  "deleted_at": None},
-            where=changed,
-        ).returning(table.c.id)
-        rows = []
-        for r in records:
-            row = r.row()
-            row.update(status="active", created_at=now, updated_at=now, deleted_at=None)
-            rows.append(row)
-        ids = [row[0] for i in range(0, len(rows), 2000) for row in conn.execute(stmt.values(rows[i:i + 2000]))]
-        if ids:
-            conn.execute(LedgerChange.__table__.insert(), [{"op": "add", "content_pk": i, "at": now} for i in ids])
-        return ids
+        """PostgreSQL: the batch ``COPY``'d into a temporary table, then one upsert from it that
+        logs a change row for each content inserted or changed (an unchanged one is not touched).
+        Returns the ids written (their count: the caller needs no more)."""
+        cur = conn.connection.driver_connection.cursor()
+        cur.execute(_PG_STAGE)
+        with cur.copy(f"COPY ledger_stage ({', '.join(_WRITE_COLS)}) FROM STDIN") as copy:
+            for r in records:
+                copy.write_row((r.content_id, r.url, url_key(r.url), r.uploader_id, r.surface, r.content_type, r.md5,
+                                r.sha256, r.pdq, r.pdq_quality, "".join(r.pdq_variants) if r.pdq_variants else None,
+                                r.vpdq, "active", now, now))
+        cur.execute(_PG_UPSERT, (now,))
+        return [row[0] for row in cur.fetchall()]
 
     @staticmethod
     def _sqlite_upsert(conn: Any, records: list[ContentRecord], now: Any) -> list[int]:
