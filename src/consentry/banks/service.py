@@ -19,9 +19,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy import DateTime, Text, and_, bindparam, cast, func, not_, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from consentry.banks.formats.records import HashRecord, RecordError
 from consentry import fastjson
 from consentry.banks.bulk_gc import collector_paused
+from consentry.banks.formats.records import HashRecord, RecordError
 from consentry.db.models import BANK_KINDS, ENTRY_NOT_ACTIVE, ENTRY_STATUSES, Bank, Change, Entry, utcnow, value_key
 from consentry.db.session import Database
 from consentry.errors import ConsentryError, SignalValueError
