@@ -303,8 +303,11 @@ def test_pull_gathers_pages_into_writes_and_moves_the_checkpoint_only_after_them
     writes: list[int] = []
     real = store.banks.add_records
     monkeypatch.setattr(store.banks, "add_records", lambda bank, recs, **kw: writes.append(len(recs)) or real(bank, recs, **kw))
-    report = pull_program(store, "g", client=Pages(), write_rows=250)
+    told: list[tuple[int, int]] = []  # what a progress line shows, after each write
+    report = pull_program(store, "g", client=Pages(), write_rows=250,
+                          progress=lambda r: told.append((r.added, r.removed)))
     assert writes == [100, 301, 100]  # page 0 | pages 1-3 (>= 250) | page 4
+    assert told == [(100, 0), (400, 1), (500, 1)]
     # a group is written while the next pages are read, so when a page is asked for the saved
     # checkpoint may lag behind the groups handed over ([None, None, 10, 10, 13] at the latest),
     # and never runs ahead of what is in the bank

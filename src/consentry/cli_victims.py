@@ -233,10 +233,18 @@ def exchange_pull(name: Optional[str] = typer.Argument(None, help="Only this exc
     from consentry.exchanges.base import pull, pull_all
 
     store = _store()
+
+    def progress(r) -> None:  # a live line on a terminal; nothing in logs or pipes
+        if err_console.is_terminal:
+            err_console.print(f"{r.name}: {r.changes:,} records read, {r.added:,} added, {r.removed:,} removed",
+                              end="\r", highlight=False)
+
     try:
-        reports = [pull(store, name)] if name else pull_all(store)
+        reports = [pull(store, name, progress=progress)] if name else pull_all(store, progress)
     except ConsentryError as exc:
         fail(str(exc))
+    if err_console.is_terminal:
+        err_console.print(" " * 78, end="\r")  # clear the progress line
     failed = False
     for r in reports:
         print(json.dumps(r.to_dict()))

@@ -17,7 +17,7 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import select, update
@@ -177,15 +177,17 @@ def client_for(store: ExchangeStore, info: ExchangeInfo):
     raise ExchangeError(f"unknown exchange type {info.type!r}")
 
 
-def pull(store: ExchangeStore, name: str, *, client=None, max_pages: int = 10_000) -> PullReport:
-    """Pull ``name`` from its checkpoint to the end of the remote change log."""
+def pull(store: ExchangeStore, name: str, *, client=None, max_pages: int = 10_000,
+         progress: Callable[[PullReport], None] | None = None) -> PullReport:
+    """Pull ``name`` from its checkpoint to the end of the remote change log; ``progress`` is
+    called with the report so far after each write (possibly from a writer thread)."""
     from consentry.exchanges.consentry_hub import apply_changes
 
     info = store.get(name)
     if info.type != "consentry-hub":  # issue 13: StopNCII, NCMEC, ThreatExchange
         from consentry.exchanges.programs import pull_program
 
-        return pull_program(store, name, client=client)
+        return pull_program(store, name, client=client, progress=progress)
     report = PullReport(name, info.cursor, info.cursor)
     with store.exclusive(name) as mine:
         if not mine:
@@ -203,6 +205,8 @@ def pull(store: ExchangeStore, name: str, *, client=None, max_pages: int = 10_00
                 # adds, withdrawals and bank_deleted (withdraws the hub bank's entries), in order
                 apply_changes(store.banks, info.bank, rows, name, report)
                 report.changes += len(rows)
+                if progress:
+                    progress(report)
                 if next_cursor <= cursor:
                     raise ExchangeError("the exchange returned a cursor that does not advance")
                 cursor = next_cursor
@@ -218,11 +222,11 @@ def pull(store: ExchangeStore, name: str, *, client=None, max_pages: int = 10_00
     return report
 
 
-def pull_all(store: ExchangeStore) -> list[PullReport]:
+def pull_all(store: ExchangeStore, progress: Callable[[PullReport], None] | None = None) -> list[PullReport]:
     out = []
     for info in store.list():
         try:
-            out.append(pull(store, info.name))
+            out.append(pull(store, info.name, progress=progress))
         except ConsentryError as exc:
             r = PullReport(info.name, info.cursor, info.cursor)
             r.errors.append(str(exc))

@@ -398,7 +398,7 @@ class _PageGroup:
 
 
 def pull_program(store: ExchangeStore, name: str, *, client=None, max_batches: int = 1_000_000,
-                 write_rows: int | None = None) -> PullReport:
+                 write_rows: int | None = None, progress: Any = None) -> PullReport:
     """Pull a program exchange from its checkpoint; the caller holds nothing (we take the lock).
 
     Pages are gathered into writes of up to ``write_rows`` records (default: the exchange's
@@ -444,6 +444,8 @@ def pull_program(store: ExchangeStore, name: str, *, client=None, max_batches: i
                 cur = int(g.state.get("cursor", 0) or 0)
                 _save(store, name, state=g.state, cursor=cur)
                 report.cursor_to = cur
+            if progress and (g.records or g.kept):
+                progress(report)
 
         writer = InOrder(store.db, "consentry-pull")
 
