@@ -363,3 +363,48 @@ def test_a_failed_write_stops_the_pull_before_any_later_write_or_checkpoint(env,
     assert d["checkpoint"]["cursor"] == 10 and "went away" in d["last_error"]
     status, _, _ = bank_counts(store, "f")
     assert set(status) == set(vals[0])
+
+
+def test_cli_pull_shows_progress_at_a_terminal_and_only_json_in_a_pipe(env):
+    """``consentry exchange pull`` at a terminal: a live line per write on stderr; piped: stdout
+    holds the JSON report alone and stderr nothing."""
+    import pty
+
+    from consentry.exchanges.programs import add_program
+
+    store, environ = env
+    pages = [[sn_rec(hx()) for _ in range(50)] for _ in range(3)]
+
+    def route(req):
+        k = int((req.query.get("nextPageToken") or "p1")[1:])
+        more = k < len(pages)
+        return 200, json.dumps({"count": 50, "nextPageToken": f"p{k + 1}" if more else "", "nextSetTimestamp": 1800000000,
+                                "hasMoreRecords": more, "hashRecords": pages[k - 1]}), {"Content-Type": "application/json"}
+
+    with StandIn(route) as srv:
+        for name in ("tty", "pipe"):
+            add_program(store, "stopncii", name, name, json.dumps({"subscription_key": SUB, "fetch_function_key": FETCH}),
+                        options={"base_url": srv.url, "start_timestamp": "1000", "write_rows": "1"})
+        leader, follower = pty.openpty()
+        proc = subprocess.Popen([sys.executable, "-m", "consentry", "exchange", "pull", "tty"], env=environ,
+                                stdin=subprocess.DEVNULL, stdout=follower, stderr=follower)
+        os.close(follower)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed with the process
+                break
+            if not chunk:
+                break
+            seen += chunk
+        proc.wait(60)
+        os.close(leader)
+        text = seen.decode(errors="replace")
+        assert proc.returncode == 0, text[-2000:]
+        assert "tty: 150 records read, 150 added, 0 removed" in text
+        assert '"added": 150' in text
+        piped = cli_pull(environ, "pipe")
+        out, err = piped.communicate(timeout=120)
+        assert piped.returncode == 0 and err == ""
+        assert json.loads(out)["added"] == 150 and "records read" not in out

@@ -236,7 +236,7 @@ def exchange_pull(name: Optional[str] = typer.Argument(None, help="Only this exc
 
     def progress(r) -> None:  # a live line on a terminal; nothing in logs or pipes
         if err_console.is_terminal:
-            err_console.print(f"{r.name}: {r.changes:,} records read, {r.added:,} added, {r.removed:,} removed",
+            err_console.print(f"{r.exchange}: {r.changes:,} records read, {r.added:,} added, {r.removed:,} removed",
                               end="\r", highlight=False)
 
     try:
