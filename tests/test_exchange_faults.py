@@ -363,6 +363,11 @@ def test_a_failed_write_stops_the_pull_before_any_later_write_or_checkpoint(env,
     assert d["checkpoint"]["cursor"] == 10 and "went away" in d["last_error"]
     status, _, _ = bank_counts(store, "f")
     assert set(status) == set(vals[0])
+    monkeypatch.setattr(store.banks, "add_records", lambda bank, recs, **kw: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # not one of ours: raised, and shown on the exchange
+        pull_program(store, "f", client=Pages(), write_rows=1)
+    d = describe(store, "f")
+    assert d["last_error"] == "internal error: ZeroDivisionError" and d["checkpoint"]["cursor"] == 10
 
 
 def test_cli_pull_shows_progress_at_a_terminal_and_only_json_in_a_pipe(env):

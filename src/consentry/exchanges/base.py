@@ -215,6 +215,9 @@ def pull(store: ExchangeStore, name: str, *, client=None, max_pages: int = 10_00
         except ConsentryError as exc:
             store.checkpoint(name, None, str(exc))
             raise
+        except Exception as exc:  # a fault of ours or of the database: shown, never silent
+            store.checkpoint(name, None, f"internal error: {type(exc).__name__}")
+            raise
         store.checkpoint(name, cursor)
         from consentry.exchanges.programs import record_hub_result  # last success, added/removed
 

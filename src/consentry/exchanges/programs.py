@@ -481,6 +481,9 @@ def pull_program(store: ExchangeStore, name: str, *, client=None, max_batches: i
         except ConsentryError as exc:
             _save(store, name, last_pull_at=utcnow(), last_error=str(exc))
             raise
+        except Exception as exc:  # a fault of ours or of the database: shown, never silent
+            _save(store, name, last_pull_at=utcnow(), last_error=f"internal error: {type(exc).__name__}")
+            raise
         finally:
             writer.close()
             close = getattr(client, "close", None)
