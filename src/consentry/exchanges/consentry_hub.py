@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterator
 
 import httpx
 
@@ -108,35 +108,42 @@ def records_from_changes(rows: list[dict[str, Any]], exchange: str) -> tuple[lis
     return records, skipped
 
 
+def _pulled_from(banks, bank_id: int, hub_bank_id: int) -> Iterator[tuple[Any, list[Any]]]:
+    """(session, entries) pages of local bank ``bank_id``'s entries, not withdrawn, that were
+    pulled from hub bank ``hub_bank_id`` (``meta.hub_bank_id``), 5,000 read at a time; each page's
+    session commits what the caller changed once the caller asks for the next page."""
+    from sqlalchemy import select
+
+    from consentry.db.models import Entry
+
+    after = 0
+    while True:
+        with banks.db.session() as s:
+            page = list(s.scalars(select(Entry).where(Entry.bank_id == bank_id, Entry.status != "withdrawn",
+                                                      Entry.id > after).order_by(Entry.id).limit(5000)))
+            if not page:
+                return
+            after = page[-1].id
+            yield s, [e for e in page if isinstance(e.meta, dict) and e.meta.get("hub_bank_id") == hub_bank_id]
+
+
 def withdraw_hub_bank(banks, bank: str, exchange: str, hub_bank_id: int) -> int:
     """Withdraw every entry of local ``bank`` pulled from hub bank ``hub_bank_id`` (a
     ``bank_deleted`` on the hub); returns how many were withdrawn. Idempotent."""
-    from sqlalchemy import select, update
-
-    from consentry.db.models import Change, Entry, utcnow
+    from consentry.db.models import Change, utcnow
     from consentry.review.audit import AuditLog
 
     withdrawn = 0
     with banks.db.session() as s:
         bank_id = banks._bank(s, bank).id
-    after = 0
-    while True:
-        with banks.db.session() as s:
-            rows = s.execute(select(Entry.id, Entry.meta, Entry.signal_type)
-                             .where(Entry.bank_id == bank_id, Entry.status != "withdrawn", Entry.id > after)
-                             .order_by(Entry.id).limit(5000)).all()
-            if not rows:
-                break
-            after = rows[-1].id
-            hit = [(r.id, r.signal_type) for r in rows
-                   if isinstance(r.meta, dict) and r.meta.get("hub_bank_id") == hub_bank_id]
-            if hit:
-                now = utcnow()
-                s.execute(update(Entry).where(Entry.id.in_([i for i, _ in hit]), Entry.status != "withdrawn")
-                          .values(status="withdrawn", updated_at=now).execution_options(synchronize_session=False))
-                s.execute(Change.__table__.insert(), [{"op": "withdraw", "bank_id": bank_id, "entry_id": i,
-                                                       "signal_type": st, "at": now} for i, st in hit])
-                withdrawn += len(hit)
+    for s, hit in _pulled_from(banks, bank_id, hub_bank_id):
+        if hit:
+            now = utcnow()
+            for e in hit:
+                e.status, e.updated_at = "withdrawn", now
+            s.execute(Change.__table__.insert(), [{"op": "withdraw", "bank_id": bank_id, "entry_id": e.id,
+                                                   "signal_type": e.signal_type, "at": now} for e in hit])
+            withdrawn += len(hit)
     if withdrawn:
         AuditLog(banks.db).record("bank.entries", f"exchange:{exchange}", {
             "bank": bank, "bank_id": bank_id, "status": "withdrawn", "count": withdrawn,
@@ -166,47 +173,34 @@ def mirror_hub_bank_disable(banks, bank: str, exchange: str, hub_bank_id: int, u
     marked are active again. Entries disabled or withdrawn here for other reasons are left alone.
     Each change is a ``disable``/``enable`` row, so this instance's workers and partners follow.
     Returns how many entries changed. Idempotent."""
-    from sqlalchemy import select
-
-    from consentry.db.models import Change, Entry, utcnow
+    from consentry.banks.service import as_utc
+    from consentry.db.models import Change, utcnow
     from consentry.review.audit import AuditLog
 
     changed = 0
     with banks.db.session() as s:
         bank_id = banks._bank(s, bank).id
-    after = 0
-    while True:
-        with banks.db.session() as s:
-            page = list(s.scalars(select(Entry).where(Entry.bank_id == bank_id, Entry.status != "withdrawn",
-                                                      Entry.id > after).order_by(Entry.id).limit(5000)))
-            if not page:
-                break
-            after = page[-1].id
-            now = utcnow()
-            log = []
-            for e in page:
-                meta = e.meta if isinstance(e.meta, dict) else {}
-                if meta.get("hub_bank_id") != hub_bank_id:
-                    continue
-                mine = bool(meta.get("hub_bank_disabled"))
-                current = e.disabled_until.replace(tzinfo=timezone.utc) if (
-                    e.disabled_until is not None and e.disabled_until.tzinfo is None) else e.disabled_until
-                if until is not None and (e.status == "active" or (mine and current != until)):
-                    e.status, e.disabled_until = "disabled", until
-                    e.meta = {**meta, "hub_bank_disabled": True}
-                    log.append({"op": "disable", "bank_id": bank_id, "entry_id": e.id,
-                                "signal_type": e.signal_type, "at": now})
-                elif until is None and mine:
-                    e.status, e.disabled_until = "active", None
-                    e.meta = {k: v for k, v in meta.items() if k != "hub_bank_disabled"}
-                    log.append({"op": "enable", "bank_id": bank_id, "entry_id": e.id,
-                                "signal_type": e.signal_type, "at": now})
-                else:
-                    continue
-                e.updated_at = now
-            if log:
-                s.execute(Change.__table__.insert(), log)
-                changed += len(log)
+    for s, pulled in _pulled_from(banks, bank_id, hub_bank_id):
+        now = utcnow()
+        log = []
+        for e in pulled:
+            mine = bool(e.meta.get("hub_bank_disabled"))
+            if until is not None and (e.status == "active" or (mine and as_utc(e.disabled_until) != until)):
+                e.status, e.disabled_until = "disabled", until
+                e.meta = {**e.meta, "hub_bank_disabled": True}
+                log.append({"op": "disable", "bank_id": bank_id, "entry_id": e.id,
+                            "signal_type": e.signal_type, "at": now})
+            elif until is None and mine:
+                e.status, e.disabled_until = "active", None
+                e.meta = {k: v for k, v in e.meta.items() if k != "hub_bank_disabled"}
+                log.append({"op": "enable", "bank_id": bank_id, "entry_id": e.id,
+                            "signal_type": e.signal_type, "at": now})
+            else:
+                continue
+            e.updated_at = now
+        if log:
+            s.execute(Change.__table__.insert(), log)
+            changed += len(log)
     if changed:
         AuditLog(banks.db).record("bank.entries", f"exchange:{exchange}", {
             "bank": bank, "bank_id": bank_id, "status": "disabled" if until else "active", "count": changed,
