@@ -259,6 +259,11 @@ def test_watermark_decoder_is_skipped_only_for_low_quality_jpegs():
         buf = io.BytesIO()
         marked.save(buf, "JPEG", quality=q)
         assert jpeg_quality(buf.getvalue()) == q
+        from consentry.config import MediaLimits
+        from consentry.media.image import load_image
+
+        decoded = load_image(buf.getvalue(), MediaLimits())  # the tables read off the decoded picture
+        assert hasattr(decoded, "quantization") and jpeg_quality(buf.getvalue(), decoded) == q
         a = assess_bytes(buf.getvalue())
         skipped = [n for n in a.notes if n.startswith("watermark: not checked")]
         assert bool(skipped) != checked, a.notes

@@ -156,3 +156,24 @@ def test_truncated_files_stay_errors_after_weasyprint_is_imported(limits):
             load_image(data[: len(data) // 2], limits)
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+@pytest.mark.parametrize("size", [(4000, 3000), (800, 600), (650, 200), (321, 321), (161, 90), (120, 80), (90, 400)])
+def test_thumbnails_fit_the_side_without_touching_the_source(size):
+    from consentry.media.thumbnail import thumbnail_jpeg
+
+    rng = np.random.default_rng(size[0])
+    src = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), "RGB")
+    before = src.tobytes()
+    with Image.open(io.BytesIO(thumbnail_jpeg(src, 160))) as t:
+        assert t.format == "JPEG" and t.mode == "RGB"
+        assert max(t.size) <= 160
+        if max(size) >= 160:
+            assert max(t.size) >= 120  # a box reduction alone never lands far below the side
+        else:
+            assert t.size == size  # never enlarged
+        # the aspect ratio is kept (to a pixel)
+        assert abs(t.size[0] / t.size[1] - size[0] / size[1]) < 2 / min(t.size)
+    assert src.tobytes() == before and src.size == size
+    with Image.open(io.BytesIO(thumbnail_jpeg(src, 160, blurred=True))) as t:
+        assert t.mode == "L" and max(t.size) <= 160

@@ -359,8 +359,8 @@ def test_copies_of_a_picture_are_analysed_once_with_identical_results(tmp_path, 
     from consentry.scan.pipeline import ScanOptions, run_scan
 
     calls = []
-    real = pdq_mod.pdq_dihedral_from_image
-    monkeypatch.setattr(pdq_mod, "pdq_dihedral_from_image", lambda im: calls.append(1) or real(im))
+    real = pdq_mod.pdq_hash_dihedral
+    monkeypatch.setattr(pdq_mod, "pdq_hash_dihedral", lambda px: calls.append(1) or real(px))
     worker._SEEN.clear()
     root = tmp_path / "dev"
     data = G._png(3, parameters=G.infotext("a quiet harbor", 11, "harbor_base", "0123456789"))

@@ -41,10 +41,15 @@ def assert_same_tally(img: Image.Image, domains=wm.DOMAINS, lengths=LENGTHS) -> 
     ref, n_ref = wm._reference_tally(img, lengths, domains)
     assert n_new == n_ref
     assert new.keys() == ref.keys()
+    # the scan hands over the pixel array it already has: the same tallies from it
+    shared, n_shared = wm._tally(img, lengths, domains, pixels=np.asarray(img.convert("RGB")))
+    assert n_shared == n_ref
     for key in ref:
         assert np.array_equal(new[key].counts, ref[key].counts), key
         assert np.array_equal(new[key].ones, ref[key].ones), (img.size, key)
         assert np.array_equal(new[key].bits(), ref[key].bits()), key
+        assert np.array_equal(shared[key].ones, ref[key].ones), (img.size, key, "pixels")
+        assert np.array_equal(shared[key].counts, ref[key].counts), (key, "pixels")
     return n_new
 
 

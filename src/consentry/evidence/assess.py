@@ -203,19 +203,24 @@ _IJG_LUMA = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14,
              49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)
 
 
-def jpeg_quality(data: bytes) -> int | None:
+def jpeg_quality(data: bytes, decoded: Any = None) -> int | None:
     """The IJG quality (1-100) a JPEG's luminance table corresponds to, estimated from the header
-    only; None when it cannot be read or the table is not a scaled IJG table."""
+    only; None when it cannot be read or the table is not a scaled IJG table. ``decoded``: the
+    picture as Pillow decoded it from ``data``, whose tables are then read without parsing again."""
     import io
 
     from PIL import Image
 
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            tables = getattr(im, "quantization", None) or {}
-            luma = list(tables.get(0) or [])
-    except Exception:  # noqa: BLE001 - a header we cannot read: just run the decoder
-        return None
+    tables = getattr(decoded, "quantization", None)
+    if tables:
+        luma = list(tables.get(0) or [])
+    else:
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                tables = getattr(im, "quantization", None) or {}
+                luma = list(tables.get(0) or [])
+        except Exception:  # noqa: BLE001 - a header we cannot read: just run the decoder
+            return None
     if len(luma) != 64:
         return None
     # Pillow gives the table in zig-zag order; compare sums, which do not depend on the order
@@ -280,7 +285,7 @@ def assess_content(content: Content, path: str = "-", *, trust=None, watermarks:
         from consentry.evidence.metadata import analyze_metadata
 
         _run("metadata", lambda: analyze_metadata(data, content.sniffed.mime, None), found)
-        quality = jpeg_quality(data) if content.sniffed.format == "jpeg" else None
+        quality = jpeg_quality(data, image) if content.sniffed.format == "jpeg" else None
         if watermarks and image is not None and quality is not None and quality < WATERMARK_MIN_JPEG_QUALITY:
             # measured (docs/evidence-watermark.md): the generators' DWT mark is gone at JPEG <= 90
             found.notes.append(f"watermark: not checked: JPEG quality is about {quality}, and the generators' "
@@ -288,7 +293,7 @@ def assess_content(content: Content, path: str = "-", *, trust=None, watermarks:
         elif watermarks and image is not None:
             from consentry.evidence.watermark import analyze_watermarks
 
-            _run("watermark", lambda: analyze_watermarks(image), found)
+            _run("watermark", lambda: analyze_watermarks(image, rgb=content.pixels()), found)
     elif content.content_type == VIDEO:
         found.notes.append("metadata and watermark analysis cover photos only; videos are checked for C2PA")
     if hashed.error:

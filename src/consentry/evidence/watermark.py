@@ -262,7 +262,7 @@ class _Tally:
 
 
 def _reference_tally(image: Image.Image, lengths: list[int], domains: tuple[str, ...] = DOMAINS,
-                     ) -> tuple[dict[tuple[str, int], _Tally], int]:
+                     pixels: np.ndarray | None = None) -> tuple[dict[tuple[str, int], _Tally], int]:
     """:func:`_tally` computed with numpy and PyWavelets (float64 U planes, :func:`_block_votes`).
 
     The reference the compiled decoder is checked against (tests, ``bench/watermark_bench.py``);
@@ -368,49 +368,67 @@ def _votes_kernel(rgb, c, want_u8, want_float, votes_u8, votes_float):
                 votes_float[k] = _block_vote(pf, c)
 
 
-def _strip_votes(rgb: np.ndarray, domains: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Votes per domain for one strip (``H x W x 3`` uint8), via :func:`_votes_kernel`."""
-    n = (rgb.shape[0] // 8) * (rgb.shape[1] // 8)
-    out = {d: np.zeros(n, dtype=np.uint8) for d in DOMAINS}
-    if n:
-        _votes_kernel(np.ascontiguousarray(rgb), _HAAR_LO, "uint8" in domains, "float" in domains,
-                      out["uint8"], out["float"])
-    return {d: out[d] for d in domains}
+@_kernel
+def _tally_kernel(votes_u8, votes_float, first, lengths, ones, counts):
+    """Add one strip's votes (block ``first`` onwards) to the tallies of every payload length:
+    ``ones[domain, l, bit]`` (0: uint8, 1: float) and ``counts[l, bit]``, bit = block mod length."""
+    for li in range(lengths.shape[0]):
+        n = lengths[li]
+        bit = first % n
+        for k in range(votes_u8.shape[0]):
+            ones[0, li, bit] += votes_u8[k]
+            ones[1, li, bit] += votes_float[k]
+            counts[li, bit] += 1
+            bit += 1
+            if bit == n:
+                bit = 0
 
 
 def _tally(image: Image.Image, lengths: list[int], domains: tuple[str, ...] = DOMAINS,
-           ) -> tuple[dict[tuple[str, int], _Tally], int]:
+           pixels: np.ndarray | None = None) -> tuple[dict[tuple[str, int], _Tally], int]:
     """Decode the U-channel votes strip by strip: tallies per (domain, length), and the block count.
 
     Gives exactly what :func:`_reference_tally` (numpy + PyWavelets) gives, several times faster:
-    the compiled kernel reads the 8-bit pixels once for both readings, computes only the Haar
-    approximation band, and never builds a float64 copy of the image.
+    the compiled kernels read the 8-bit pixels once for both readings, compute only the Haar
+    approximation band, never build a float64 copy of the image, and count the votes per bit
+    themselves. ``pixels``: the image as an ``H x W x 3`` uint8 array when the caller has it
+    (strips are then views of it, not copies).
     """
-    rgb_image = _as_rgb(image)
-    width, height = rgb_image.size
-    tallies = {(d, n): _Tally.new(n) for d in domains for n in lengths}
+    lengths = list(dict.fromkeys(lengths))
+    if (pixels is None or pixels.dtype != np.uint8 or pixels.shape != (image.height, image.width, 3)):
+        pixels = None
+        rgb_image = _as_rgb(image)
+        width, height = rgb_image.size
+    else:
+        height, width = pixels.shape[:2]
+    lens = np.asarray(lengths, dtype=np.int64)
+    width_n = max(lengths) if lengths else 1
+    ones = np.zeros((2, len(lengths), width_n), dtype=np.float64)
+    counts = np.zeros((len(lengths), width_n), dtype=np.int64)
     usable_rows = height // 8 * 8
-    if width < 8 or usable_rows == 0:
-        return tallies, 0
-    strip = max(8, (_STRIP_PIXELS // max(width, 1)) // 8 * 8)
     done = 0
-    for top in range(0, usable_rows, strip):
-        bottom = min(top + strip, usable_rows)
-        if top == 0 and bottom == usable_rows:  # one strip: no crop copy (the kernel ignores
-            # the rows past the last whole block row, as the reference's crop does)
-            rgb = np.asarray(rgb_image, dtype=np.uint8)
-        else:
-            rgb = np.asarray(rgb_image.crop((0, top, width, bottom)), dtype=np.uint8)
-        votes = _strip_votes(rgb, domains)
-        size = (bottom - top) // 8 * (width // 8)
-        for n in dict.fromkeys(lengths):  # as _Tally.add, index and counts shared by domains
-            idx = (np.arange(size, dtype=np.int64) + done) % n
-            counts = np.bincount(idx, minlength=n)
-            for d in domains:
-                t = tallies[(d, n)]
-                t.ones += np.bincount(idx, weights=votes[d], minlength=n)
-                t.counts += counts
-        done += size
+    if width >= 8 and usable_rows > 0:
+        strip = max(8, (_STRIP_PIXELS // max(width, 1)) // 8 * 8)
+        want_u8, want_float = "uint8" in domains, "float" in domains
+        for top in range(0, usable_rows, strip):
+            bottom = min(top + strip, usable_rows)
+            if pixels is not None:
+                rgb = pixels[top:bottom]
+            elif top == 0 and bottom == usable_rows:  # one strip: no crop copy (the kernel ignores
+                # the rows past the last whole block row, as the reference's crop does)
+                rgb = np.asarray(rgb_image, dtype=np.uint8)
+            else:
+                rgb = np.asarray(rgb_image.crop((0, top, width, bottom)), dtype=np.uint8)
+            n = (rgb.shape[0] // 8) * (width // 8)
+            votes_u8 = np.zeros(n, dtype=np.uint8)
+            votes_float = np.zeros(n, dtype=np.uint8)
+            _votes_kernel(np.ascontiguousarray(rgb), _HAAR_LO, want_u8, want_float, votes_u8, votes_float)
+            _tally_kernel(votes_u8, votes_float, done, lens, ones, counts)
+            done += n
+    tallies = {}
+    for li, n in enumerate(lengths):
+        for d in domains:
+            tallies[(d, n)] = _Tally(n, ones[DOMAINS.index(d), li, :n].copy(), counts[li, :n].copy())
     return tallies, done
 
 
@@ -441,8 +459,10 @@ def decode_dwtdct(image: Image.Image, bit_length: int, domain: str = "uint8") ->
 
 # ----------------------------------------------------------------------------- analysis
 
-def analyze_watermarks(image: Image.Image, limits: MediaLimits | None = None) -> Findings:
+def analyze_watermarks(image: Image.Image, limits: MediaLimits | None = None,
+                       rgb: np.ndarray | None = None) -> Findings:
     """Look for every known ``dwtDct`` payload in ``image`` (RGB, at its original size).
+    ``rgb``: ``image`` as an ``H x W x 3`` uint8 array, when the caller has made one already.
 
     Evidence (``watermark:<key>``, ``ai_generated``, ``strong``) only for a payload whose
     bit-match count reaches its threshold; ``raw["watermark"]`` lists the count of every payload.
@@ -471,7 +491,7 @@ def analyze_watermarks(image: Image.Image, limits: MediaLimits | None = None) ->
             f"{limits.max_pixels}; it is not downscaled, which would destroy the watermark")
         return found
     lengths = sorted({p.length for p in PAYLOADS})
-    tallies, blocks = _tally(image, lengths)
+    tallies, blocks = _tally(image, lengths, pixels=rgb)
     report["blocks"] = blocks
     report["status"] = "checked"
     candidates: list[tuple[float, int, Evidence, dict[str, Any]]] = []

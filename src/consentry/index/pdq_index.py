@@ -310,9 +310,9 @@ class PDQIndex:
                 return pos[:found], dist[:found], var[:found]
             cap = found
 
-    def _search(self, qs: np.ndarray, t: int) -> dict[int, tuple[int, int]]:
-        """Every live row within ``t`` of any query in ``qs`` (V x 4), in one pass over the base
-        and one over the delta: row id -> (best distance, first variant at that distance)."""
+    def _hits(self, qs: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, distances, variants) of every (live row, query) pair within ``t``, for the queries
+        ``qs`` (V x 4), in one pass over the base and one over the delta; a row may repeat."""
         base = self._base
         if base.layout is not None and t <= base.layout.design_threshold:
             pos, dist, var = self._run(K.mih_query_multi, (
@@ -326,6 +326,12 @@ class PDQIndex:
             dpos, ddist, dvar = self._run(K.scan_multi, (self._delta_words[:n], self._delta_dead[:n], qs, t))
             ids = np.concatenate([ids, self._delta_ids[dpos]])
             dist, var = np.concatenate([dist, ddist]), np.concatenate([var, dvar])
+        return ids, dist, var
+
+    def _search(self, qs: np.ndarray, t: int) -> dict[int, tuple[int, int]]:
+        """Every live row within ``t`` of any query in ``qs`` (V x 4): row id -> (best distance,
+        first variant at that distance)."""
+        ids, dist, var = self._hits(qs, t)
         best: dict[int, tuple[int, int]] = {}
         for i, d, v in zip(ids.tolist(), dist.tolist(), var.tolist()):
             old = best.get(i)
@@ -347,6 +353,15 @@ class PDQIndex:
         if not len(qs):
             return []
         return sorted(((i, d, v) for i, (d, v) in self._search(qs, t).items()), key=lambda x: (x[1], x[0]))
+
+    def query_ids(self, variants, threshold: int | None = None) -> np.ndarray:
+        """The ids (sorted, each once) of every live row within ``threshold`` of any of the query
+        hashes: :meth:`query_variants` without the distances, for callers that only need who."""
+        t = self.threshold if threshold is None else int(threshold)
+        qs = np.ascontiguousarray(np.asarray(variants, dtype=np.uint64).reshape(-1, 4))
+        if not len(qs):
+            return np.empty(0, dtype=np.int64)
+        return np.unique(self._hits(qs, t)[0])
 
     def query_batch(self, queries, threshold: int | None = None, threads: int = 1) -> list[list[tuple[int, int]]]:
         qs = np.asarray(queries, dtype=np.uint64).reshape(-1, 4)

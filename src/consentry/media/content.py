@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 from PIL import Image
 
 from consentry.config import MediaLimits
@@ -34,6 +35,7 @@ class Content:
     data: bytes | None = None
     _image: Image.Image | None = field(default=None, repr=False)
     _digests: dict[str, str] | None = field(default=None, repr=False)
+    _pixels: "np.ndarray | None" = field(default=None, repr=False)
 
     @property
     def content_type(self) -> str:
@@ -114,6 +116,14 @@ class Content:
                 raise MediaTooLarge(f"file is over the image limit of {self.limits.max_bytes} bytes")
             self._image = load_image(self.data, self.limits, self.limits.jpeg_draft_min_side)
         return self._image
+
+    def pixels(self) -> np.ndarray:
+        """The decoded image as an ``H x W x 3`` uint8 array (read-only), made once and shared by
+        every signal and analyser that reads pixels: each ``np.asarray`` of a Pillow image is a
+        whole copy of it."""
+        if self._pixels is None:
+            self._pixels = np.asarray(self.image())
+        return self._pixels
 
     @contextlib.contextmanager
     def video_path(self) -> Iterator[Path]:

@@ -158,11 +158,13 @@ def load_image(data: bytes, limits: MediaLimits, draft_min_side: int = 0) -> Ima
 
 
 def _exif_transpose(img: Image.Image) -> Image.Image:
+    """``img`` turned upright by its EXIF orientation, in place: Pillow's default returns a copy
+    of every picture, upright or not (a whole second image per file)."""
     try:
-        out = ImageOps.exif_transpose(img)
+        ImageOps.exif_transpose(img, in_place=True)
     except Exception:  # noqa: BLE001 - malformed EXIF must not stop hashing; keep pixels as stored
-        return img
-    return out if out is not None else img
+        pass
+    return img
 
 
 def _composite_on_white(rgba: Image.Image) -> Image.Image:

@@ -193,7 +193,8 @@ def run_scan(opts: ScanOptions, progress: Callable[[Progress], None] | None = No
 
         def record(fr: FileResult) -> None:
             nonlocal scanned, errors, done
-            store.record_result(fr, run_id, matches=matching.match(fr.to_dict()), match_key=matching.key)
+            matches = matching.match(fr.to_dict()) if matching.matcher is not None else None
+            store.record_result(fr, run_id, matches=matches, match_key=matching.key)
             scanned += 1
             errors += fr.error is not None
             if fr.kind == "file":

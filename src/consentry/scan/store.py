@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from consentry import fastjson
 from consentry.scan.walk import WalkRecord
 from consentry.scan.worker import FileResult
 
@@ -204,7 +205,7 @@ class ScanStore:
         })
 
     def _upsert(self, row: dict[str, Any]) -> None:
-        row = {k: (json.dumps(v) if k in _JSON_COLS and v is not None else v) for k, v in row.items()}
+        row = {k: (fastjson.dumps(v) if k in _JSON_COLS and v is not None else v) for k, v in row.items()}
         row["recorded_at"] = utcnow()
         cols = ", ".join(row)
         marks = ", ".join("?" for _ in row)
@@ -254,7 +255,7 @@ class ScanStore:
             d = dict(r)
             for k in _JSON_COLS:
                 if d.get(k) is not None:
-                    d[k] = json.loads(d[k])
+                    d[k] = fastjson.loads(d[k])
             yield d
 
     def thumbnails(self, paths: list[str]) -> dict[str, str]:

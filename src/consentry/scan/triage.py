@@ -194,8 +194,10 @@ def near_duplicate_groups(rows: list[dict[str, Any]], threshold: int = PDQ_THRES
         return i
 
     for i, s in enumerate(shas):
-        for j, _d, _v in index.query_variants(hex_to_words_many(reps[s]["pdq_variants"]), threshold):
-            a, b = find(i), find(int(j))
+        for j in index.query_ids(hex_to_words_many(reps[s]["pdq_variants"]), threshold).tolist():
+            if j == i:
+                continue
+            a, b = find(i), find(j)
             if a != b:
                 parent[max(a, b)] = min(a, b)
     comps: dict[int, list[int]] = defaultdict(list)

@@ -120,14 +120,15 @@ def _reuse(key: tuple, r: FileResult) -> bool:
 
 
 def _remember(key: tuple, r: FileResult) -> None:
-    _SEEN[key] = {k: copy.deepcopy(getattr(r, k)) for k in _REUSED}
+    # references, not copies (nothing changes a result once made); a reuse copies (_reuse)
+    _SEEN[key] = {k: getattr(r, k) for k in _REUSED}
     while len(_SEEN) > _SEEN_MAX:
         _SEEN.popitem(last=False)
 
 
 def scan_item(item: WorkItem, opts: WorkerOptions) -> FileResult:
     """Hash, fingerprint and assess one file or archive member."""
-    from consentry.signals.pdq import pdq_dihedral_from_image
+    from consentry.signals.pdq import PDQSignal
     from consentry.signals.vpdq import VPDQSignal
 
     t0 = time.perf_counter()
@@ -155,7 +156,7 @@ def scan_item(item: WorkItem, opts: WorkerOptions) -> FileResult:
         try:
             if content.content_type == PHOTO:
                 image = content.image()
-                variants, quality = pdq_dihedral_from_image(image)
+                variants, quality = PDQSignal.compute_dihedral(content)
                 r.pdq, r.pdq_quality, r.pdq_variants = variants[0], quality, variants
                 if opts.thumbnails:
                     r.thumbnail = _thumbnail(image, opts.thumb_side)

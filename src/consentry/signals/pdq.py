@@ -74,12 +74,12 @@ class PDQSignal:
 
     @classmethod
     def compute(cls, content: "Content") -> Signal:
-        value, quality = pdq_from_image(content.image())
+        value, quality = pdq_hash(content.pixels())
         return Signal(cls.name, value, quality, {"usable": quality >= cls.min_quality})
 
     @classmethod
     def compute_dihedral(cls, content: "Content") -> tuple[list[str], int]:
-        return pdq_dihedral_from_image(content.image())
+        return pdq_hash_dihedral(content.pixels())
 
     @classmethod
     def parse(cls, text: str) -> str:
