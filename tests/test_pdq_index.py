@@ -263,6 +263,7 @@ def _check_one_pass(seed, kind, ts):
                 assert got == _sequential_variants(idx, variants, t)
                 assert got == _brute_variants(ref_words, ids, variants, t)
                 assert idx.query_ids(variants, t).tolist() == sorted(i for i, _d, _v in got)
+                assert set(idx.query_ids(variants, t, unique=False).tolist()) == {i for i, _d, _v in got}
     finally:
         P.band_layout = orig
 

@@ -354,14 +354,16 @@ class PDQIndex:
             return []
         return sorted(((i, d, v) for i, (d, v) in self._search(qs, t).items()), key=lambda x: (x[1], x[0]))
 
-    def query_ids(self, variants, threshold: int | None = None) -> np.ndarray:
+    def query_ids(self, variants, threshold: int | None = None, unique: bool = True) -> np.ndarray:
         """The ids (sorted, each once) of every live row within ``threshold`` of any of the query
-        hashes: :meth:`query_variants` without the distances, for callers that only need who."""
+        hashes: :meth:`query_variants` without the distances, for callers that only need who.
+        ``unique=False``: as found, a row once per query hash that reaches it."""
         t = self.threshold if threshold is None else int(threshold)
         qs = np.ascontiguousarray(np.asarray(variants, dtype=np.uint64).reshape(-1, 4))
         if not len(qs):
             return np.empty(0, dtype=np.int64)
-        return np.unique(self._hits(qs, t)[0])
+        ids = self._hits(qs, t)[0]
+        return np.unique(ids) if unique else ids
 
     def query_batch(self, queries, threshold: int | None = None, threads: int = 1) -> list[list[tuple[int, int]]]:
         qs = np.asarray(queries, dtype=np.uint64).reshape(-1, 4)

@@ -19,6 +19,7 @@ import numpy as np
 
 from consentry.errors import ConsentryError
 from consentry.index import PDQIndex, hex_to_words_many
+from consentry.jit import cached_njit
 from consentry.signals import DIHEDRAL_TRANSFORMS, PDQ_MIN_QUALITY, PDQ_THRESHOLD
 
 #: hex length -> digest type, for plain hash lists
@@ -168,6 +169,39 @@ def _distance(a: str, b: str) -> int:
     return (int(a, 16) ^ int(b, 16)).bit_count()
 
 
+def _find(parent, i):
+    """The root of ``i`` (union-find over ``parent``, halving the path on the way)."""
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+_find = cached_njit(_find)[0]
+
+
+def _union_all(parent, i, others):
+    """Join ``i`` with each of ``others``; the smaller root wins, so roots are first members."""
+    for k in range(others.shape[0]):
+        a = _find(parent, i)
+        b = _find(parent, others[k])
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+
+
+_union_all = cached_njit(_union_all)[0]
+
+
+def _roots(parent):
+    out = np.empty_like(parent)
+    for i in range(parent.shape[0]):
+        out[i] = _find(parent, i)
+    return out
+
+
+_roots = cached_njit(_roots)[0]
+
+
 def near_duplicate_groups(rows: list[dict[str, Any]], threshold: int = PDQ_THRESHOLD) -> list[NearDuplicateGroup]:
     """Connected components of photos whose PDQ hashes (any of the 8 dihedral variants) are within
     ``threshold``; exact duplicates count once. Uses the exact PDQ index (no O(n^2) scan);
@@ -185,24 +219,14 @@ def near_duplicate_groups(rows: list[dict[str, Any]], threshold: int = PDQ_THRES
         return []
     ids = np.arange(len(shas), dtype=np.int64)
     index = PDQIndex.build(ids, hex_to_words_many(reps[s]["pdq"] for s in shas), threshold=threshold)
-    parent = list(range(len(shas)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, s in enumerate(shas):
-        for j in index.query_ids(hex_to_words_many(reps[s]["pdq_variants"]), threshold).tolist():
-            if j == i:
-                continue
-            a, b = find(i), find(j)
-            if a != b:
-                parent[max(a, b)] = min(a, b)
-    comps: dict[int, list[int]] = defaultdict(list)
+    parent = np.arange(len(shas), dtype=np.int64)
+    variants = hex_to_words_many(v for s in shas for v in reps[s]["pdq_variants"]).reshape(len(shas), -1, 4)
     for i in range(len(shas)):
-        comps[find(i)].append(i)
+        _union_all(parent, i, index.query_ids(variants[i], threshold, unique=False))
+    roots = _roots(parent)
+    comps: dict[int, list[int]] = defaultdict(list)
+    for i, root in enumerate(roots.tolist()):
+        comps[root].append(i)
     groups = []
     for members in comps.values():
         if len(members) < 2:
