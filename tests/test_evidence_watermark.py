@@ -365,8 +365,8 @@ def test_minimum_size_is_checked_and_marked_minimum_is_found():
 
 
 def test_extreme_aspect_ratios_do_not_crash():
-    tall_thin = noise(4, 20000, 73)  # 80,000 pixels but not one 8x8 block
-    findings = analyze_watermarks(tall_thin)
+    flat_wide = noise(20000, 4, 73)  # 80,000 pixels but not one 8x8 block
+    findings = analyze_watermarks(flat_wide)
     assert findings.evidence == []
     assert findings.raw["watermark"]["blocks"] == 0
     assert sum("not checked" in n for n in findings.notes) == len(PAYLOADS)
@@ -374,6 +374,27 @@ def test_extreme_aspect_ratios_do_not_crash():
     findings = analyze_watermarks(strip)
     assert findings.raw["watermark"]["blocks"] == 1250
     assert all(e["result"] == "not found" for e in findings.raw["watermark"]["payloads"])
+
+
+def test_widths_that_are_not_a_multiple_of_8_are_not_checked():
+    """A crop of any width from either side renumbers the mark's blocks: measured gone (chance
+    level) for 1, 3, 7 and 8 columns, so pictures whose width is not a multiple of 8 are not
+    decoded (a note says so); a crop from the bottom keeps the mark and is still found."""
+    marked = png_roundtrip(embed_dwtdct(texture(512, 512, 77), REFERENCE_BITS["sdxl"], mode="float"))
+    assert found_keys(analyze_watermarks(marked)) == ["sdxl"]
+    sdxl = BY_KEY["sdxl"]
+    for r in (1, 3, 7, 8):
+        for box in ((0, 0, 512 - r, 512), (r, 0, 512, 512)):
+            cropped = marked.crop(box)
+            # decoded regardless of the rule: nothing left of the mark
+            best = max(int(np.sum(decode_dwtdct(cropped, sdxl.length, d) == np.asarray(sdxl.bits))) for d in wm.DOMAINS)
+            assert best < sdxl.threshold - 6, (r, box, best)
+            findings = analyze_watermarks(cropped)
+            assert findings.evidence == []
+            if cropped.width % 8:
+                assert findings.raw["watermark"]["status"] == "not checked"
+                assert any("not a multiple of 8" in n for n in findings.notes)
+    assert found_keys(analyze_watermarks(marked.crop((0, 0, 512, 509)))) == ["sdxl"]
 
 
 def test_pixel_cap_skips_without_downscaling():

@@ -484,6 +484,19 @@ def analyze_watermarks(image: Image.Image, limits: MediaLimits | None = None,
             f"watermark: not checked: the image is {width}x{height} = {pixels} pixels, fewer than "
             f"the {MIN_PIXELS} (256x256) the dwtDct embedder needs")
         return found
+    if width % 8:
+        # The mark sits on 8x8 blocks numbered in raster order from the left edge of a picture
+        # whose width is a multiple of 8 (every generator output is): a crop of any width from
+        # either side renumbers the blocks and destroys it (measured, tests), so a width that is
+        # not a multiple of 8 cannot carry a readable mark - bar a strip of 1-7 columns added on
+        # the right edge alone, which this note names.
+        report["status"] = "not checked"
+        found.notes.append(
+            f"watermark: not checked: the width ({width} pixels) is not a multiple of 8; the "
+            "generators' invisible watermark is read on an 8-pixel grid from the left edge of "
+            "their (multiple-of-8) output and does not survive a crop from either side (a strip "
+            "of 1-7 columns added on the right edge alone is the exception)")
+        return found
     if pixels > limits.max_pixels:
         report["status"] = "not checked"
         found.notes.append(
