@@ -745,3 +745,33 @@ def test_comfyui_many_positive_prompts_say_how_many_were_left_out():
 def test_comfyui_single_prompt_has_no_prompt_list():
     ev = only(analyze_metadata(png_text(prompt=json.dumps(comfy_graph())), "image/png"), "png:comfyui")
     assert "prompts" not in ev.details and ev.details["prompt"] == PROMPT
+
+
+def test_alpha_header_check_never_skips_a_picture_that_has_alpha():
+    """The stealth reader opens a PNG/WebP a second time only when its header may hold an alpha
+    band; every mode and encoding where Pillow opens an alpha band must say 'may have alpha'."""
+    import io as _io
+
+    import numpy as _np
+    from PIL import Image as _Image
+
+    from consentry.evidence.metadata import novelai
+    from consentry.evidence.metadata.analyze import _may_have_alpha
+
+    rng = _np.random.default_rng(1)
+    rgba = _Image.fromarray(rng.integers(0, 255, (40, 50, 4), dtype=_np.uint8), "RGBA")
+    skipped = 0
+    for mode in ("RGB", "RGBA", "L", "LA", "P", "1"):
+        encodings = [("PNG", {})] + ([("WEBP", {"quality": 80}), ("WEBP", {"lossless": True})]
+                                     if mode in ("RGB", "RGBA") else [])
+        for fmt, kw in encodings:
+            buf = _io.BytesIO()
+            rgba.convert(mode).save(buf, fmt, **kw)
+            data = buf.getvalue()
+            with _Image.open(_io.BytesIO(data)) as opened:
+                if novelai.has_alpha(opened):
+                    assert _may_have_alpha(data), (mode, fmt, kw)
+                else:
+                    skipped += not _may_have_alpha(data)
+    assert skipped >= 5  # RGB/L/1 PNG, lossy and lossless RGB WebP: no second open
+    assert _may_have_alpha(b"not a picture at all")  # unknown: open and see

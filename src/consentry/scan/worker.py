@@ -18,6 +18,7 @@ from consentry.config import MediaLimits
 from consentry.errors import ConsentryError
 from consentry.media.content import Content
 from consentry.media.sniff import PHOTO, VIDEO
+from consentry.scan.allocator import tune_for_scanning
 from consentry.scan.walk import WorkItem
 
 
@@ -132,6 +133,7 @@ def scan_item(item: WorkItem, opts: WorkerOptions) -> FileResult:
     from consentry.signals.vpdq import VPDQSignal
 
     t0 = time.perf_counter()
+    tune_for_scanning()  # once per worker process
     if item.model_format is not None:
         from consentry.scan.genai.scan import scan_model_item
 

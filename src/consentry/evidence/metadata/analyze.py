@@ -259,9 +259,28 @@ def _exif_generators(exif: ExifFields, ev: list[Evidence], notes: list[str]) -> 
 # --------------------------------------------------------------------------- NovelAI stealth
 
 
+def _may_have_alpha(data: bytes) -> bool:
+    """False only when the file's header shows there is no alpha channel to read: a PNG of colour
+    type 0 or 2 (grey, RGB: Pillow opens these without an alpha band), a simple lossy WebP
+    (``VP8 ``), an extended WebP without the alpha flag, a lossless one without ``alpha_is_used``."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 25 and data[12:16] == b"IHDR":
+        return data[25] not in (0, 2)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 25:
+        chunk = data[12:16]
+        if chunk == b"VP8 ":
+            return False
+        if chunk == b"VP8X":
+            return bool(data[20] & 0x10)
+        if chunk == b"VP8L" and data[20] == 0x2F:
+            return bool((int.from_bytes(data[21:25], "little") >> 28) & 1)
+    return True
+
+
 def _stealth(data: bytes, image: Image.Image | None, limits: MediaLimits,
              ev: list[Evidence], notes: list[str]) -> None:
     if image is None or not novelai.has_alpha(image):
+        if not _may_have_alpha(data):
+            return  # the file header says so: no second open
         image = _open(data, limits, notes)  # header only: the caller's copy may be RGB already
     if image is None or not novelai.has_alpha(image):
         return
