@@ -201,20 +201,26 @@ def child(args) -> None:
 
     warm_up()
     analyze_watermarks(Image.new("RGB", (256, 256)))
-    workers, evidence = {"scan-1": (1, True), "scan-2": (2, True), "scan-1-noev": (1, False)}[name]
+    workers, evidence = {"scan-1": (1, True), "scan-2": (2, True), "scan-1-noev": (1, False),
+                         "scan-1-model": (1, True)}[name]
     out = Path(tempfile.mkdtemp(prefix="consentry-scan-bench-run-"))
     try:
-        rate = scan(corpus, out / "scan", workers, evidence)
+        if name == "scan-1-model":  # the pictures' rate, a multi-GB model file in the same scan
+            rate = scan(corpus, out / "scan", workers, evidence, [args.model_dir], pictures=len(files))
+        else:
+            rate = scan(corpus, out / "scan", workers, evidence)
     finally:
         shutil.rmtree(out, ignore_errors=True)
     print(rate, CPU_RATES.get(name, 0.0))
 
 
-def run_child(name: str, corpus: Path, files: int) -> tuple[float, float]:
+def run_child(name: str, corpus: Path, files: int, model_dir: Path | None = None) -> tuple[float, float]:
     import subprocess
 
-    out = subprocess.run([sys.executable, __file__, "--child", name, "--corpus", str(corpus), "--files", str(files)],
-                         capture_output=True, text=True, check=True).stdout.split()
+    cmd = [sys.executable, __file__, "--child", name, "--corpus", str(corpus), "--files", str(files)]
+    if model_dir is not None:
+        cmd += ["--model-dir", str(model_dir)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
     return float(out[-2]), float(out[-1])
 
 
@@ -236,6 +242,7 @@ def main() -> None:
     ap.add_argument("--only", choices=("all", "files", "models"), default="all")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best of each is reported")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--model-dir", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return child(args)
@@ -281,9 +288,9 @@ def main() -> None:
                 mdir = tmp / "models"
                 mdir.mkdir(exist_ok=True)
                 sparse_checkpoint(mdir / "sd_xl_base.safetensors", args.model_gb)
-                r = scan(corpus, tmp / "scan-1-model", 1, True, [mdir], pictures=len(files))
-                print(f"{'scan-1, pictures, + ' + str(args.model_gb) + ' GB model':<52} {r:7.1f} files/s  "
-                      f"ratio to scan-1 {r / results['scan-1']:5.2f}")
+                r = max(run_child("scan-1-model", corpus, len(files), mdir)[0] for _ in range(args.rounds))
+                print(f"{'scan-1, pictures, + ' + str(args.model_gb) + ' GB model (best of ' + str(args.rounds) + ')':<52} "
+                      f"{r:7.1f} files/s  ratio to scan-1 {r / results['scan-1']:5.2f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
