@@ -270,3 +270,18 @@ def test_hash_of_an_empty_folder_says_so(tmp_path):
                        text=True, timeout=120)
     assert r.returncode == 0 and r.stdout == ""
     assert f"no files found in {empty}" in r.stderr
+
+
+def test_redirected_summaries_are_not_broken_at_80_columns(tmp_path):
+    """A scan's summary sent to a file keeps each sentence on its line (a log to grep), where
+    Rich used to break it at 80 columns in the middle of a sentence."""
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    for i in range(3):
+        (ev / f"p{i}.png").write_bytes(encode(scene(96, 64, i), "PNG"))
+    r = _run(["scan", ev, "--out", tmp_path / "out"], _env(tmp_path / "home"))
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    summary = [ln for ln in lines if ln.startswith("3 files and archive members in")]
+    assert summary and "0 errors" in summary[0] and "nothing matched" in summary[0], lines
+    assert max(len(ln) for ln in lines) > 80  # long lines were not folded

@@ -17,7 +17,9 @@ from rich.progress import (
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-err_console = Console(stderr=True)
+#: Messages and summaries. Redirected to a file or a pipe, a line is never broken at 80 columns in
+#: the middle of a sentence (soft wrap); at a terminal Rich wraps to the window as usual.
+err_console = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
