@@ -282,3 +282,25 @@ def test_import_in_many_batches_written_in_order_behind_the_reader(db):
     again = ledger.import_stream(stream(), batch=16)
     assert again.read == 256 and again.written == 10  # the 5 moved ones: back to the old URL, then moved
     assert ledger.get("c57").url == "https://example.org/moved/57"
+
+
+def test_postgres_batches_stage_without_a_notice_each(db, db_url):
+    """Each PostgreSQL batch stages through a temporary table; it is created once per session, not
+    re-declared with IF NOT EXISTS every batch (a NOTICE from the server each time)."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("the staging table is PostgreSQL's")
+    from sqlalchemy import event
+
+    notices: list[str] = []
+    db.engine.dispose()
+    event.listen(db.engine, "connect",
+                 lambda dbapi_conn, _rec: dbapi_conn.add_notice_handler(lambda d: notices.append(d.message_primary)))
+    records = ({"content_id": f"n{i}", "pdq": f"{i + 1:064x}"} for i in range(40))
+    report = LedgerService(db).import_stream(records, batch=8)
+    assert report.written == 40
+    from consentry.banks.formats.records import HashRecord
+
+    BankService(db).create_bank("stage-notices")
+    for _ in range(3):  # the first adds by COPY; the next ones meet their values: staged and merged
+        BankService(db).add_records("stage-notices", [HashRecord("pdq", f"{i + 7:064x}") for i in range(3)])
+    assert not [n for n in notices if "already exists" in n], notices

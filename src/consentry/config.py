@@ -124,6 +124,9 @@ class MediaLimits:
     max_video_pixels: int = 4096 * 4096  # width * height of one video frame (from the header)
     max_decode_seconds: float = 1800.0  # one image or video decode (0 = no limit)
     max_concurrent_decodes: int = 2  # decodes at once per process; others wait (0 = no limit)
+    # an uploaded photo is also matched by the PDQ of its trimmed copy (letterbox / pillarbox bars
+    # removed) and of the photo inside a screenshot (issue 21): a few ms more per upload
+    canonical_query: bool = True
 
     @classmethod
     def from_env(cls) -> "MediaLimits":
@@ -143,6 +146,7 @@ class MediaLimits:
             max_video_pixels=_env_int("CONSENTRY_MAX_VIDEO_PIXELS", d.max_video_pixels),
             max_decode_seconds=_env_float("CONSENTRY_MAX_DECODE_SECONDS", d.max_decode_seconds),
             max_concurrent_decodes=_env_int("CONSENTRY_MAX_CONCURRENT_DECODES", d.max_concurrent_decodes),
+            canonical_query=_env_int("CONSENTRY_CANONICAL_QUERY", int(d.canonical_query)) != 0,
         )
 
     def with_(self, **changes) -> "MediaLimits":

@@ -58,6 +58,11 @@ class QuerySignals:
     pdq: list[str] = field(default_factory=list)  # [original, rotate90, ...] (1 or 8)
     pdq_quality: int | None = None
     vpdq: list[VpdqFrame] | None = None
+    #: canonical PDQ hashes of the query picture (issue 21; :func:`consentry.signals.canonical.
+    #: query_extra_hashes`): (kind, its 8 dihedral variants, quality) — the picture without its
+    #: letterbox / pillarbox borders ("trimmed"), the photo inside a screenshot ("screenshot").
+    #: Local signals: matched like the plain hash, never stored, logged or exchanged.
+    pdq_extra: list[tuple[str, list[str], int]] = field(default_factory=list)
     #: what a bank's gradual rollout is decided on (same content, same answer): the content's
     #: SHA-256 for an upload, else the queried value (see :meth:`rollout_key`)
     content_key: str | None = None
@@ -554,6 +559,15 @@ class Matcher:
                 hits = self.pdq.query_variants(words, t)
             for eid, d, v in hits:
                 cands[eid] = ("pdq", int(d), DIHEDRAL_TRANSFORMS[v], {})
+        for kind, variants, quality in query.pdq_extra:
+            if quality < PDQ_MIN_QUALITY or not variants:
+                continue
+            t = self._max_threshold("pdq", PDQ_THRESHOLD)
+            for eid, d, v in self.pdq.query_variants(hex_to_words_many(variants), t):
+                old = cands.get(eid)
+                if old is None or (old[0] == "pdq" and int(d) < old[1]):
+                    # found (or found nearer) through the canonical hash: say which, for reviewers
+                    cands[eid] = ("pdq", int(d), DIHEDRAL_TRANSFORMS[v], {"query_variant": kind})
         if query.vpdq:
             t = self._max_threshold("vpdq", VPDQ_DISTANCE_THRESHOLD)
             for eid, det in self.vpdq.query(query.vpdq, t).items():
@@ -615,8 +629,11 @@ class Matcher:
         }
 
 
-def query_from_content(content) -> QuerySignals:
-    """Signals of one file for matching: digests, the 8 PDQ variants or the vPDQ frames."""
+def query_from_content(content, canonical: bool | None = None) -> QuerySignals:
+    """Signals of one file for matching: digests, the 8 PDQ variants or the vPDQ frames, and for
+    a photo (``canonical``) the PDQ of the picture without its borders and of the photo inside a
+    screenshot, when it has either (:func:`consentry.signals.canonical.query_extra_hashes`);
+    ``canonical`` None: as the media limits say (``CONSENTRY_CANONICAL_QUERY``, on by default)."""
     from consentry.media.sniff import PHOTO, VIDEO
     from consentry.signals.pdq import PDQSignal
     from consentry.signals.vpdq import VPDQSignal
@@ -624,6 +641,14 @@ def query_from_content(content) -> QuerySignals:
     q = QuerySignals(exact=dict(content.digests(("md5", "sha1", "sha256"))))  # SHA-1: NCMEC lists carry it
     if content.content_type == PHOTO:
         q.pdq, q.pdq_quality = PDQSignal.compute_dihedral(content)
+        if canonical if canonical is not None else getattr(content.limits, "canonical_query", True):
+            from consentry.signals.canonical import query_extra_hashes
+
+            seen = set(q.pdq)
+            for h in query_extra_hashes(content.image()):
+                if h.variants and h.value not in seen:  # a screenshot region may be the trimmed picture
+                    seen.add(h.value)
+                    q.pdq_extra.append((h.kind, list(h.variants), h.quality))
     elif content.content_type == VIDEO:
         q.vpdq = VPDQSignal.compute_frames(content)
     return q

@@ -23,7 +23,7 @@ from consentry import fastjson
 from consentry.banks.bulk_gc import collector_paused
 from consentry.banks.formats.records import HashRecord, RecordError
 from consentry.db.models import BANK_KINDS, ENTRY_NOT_ACTIVE, ENTRY_STATUSES, Bank, Change, Entry, utcnow, value_key
-from consentry.db.session import Database
+from consentry.db.session import Database, ensure_pg_temp_table
 from consentry.errors import ConsentryError, SignalValueError
 from consentry.review.audit import AuditLog
 from consentry.signals import get_signal_type, signal_types
@@ -759,7 +759,7 @@ class BankService:
                     if copied is None:
                         state["conflict"] = True
                 if copied is None:
-                    conn.exec_driver_sql(_PG_STAGE)
+                    ensure_pg_temp_table(conn, "consentry_import", _PG_STAGE)
                     cur = conn.connection.driver_connection.cursor()
                     with cur.copy(f"COPY consentry_import ({_STAGE_COLS}) FROM STDIN") as copy:
                         for row in rows:

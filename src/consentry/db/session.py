@@ -67,3 +67,13 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def ensure_pg_temp_table(conn, name: str, ddl: str) -> None:
+    """Create the session's temporary table ``name`` with ``ddl`` unless it exists already.
+
+    ``CREATE TEMP TABLE IF NOT EXISTS`` alone makes the server send a NOTICE ("relation already
+    exists, skipping") on every batch after the first, which psycopg logs: one line of noise per
+    batch of a long import."""
+    if conn.exec_driver_sql(f"SELECT to_regclass('pg_temp.{name}')").scalar() is None:
+        conn.exec_driver_sql(ddl)

@@ -32,7 +32,7 @@ from consentry.banks.service import as_utc
 from consentry.db.inorder import InOrder
 from consentry.db.models import utcnow
 from consentry.db.models_ledger import LedgerChange, LedgerContent, SweepHit
-from consentry.db.session import Database
+from consentry.db.session import Database, ensure_pg_temp_table
 from consentry.errors import ConsentryError
 from consentry.index import DIHEDRAL_TRANSFORMS
 
@@ -152,7 +152,7 @@ class ContentRecord:
         of a photo, the vPDQ frames of a video."""
         from consentry.banks.matcher import query_from_content
 
-        return cls.from_signals(query_from_content(content), content.content_type, **fields)
+        return cls.from_signals(query_from_content(content, canonical=False), content.content_type, **fields)
 
     @classmethod
     def from_signals(cls, q: Any, content_type: str | None, **fields: Any) -> "ContentRecord":
@@ -298,8 +298,8 @@ class LedgerService:
         """PostgreSQL: the batch ``COPY``'d into a temporary table, then one upsert from it that
         logs a change row for each content inserted or changed (an unchanged one is not touched).
         Returns the ids written (their count: the caller needs no more)."""
+        ensure_pg_temp_table(conn, "ledger_stage", _PG_STAGE)
         cur = conn.connection.driver_connection.cursor()
-        cur.execute(_PG_STAGE)
         with cur.copy(f"COPY ledger_stage ({', '.join(_WRITE_COLS)}) FROM STDIN") as copy:
             for r in records:
                 copy.write_row((r.content_id, r.url, url_key(r.url), r.uploader_id, r.surface, r.content_type, r.md5,
