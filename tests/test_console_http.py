@@ -189,3 +189,32 @@ def test_cases_api_submit_list_get(app, db):
     one = c.get(f"/v1/cases/{body['id']}", headers={"Authorization": f"Bearer {auditor}"}).json()
     assert {i["md5"] for i in one["items"]} >= {"ab" * 16}
     assert c.get("/v1/cases/999999", headers={"Authorization": f"Bearer {auditor}"}).status_code == 404
+
+
+def test_a_case_matched_through_the_trimmed_picture_says_so(app, db, users):
+    """Issue 21: a picture uploaded with letterbox bars matches the bank entry of the picture
+    without them; the case keeps the match's query_variant and the console explains it."""
+    from PIL import Image
+
+    from consentry.banks.matcher import Matcher, query_from_content
+    from consentry.config import MediaLimits
+    from consentry.media.content import Content
+
+    pic = scene(640, 480, 41)
+    banks = BankService(db)
+    banks.create_bank("victims", "ncii")
+    q = query_from_content(Content.from_bytes(encode(pic, "PNG"), MediaLimits()), canonical=False)
+    banks.add_entry("victims", "pdq", q.pdq[0], quality=q.pdq_quality)
+    app.state.consentry.matcher.refresh()
+    boxed = Image.new("RGB", (640, 1138))
+    boxed.paste(pic, (0, 329))
+    matcher = KeyStore(db).create("matcher")[0]
+    c = _client(app)
+    r = c.post("/v1/cases", files={"file": ("boxed.png", encode(boxed, "PNG"), "image/png")},
+               data={"queue": "uploads"}, headers={"Authorization": f"Bearer {matcher}"})
+    assert r.status_code == 201, r.text
+    case_id = r.json()["id"]
+    m, _csrf = _login(app, "u-moderator")
+    page = m.get(f"/console/cases/{case_id}", headers={"Accept": "text/html"})
+    assert page.status_code == 200 and "victims" in page.text
+    assert "borders" in page.text or "inside the submitted screenshot" in page.text

@@ -255,12 +255,17 @@ def match_details(banks_service, items: list) -> dict[int, list[dict[str, Any]]]
                 "bank": m.get("bank"), "kind": m.get("bank_kind") or (b.kind if b else None),
                 "description": b.description if b else None, "signal_type": st, "distance": m.get("distance"),
                 "meaning": distance_words(st, m.get("distance"), threshold), "entry_id": m.get("entry_id"),
+                "via": _VIA.get(str(m.get("query_variant") or "")),
                 "source": e.source if e else None, "tags": list(e.tags) if e else [],
                 "category": e.category if e else None, "added_by": e.added_by if e else None,
                 "added_at": e.added_at if e else None, "entry_status": e.status if e else None})
         out[it.id] = rows
     return out
 
+
+#: how a PDQ match was reached when not through the picture's plain hash (issue 21)
+_VIA = {"trimmed": "matched once the borders (letterbox or pillarbox bars) of the submitted picture were removed",
+        "screenshot": "matched through the photo found inside the submitted screenshot"}
 
 _STRENGTH = {"strong": "strong sign", "moderate": "some sign", "weak": "weak hint", "none": "no sign"}
 
