@@ -650,3 +650,44 @@ def test_scan_workers_keep_picture_buffers_on_the_heap():
         assert applied is True
     else:
         assert applied is False
+
+
+def test_a_boxed_copy_on_the_evidence_matches_through_its_trimmed_picture(tmp_path):
+    """Issue 21 in scans: with banks to match, workers also hash the trimmed picture (letterbox bars
+    removed); the boxed copy of a banked picture is matched and says how; exports keep to the
+    standard hashes; with the canonical query off the same copy is missed."""
+    from PIL import Image
+
+    from consentry.banks.service import BankService
+    from consentry.config import MediaLimits
+    from consentry.db import Database
+    from consentry.scan.pipeline import ScanOptions, run_scan
+    from consentry.signals.pdq import pdq_from_image
+    from imagegen import encode, scene
+
+    pic = scene(640, 480, 51)
+    db = Database(f"sqlite:///{tmp_path / 'consentry.db'}")
+    db.upgrade()
+    try:
+        BankService(db).create_bank("victims", "ncii")
+        BankService(db).add_entry("victims", "pdq", pdq_from_image(pic)[0], quality=100)
+        ev = tmp_path / "ev"
+        ev.mkdir()
+        boxed = Image.new("RGB", (640, 1138))
+        boxed.paste(pic, (0, 329))
+        (ev / "boxed.png").write_bytes(encode(boxed, "PNG"))
+        (ev / "other.png").write_bytes(encode(scene(640, 480, 52), "PNG"))
+        for on in (True, False):
+            out = tmp_path / f"out-{on}"
+            run_scan(ScanOptions([str(ev)], out, database=db, limits=MediaLimits().with_(canonical_query=on)))
+            rows = {json.loads(line)["path"].rsplit("/", 1)[-1]: json.loads(line)
+                    for line in (out / "results.jsonl").read_text().splitlines()}
+            assert rows["other.png"]["matches"] == []
+            assert "pdq_extra" not in rows["boxed.png"]  # local signals stay out of the exports
+            if on:
+                (m,) = rows["boxed.png"]["matches"]
+                assert m["bank"] == "victims" and m["query_variant"] in ("trimmed", "screenshot")
+            else:
+                assert rows["boxed.png"]["matches"] == []
+    finally:
+        db.dispose()

@@ -144,6 +144,7 @@ def query_from_row(row: dict[str, Any]):
     q = QuerySignals(exact={st: row[st] for st in ("md5", "sha1", "sha256") if row.get(st)})
     if row.get("pdq_variants"):
         q.pdq, q.pdq_quality = list(row["pdq_variants"]), row.get("pdq_quality")
+        q.pdq_extra = [(str(k), list(v), int(qual)) for k, v, qual in row.get("pdq_extra") or []]
     if row.get("vpdq"):
         try:
             q.vpdq = parse_frames(row["vpdq"])
@@ -185,7 +186,8 @@ def run_scan(opts: ScanOptions, progress: Callable[[Progress], None] | None = No
         run_id = store.start_run(socket.gethostname(), executor.name, executor.workers,
                                  [os.path.abspath(p) for p in opts.paths])
         walker = Walker(opts.walk_limits, store.is_done, opts.verify_skipped)
-        wopts = WorkerOptions(limits=opts.limits, evidence=opts.evidence, genai=opts.genai)
+        wopts = WorkerOptions(limits=opts.limits, evidence=opts.evidence, genai=opts.genai,
+                              canonical=matching.matcher is not None and opts.limits.canonical_query)
         t0 = time.monotonic()
         scanned = errors = done = 0
         status = "interrupted"

@@ -29,6 +29,7 @@ class WorkerOptions:
     thumbnails: bool = True  # keep a small JPEG of each photo for the report
     thumb_side: int = 160
     genai: bool = True  # model inventory and generator artefacts (AI-generation forensics)
+    canonical: bool = False  # photos: also the PDQ of the trimmed picture / screenshot region (matching)
 
 
 @dataclass
@@ -46,6 +47,8 @@ class FileResult:
     pdq: str | None = None
     pdq_quality: int | None = None
     pdq_variants: list[str] | None = None  # the 8 dihedral variants (DIHEDRAL_TRANSFORMS order)
+    #: canonical query hashes (issue 21), when matching: [kind, its 8 variants, quality]
+    pdq_extra: list[list[Any]] | None = None
     vpdq: list[str] | None = None  # "frame,quality,pdq,seconds" lines
     assessment: dict[str, Any] | None = None  # Assessment.to_dict()
     evidence_error: str | None = None
@@ -104,8 +107,8 @@ def _thumbnail(image, side: int) -> str:
 #: bytes, so a copy reuses them instead of decoding, fingerprinting and assessing again.
 _SEEN: "OrderedDict[tuple, dict[str, Any]]" = OrderedDict()
 _SEEN_MAX = 512
-_REUSED = ("content_type", "format", "pdq", "pdq_quality", "pdq_variants", "thumbnail", "assessment",
-           "evidence_error", "generation", "note")
+_REUSED = ("content_type", "format", "pdq", "pdq_quality", "pdq_variants", "pdq_extra", "thumbnail",
+           "assessment", "evidence_error", "generation", "note")
 
 
 def _reuse(key: tuple, r: FileResult) -> bool:
@@ -125,6 +128,20 @@ def _remember(key: tuple, r: FileResult) -> None:
     _SEEN[key] = {k: getattr(r, k) for k in _REUSED}
     while len(_SEEN) > _SEEN_MAX:
         _SEEN.popitem(last=False)
+
+
+def canonical_extras(image, variants: list[str]) -> list[list[Any]]:
+    """The canonical query hashes of a photo (:func:`consentry.signals.canonical.query_extra_hashes`)
+    that differ from its plain hash: ``[kind, 8 variants, quality]`` each."""
+    from consentry.signals.canonical import query_extra_hashes
+
+    out: list[list[Any]] = []
+    seen = {variants[0]}
+    for h in query_extra_hashes(image):
+        if h.variants and h.value not in seen:
+            seen.add(h.value)
+            out.append([h.kind, list(h.variants), h.quality])
+    return out
 
 
 def scan_item(item: WorkItem, opts: WorkerOptions) -> FileResult:
@@ -151,7 +168,7 @@ def scan_item(item: WorkItem, opts: WorkerOptions) -> FileResult:
         r.md5, r.sha1, r.sha256 = d["md5"], d["sha1"], d["sha256"]
         if content.size == 0:
             content.check_size()  # "empty file"
-        key = (r.sha256, opts.evidence, opts.genai, opts.thumbnails, opts.thumb_side, repr(opts.limits))
+        key = (r.sha256, opts.evidence, opts.genai, opts.thumbnails, opts.thumb_side, opts.canonical, repr(opts.limits))
         if content.content_type == PHOTO and _reuse(key, r):
             r.elapsed_ms = round((time.perf_counter() - t0) * 1000, 2)
             return r
@@ -160,6 +177,8 @@ def scan_item(item: WorkItem, opts: WorkerOptions) -> FileResult:
                 image = content.image()
                 variants, quality = PDQSignal.compute_dihedral(content)
                 r.pdq, r.pdq_quality, r.pdq_variants = variants[0], quality, variants
+                if opts.canonical:
+                    r.pdq_extra = canonical_extras(image, variants)
                 if opts.thumbnails:
                     r.thumbnail = _thumbnail(image, opts.thumb_side)
             elif content.content_type == VIDEO:
