@@ -295,6 +295,9 @@ def test_review_flow_in_chromium(world):
                 mobile.goto(base + f"/console/cases/{d.id}")
                 mobile.wait_for_function("() => document.querySelector('.media-frame img.media').naturalWidth > 0")
                 mobile.screenshot(path=str(out / "phone_case.png"), full_page=True)
+                # the decide panel scrolls away on a phone (sticky, its stacked form covered half
+                # the screen over the items); on a desktop it stays at the top
+                assert mobile.evaluate("() => getComputedStyle(document.querySelector('.decide')).position") == "static"
                 mobile.select_option("#confirm-bank", "known")
                 mobile.click("#confirm")
                 assert mobile.locator("#confirm-step").is_visible()
