@@ -493,9 +493,12 @@ class Matcher:
         off = [t for t in query.signal_types() if t not in enabled]
         if not off:
             return query, []
-        q = QuerySignals({k: v for k, v in query.exact.items() if k in enabled},
-                         query.pdq if "pdq" in enabled else [], query.pdq_quality,
-                         query.vpdq if "vpdq" in enabled else None, query.rollout_key())
+        pdq_on = "pdq" in enabled
+        q = QuerySignals(exact={k: v for k, v in query.exact.items() if k in enabled},
+                         pdq=query.pdq if pdq_on else [], pdq_quality=query.pdq_quality,
+                         vpdq=query.vpdq if "vpdq" in enabled else None,
+                         pdq_extra=query.pdq_extra if pdq_on else [],  # canonical PDQ: off with PDQ
+                         content_key=query.rollout_key())
         return q, off
 
     # ----------------------------------------------------------- matching
