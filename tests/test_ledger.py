@@ -304,3 +304,55 @@ def test_postgres_batches_stage_without_a_notice_each(db, db_url):
     for _ in range(3):  # the first adds by COPY; the next ones meet their values: staged and merged
         BankService(db).add_records("stage-notices", [HashRecord("pdq", f"{i + 7:064x}") for i in range(3)])
     assert not [n for n in notices if "already exists" in n], notices
+
+
+def test_digest_and_url_lookups_use_the_prefix_indexes_and_compare_whole_values(db, db_url):
+    """Migration 0016: the ledger's lookup indexes hold 16-digit prefixes. Two contents sharing a
+    prefix are told apart by the whole value; a tombstoned content imported again is revived with
+    one change row; on SQLite every lookup searches its index (a plan that scans the table would
+    make each notice and sweep read the whole ledger)."""
+    from sqlalchemy import event, func, select
+
+    from consentry.db.models_ledger import LedgerChange
+
+    ledger = LedgerService(db)
+    same = "ab" * 8  # the shared prefix
+    ledger.write_many([
+        ContentRecord.from_dict({"content_id": "a", "sha256": same + "0" * 48, "md5": same + "1" * 16,
+                                 "url": "https://ex.org/a"}),
+        ContentRecord.from_dict({"content_id": "b", "sha256": same + "f" * 48, "md5": same + "2" * 16,
+                                 "url": "https://ex.org/b"}),
+    ] + [ContentRecord.from_dict({"content_id": f"x{i}", "sha256": f"{i:064x}", "url": f"https://ex.org/x/{i}"})
+         for i in range(200)])
+    plans: list[str] = []
+    if db.dialect == "sqlite":
+        def explain(conn, cursor, statement, params, context, executemany):
+            if statement.lstrip().startswith("SELECT") and "ledger_content" in statement:
+                plans.append(" ".join(r[3] for r in cursor.connection.execute("EXPLAIN QUERY PLAN " + statement,
+                                                                               params)))
+        event.listen(db.engine, "before_cursor_execute", explain)
+    try:
+        assert {k: [c.content_id for c in v] for k, v in ledger.by_digest("sha256", [same + "f" * 48]).items()} \
+            == {same + "f" * 48: ["b"]}
+        assert [c.content_id for c in ledger.by_digest("md5", [same + "1" * 16])[same + "1" * 16]] == ["a"]
+        assert ledger.by_digest("sha256", [same + "e" * 48]) == {}
+        assert ledger.resolve("https://ex.org/x/7").content_id == "x7"
+        assert ledger.resolve("https://ex.org/nowhere") is None
+    finally:
+        if plans:
+            event.remove(db.engine, "before_cursor_execute", explain)
+    if db.dialect == "sqlite":
+        lookups = [p for p in plans if "prefix" in p or "SCAN" in p]
+        assert len(lookups) == 5 and all("SEARCH" in p and "_prefix" in p for p in lookups), plans
+
+    ledger.delete("x3")
+    with db.session() as s:
+        before = s.scalar(select(func.count()).select_from(LedgerChange))
+    report = ledger.write_many([ContentRecord.from_dict({"content_id": "x3", "sha256": f"{3:064x}",
+                                                         "url": "https://ex.org/x/3"}),
+                                ContentRecord.from_dict({"content_id": "x4", "sha256": f"{4:064x}",
+                                                         "url": "https://ex.org/x/4"})])
+    assert (report.written, report.unchanged) == (1, 1)
+    assert ledger.get("x3").status == "active"
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(LedgerChange)) == before + 1

@@ -15,21 +15,32 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, Float, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from consentry.db.models import Base, BigId, utcnow
 
 LEDGER_STATUSES = ("active", "deleted")
+#: hex digits of a digest that the ledger's lookup indexes hold (migration 0016): 64 bits, so a
+#: lookup at 10M contents meets another content's prefix about once in 10^12; the full value is
+#: compared too. Four times smaller indexes than on the whole values: an import dirties that many
+#: fewer pages per commit.
+PREFIX = 16
+
+
+def prefix_index(name: str, column: str) -> Index:
+    """An index on the first :data:`PREFIX` hex digits of ``column``, for the rows that have one.
+    Queries use it by naming the same expression (:func:`consentry.ledger.service.prefix_of`)."""
+    present = text(f"{column} IS NOT NULL")
+    return Index(name, text(f"substr({column}, 1, {PREFIX})"), sqlite_where=present, postgresql_where=present)
 
 
 class LedgerContent(Base):
     __tablename__ = "ledger_content"
     __table_args__ = (
-        Index("ix_ledger_content_url_key", "url_key"),
-        Index("ix_ledger_content_sha256", "sha256"),
-        Index("ix_ledger_content_md5", "md5"),
-        Index("ix_ledger_content_uploader", "uploader_id"),
+        prefix_index("ix_ledger_content_url_prefix", "url_key"),
+        prefix_index("ix_ledger_content_sha256_prefix", "sha256"),
+        prefix_index("ix_ledger_content_md5_prefix", "md5"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

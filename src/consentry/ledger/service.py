@@ -15,23 +15,21 @@ their change rows, in one transaction.
 from __future__ import annotations
 
 import csv
-import functools
 import hashlib
 import io
-import itertools
 import json
 import re
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal_column, select
 
+from consentry import fastjson
 from consentry.banks.bulk_gc import collector_paused
 from consentry.banks.service import as_utc
 from consentry.db.inorder import InOrder
 from consentry.db.models import utcnow
-from consentry.db.models_ledger import LedgerChange, LedgerContent, SweepHit
+from consentry.db.models_ledger import PREFIX, LedgerChange, LedgerContent, SweepHit
 from consentry.db.session import Database, ensure_pg_temp_table
 from consentry.errors import ConsentryError
 from consentry.index import DIHEDRAL_TRANSFORMS
@@ -39,7 +37,6 @@ from consentry.index import DIHEDRAL_TRANSFORMS
 FIELDS = ("content_id", "url", "uploader_id", "surface", "content_type", "md5", "sha256", "pdq",
           "pdq_quality", "pdq_variants", "vpdq")
 SIGNAL_FIELDS = ("md5", "sha256", "pdq", "pdq_variants", "vpdq")
-_HEX = re.compile(r"[0-9a-f]*")
 #: contents per transaction in imports: SQLite commits are costly (each writes again every index
 #: page the batch touched), PostgreSQL's multi-row upserts less so
 BATCH = {"sqlite": 100_000, "postgresql": 20_000}
@@ -54,7 +51,46 @@ class ContentNotFound(LedgerError):
     code = "not_found"
 
 
-@dataclass
+_ALLOWED = frozenset(FIELDS) | {"pdq_dihedral"}
+_HEX_N = {32: re.compile("[0-9a-f]{32}"), 64: re.compile("[0-9a-f]{64}")}
+
+
+def _text(v: Any, name: str, n: int, where: str) -> str | None:
+    if v is None or v == "":
+        return None
+    if not isinstance(v, str) or len(v) > n:
+        raise LedgerError(f"{where}: {name}: text of at most {n} characters")
+    return v
+
+
+def _hex(v: Any, name: str, n: int, where: str) -> str | None:
+    """``n`` hex digits, lower case (the canonical spelling, taken as it is, is checked first)."""
+    if v is None or v == "":
+        return None
+    if isinstance(v, str):
+        if _HEX_N[n].fullmatch(v):
+            return v
+        v = v.strip().lower()
+        if _HEX_N[n].fullmatch(v):
+            return v
+    raise LedgerError(f"{where}: {name}: expected {n} hex digits")
+
+
+def _variants(variants: Any, where: str) -> list[str]:
+    if isinstance(variants, str):
+        variants = [variants[i:i + 64] for i in range(0, len(variants), 64)]
+    if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
+        raise LedgerError(f"{where}: pdq_variants: a list of 64-hex PDQ hashes")
+    variants = [v.strip().lower() for v in variants]
+    if len(variants) == 8:  # all eight, original first (as `consentry hash` prints them)
+        variants = variants[1:]
+    if len(variants) != 7 or not all(_HEX_N[64].fullmatch(v) for v in variants):
+        raise LedgerError(f"{where}: pdq_variants: 7 (or all 8) PDQ hashes of 64 hex digits, "
+                          f"in the order {', '.join(DIHEDRAL_TRANSFORMS[1:])}")
+    return variants
+
+
+@dataclass(slots=True)
 class ContentRecord:
     """One hosted content as the platform describes it (hashes only)."""
 
@@ -74,61 +110,36 @@ class ContentRecord:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "record") -> "ContentRecord":
-        """Validated and canonical (lower-case hex); raises :class:`LedgerError` naming the field."""
+        """Validated and canonical (lower-case hex); raises :class:`LedgerError` naming the field.
+        (Imports call this for every record: it is written for speed, without closures.)"""
         if not isinstance(data, dict):
             raise LedgerError(f"{where}: expected an object")
-        unknown = set(data) - set(FIELDS) - {"pdq_dihedral"}
-        if unknown:
-            raise LedgerError(f"{where}: unknown field {sorted(unknown)[0]!r} (use {', '.join(FIELDS)})")
+        if not _ALLOWED.issuperset(data):
+            unknown = sorted(k for k in data if k not in _ALLOWED)
+            raise LedgerError(f"{where}: unknown field {str(unknown[0])!r} (use {', '.join(FIELDS)})")
         cid = data.get("content_id")
         if isinstance(cid, int) and not isinstance(cid, bool):
             cid = str(cid)
-        if not isinstance(cid, str) or not cid.strip() or len(cid) > 200:
+        if not isinstance(cid, str) or len(cid) > 200 or not (cid := cid.strip()):
             raise LedgerError(f"{where}: content_id: 1-200 characters")
-
-        def text_(name: str, n: int) -> str | None:
-            v = data.get(name)
-            if v is None or v == "":
-                return None
-            if not isinstance(v, str) or len(v) > n:
-                raise LedgerError(f"{where}: {name}: text of at most {n} characters")
-            return v
-
-        def hex_(name: str, n: int) -> str | None:
-            v = data.get(name)
-            if v is None or v == "":
-                return None
-            v = v.strip().lower() if isinstance(v, str) else v
-            if not isinstance(v, str) or len(v) != n or not _HEX.fullmatch(v):
-                raise LedgerError(f"{where}: {name}: expected {n} hex digits")
-            return v
-
-        quality = data.get("pdq_quality")
-        if quality in ("", None):
+        get = data.get
+        quality = get("pdq_quality")
+        if quality == "" or quality is None:
             quality = None
-        else:
+        elif type(quality) is not int or not 0 <= quality <= 100:
             try:
                 quality = int(quality)
             except (TypeError, ValueError):
                 raise LedgerError(f"{where}: pdq_quality: expected an integer 0-100") from None
             if not 0 <= quality <= 100:
                 raise LedgerError(f"{where}: pdq_quality: expected an integer 0-100")
-        variants = data.get("pdq_variants", data.get("pdq_dihedral"))
-        if variants in ("", None):
+        variants = get("pdq_variants", get("pdq_dihedral"))
+        if variants == "" or variants is None:
             variants = None
         else:
-            if isinstance(variants, str):
-                variants = [variants[i:i + 64] for i in range(0, len(variants), 64)]
-            if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
-                raise LedgerError(f"{where}: pdq_variants: a list of 64-hex PDQ hashes")
-            variants = [v.strip().lower() for v in variants]
-            if len(variants) == 8:  # all eight, original first (as `consentry hash` prints them)
-                variants = variants[1:]
-            if len(variants) != 7 or not all(len(v) == 64 and _HEX.fullmatch(v) for v in variants):
-                raise LedgerError(f"{where}: pdq_variants: 7 (or all 8) PDQ hashes of 64 hex digits, "
-                                  f"in the order {', '.join(DIHEDRAL_TRANSFORMS[1:])}")
-        vpdq = data.get("vpdq")
-        if vpdq in ("", None):
+            variants = _variants(variants, where)
+        vpdq = get("vpdq")
+        if vpdq == "" or vpdq is None:
             vpdq = None
         else:
             from consentry.signals import get_signal_type
@@ -137,12 +148,13 @@ class ContentRecord:
                 vpdq = get_signal_type("vpdq").parse(vpdq)
             except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's data
                 raise LedgerError(f"{where}: vpdq: {exc}") from None
-        rec = cls(cid.strip(), text_("url", 4000), text_("uploader_id", 200), text_("surface", 100),
-                  text_("content_type", 16), hex_("md5", 32), hex_("sha256", 64), hex_("pdq", 64),
-                  quality, variants, vpdq)
-        if rec.pdq_variants and not rec.pdq:
+        rec = cls(cid, _text(get("url"), "url", 4000, where), _text(get("uploader_id"), "uploader_id", 200, where),
+                  _text(get("surface"), "surface", 100, where), _text(get("content_type"), "content_type", 16, where),
+                  _hex(get("md5"), "md5", 32, where), _hex(get("sha256"), "sha256", 64, where),
+                  _hex(get("pdq"), "pdq", 64, where), quality, variants, vpdq)
+        if variants and not rec.pdq:
             raise LedgerError(f"{where}: pdq_variants without pdq")
-        if not any((rec.md5, rec.sha256, rec.pdq, rec.vpdq)):
+        if rec.md5 is None and rec.sha256 is None and rec.pdq is None and vpdq is None:
             raise LedgerError(f"{where}: no signal (give md5, sha256, pdq or vpdq, or send the file)")
         return rec
 
@@ -164,11 +176,31 @@ class ContentRecord:
                               "pdq_quality": q.pdq_quality, "pdq_variants": q.pdq[1:] if len(q.pdq) == 8 else None,
                               "vpdq": frames_to_json(q.vpdq) if q.vpdq else None})
 
-    def row(self) -> dict[str, Any]:
-        d = {f: getattr(self, f) for f in FIELDS}  # (dataclasses.asdict deep-copies: 3x slower)
-        d["pdq_variants"] = "".join(self.pdq_variants) if self.pdq_variants else None
-        d["url_key"] = url_key(self.url)
-        return d
+    def values(self) -> tuple:
+        """The row's values in :data:`_COLS` order (what a bulk write stores)."""
+        return (self.content_id, self.url, url_key(self.url), self.uploader_id, self.surface, self.content_type,
+                self.md5, self.sha256, self.pdq, self.pdq_quality,
+                "".join(self.pdq_variants) if self.pdq_variants else None, self.vpdq)
+
+
+def _rows(records: Iterable[ContentRecord]) -> list[tuple]:
+    """The rows to write for ``records``: one per content id (the last record wins), in content id
+    order (the unique index is then filled in order; PostgreSQL's upsert orders them again)."""
+    latest = {r.content_id: r for r in records}
+    return [latest[k].values() for k in sorted(latest)]
+
+
+def prefix_of(column: Any) -> Any:
+    """The expression the ledger's digest indexes hold (``substr(column, 1, 16)``, migration 0016),
+    with literal bounds: a database uses an expression index only for the same expression."""
+    return func.substr(column, literal_column("1"), literal_column(str(PREFIX)))
+
+
+def unpropagated(column: Any) -> Any:
+    """``column`` for a full-value comparison beside :func:`prefix_of`. SQLite rewrites
+    ``f(x) = ? AND x = ?`` into ``f(?) = ?`` (constant propagation), which no index holds, and then
+    scans the table; ``x || ''`` is the same value but not a column, so it is left alone."""
+    return column.concat(literal_column("''"))
 
 
 def url_key(url: str | None) -> str | None:
@@ -255,16 +287,13 @@ _PG_UPSERT = (
     "INSERT INTO ledger_changes (op, content_pk, at) SELECT 'add', id, %s FROM up ORDER BY id RETURNING content_pk")
 
 
-@functools.lru_cache(maxsize=4)
-def _sqlite_upsert_sql(k: int) -> str:
-    """``k`` rows of :data:`_WRITE_COLS` upserted by content id, returning the ids of the rows
-    inserted or changed (an unchanged row is not touched: no change is logged for it)."""
-    sets = ", ".join(f"{c} = excluded.{c}" for c in _COLS[1:] + ("status", "updated_at"))
-    changed = " OR ".join(["ledger_content.status != 'active'"] +
-                          [f"ledger_content.{c} IS NOT excluded.{c}" for c in _COLS[1:]])
-    row = "(" + ",".join("?" * len(_WRITE_COLS)) + ")"
-    return (f"INSERT INTO ledger_content ({', '.join(_WRITE_COLS)}) VALUES {','.join([row] * k)} "
-            f"ON CONFLICT (content_id) DO UPDATE SET {sets}, deleted_at = NULL WHERE {changed} RETURNING id")
+_SQLITE_EXISTING = (f"SELECT id, status, {', '.join(_COLS)} FROM ledger_content "
+                    "WHERE content_id IN (SELECT value FROM json_each(?))")
+_SQLITE_IDS = "SELECT id FROM ledger_content WHERE content_id IN (SELECT value FROM json_each(?))"
+_SQLITE_INSERT = (f"INSERT INTO ledger_content ({', '.join(_WRITE_COLS)}) "
+                  f"VALUES ({', '.join('?' * len(_WRITE_COLS))})")
+_SQLITE_UPDATE = ("UPDATE ledger_content SET " + ", ".join(f"{c} = ?" for c in _COLS[1:])
+                  + ", status = 'active', updated_at = ?, deleted_at = NULL WHERE id = ?")
 
 
 class LedgerService:
@@ -280,62 +309,79 @@ class LedgerService:
     def write_many(self, records: Sequence[ContentRecord]) -> WriteReport:
         """Upsert a batch in one transaction; the last record of a repeated content id wins."""
         report = WriteReport(read=len(records))
-        latest = {r.content_id: r for r in records}
-        if not latest:
+        return self._write_rows(_rows(records), report)
+
+    def _write_rows(self, rows: list[tuple], report: WriteReport) -> WriteReport:
+        """Write rows made by :func:`_rows` (imports make them on the reading thread)."""
+        if not rows:
             return report
         now = utcnow()
         with self.db.engine.begin() as conn:
             if self.db.dialect == "sqlite":
-                ids = self._sqlite_upsert(conn, [latest[k] for k in sorted(latest)], now)
+                ids = self._sqlite_upsert(conn, rows, now)
             else:
-                ids = self._pg_upsert(conn, list(latest.values()), now)
-        report.written = len(ids)
-        report.unchanged = len(latest) - len(ids)
+                ids = self._pg_upsert(conn, rows, now)
+        report.written += len(ids)
+        report.unchanged += len(rows) - len(ids)
         return report
 
     @staticmethod
-    def _pg_upsert(conn: Any, records: list[ContentRecord], now: Any) -> list[int]:
+    def _pg_upsert(conn: Any, rows: list[tuple], now: Any) -> list[int]:
         """PostgreSQL: the batch ``COPY``'d into a temporary table, then one upsert from it that
         logs a change row for each content inserted or changed (an unchanged one is not touched).
         Returns the ids written (their count: the caller needs no more)."""
         ensure_pg_temp_table(conn, "ledger_stage", _PG_STAGE)
         cur = conn.connection.driver_connection.cursor()
         with cur.copy(f"COPY ledger_stage ({', '.join(_WRITE_COLS)}) FROM STDIN") as copy:
-            for r in records:
-                copy.write_row((r.content_id, r.url, url_key(r.url), r.uploader_id, r.surface, r.content_type, r.md5,
-                                r.sha256, r.pdq, r.pdq_quality, "".join(r.pdq_variants) if r.pdq_variants else None,
-                                r.vpdq, "active", now, now))
+            for r in rows:
+                copy.write_row(r + ("active", now, now))
         cur.execute(_PG_UPSERT, (now,))
         return [row[0] for row in cur.fetchall()]
 
     @staticmethod
-    def _sqlite_upsert(conn: Any, records: list[ContentRecord], now: Any) -> list[int]:
-        """SQLite: the batch (in content id order: the unique index is filled in order) upserted
-        in multi-row statements of thousands of rows that return the rows inserted or changed, then
-        their change rows; a large page cache meanwhile, since each commit writes again every index
-        page it touched and random hashes touch most of them."""
+    def _sqlite_upsert(conn: Any, rows: list[tuple], now: Any) -> list[int]:
+        """SQLite: the batch (in content id order: the unique index is filled in order) split into
+        new contents, changed ones and unchanged ones by one read of the rows already there, then
+        plain inserts and updates and their change rows, under ``BEGIN IMMEDIATE`` (no other writer
+        between the read and the writes). A plain ``INSERT`` runs at twice the rate of a multi-row
+        upsert that returns ids. A large page cache meanwhile, since each commit writes again every
+        index page it touched and random hashes touch most of them."""
         raw = conn.connection.driver_connection
         bind = LedgerChange.__table__.c.at.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
         stamp = bind(now) if bind else now
+        if not raw.in_transaction:
+            raw.execute("BEGIN IMMEDIATE")
         cache = raw.execute("PRAGMA cache_size").fetchone()[0]
         raw.execute(f"PRAGMA cache_size = {_SQLITE_WRITE_CACHE}")
         try:
-            rows = [(r.content_id, r.url, url_key(r.url), r.uploader_id, r.surface, r.content_type, r.md5, r.sha256,
-                     r.pdq, r.pdq_quality, "".join(r.pdq_variants) if r.pdq_variants else None, r.vpdq,
-                     "active", stamp, stamp) for r in records]
-            limit = raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if hasattr(raw, "getlimit") else 999
-            per = max(1, min(2000, limit // len(_WRITE_COLS)))
-            cur = raw.cursor()
-            ids = []
-            try:
-                for i in range(0, len(rows), per):  # thousands of rows a statement, no staging table
-                    part = rows[i:i + per]
-                    cur.execute(_sqlite_upsert_sql(len(part)), list(itertools.chain.from_iterable(part)))
-                    ids += [r[0] for r in cur.fetchall()]
-            finally:
-                cur.close()
+            existing: dict[str, tuple] = {}
+            for i in range(0, len(rows), 50_000):
+                keys = fastjson.dumps([r[0] for r in rows[i:i + 50_000]])
+                existing.update((row[2], row) for row in raw.execute(_SQLITE_EXISTING, (keys,)))
+            new: list[tuple] = []
+            changed: list[tuple] = []
+            for r in rows:
+                old = existing.get(r[0])
+                if old is None:
+                    new.append(r + ("active", stamp, stamp))
+                elif old[1] != "active" or old[3:] != r[1:]:
+                    changed.append(r[1:] + (stamp, old[0]))
+            ids = [c[-1] for c in changed]
+            if changed:
+                raw.executemany(_SQLITE_UPDATE, changed)
+            if new:
+                top = raw.execute("SELECT coalesce(max(id), 0) FROM ledger_content").fetchone()[0]
+                raw.executemany(_SQLITE_INSERT, new)
+                end = raw.execute("SELECT max(id) FROM ledger_content").fetchone()[0]
+                if end - top == len(new):  # one writer: the rows took the next ids, in order
+                    ids += range(top + 1, end + 1)
+                else:
+                    for i in range(0, len(new), 50_000):
+                        keys = fastjson.dumps([r[0] for r in new[i:i + 50_000]])
+                        ids += [row[0] for row in raw.execute(_SQLITE_IDS, (keys,))]
+            ids.sort()
             raw.executemany("INSERT INTO ledger_changes (op, content_pk, at) VALUES ('add', ?, ?)",
-                            [(i, stamp) for i in sorted(ids)])
+                            [(i, stamp) for i in ids])
         finally:
             raw.execute(f"PRAGMA cache_size = {cache}")
         return ids
@@ -370,7 +416,9 @@ class LedgerService:
         with self.db.session() as s:
             row = s.scalar(select(LedgerContent).where(LedgerContent.content_id == location[:200]))
             if row is None:
-                row = s.scalars(select(LedgerContent).where(LedgerContent.url_key == url_key(location),
+                key = url_key(location)
+                row = s.scalars(select(LedgerContent).where(prefix_of(LedgerContent.url_key) == key[:PREFIX],
+                                                            unpropagated(LedgerContent.url_key) == key,
                                                             LedgerContent.url == location)
                                 .order_by(LedgerContent.status, LedgerContent.id.desc())).first()
             if row is None or (row.status != "active" and not include_deleted):
@@ -393,7 +441,9 @@ class LedgerService:
         values = sorted({v.lower() for v in values if v})
         with self.db.session() as s:
             for i in range(0, len(values), 500):
-                q = select(LedgerContent).where(col.in_(values[i:i + 500]), LedgerContent.status == "active")
+                part = values[i:i + 500]
+                q = select(LedgerContent).where(prefix_of(col).in_(sorted({v[:PREFIX] for v in part})),
+                                                unpropagated(col).in_(part), LedgerContent.status == "active")
                 for r in s.scalars(q):
                     out.setdefault(getattr(r, signal_type), []).append(_info(r))
         return out
@@ -444,10 +494,8 @@ class LedgerService:
         buf: list[ContentRecord] = []
         writer = InOrder(self.db, "consentry-ledger-import")
 
-        def write(part_records: list[ContentRecord]) -> None:
-            part = self.write_many(part_records)
-            report.written += part.written
-            report.unchanged += part.unchanged
+        def write(rows: list[tuple]) -> None:
+            self._write_rows(rows, report)
             if on_batch:
                 on_batch(report)
 
@@ -464,10 +512,10 @@ class LedgerService:
                         report.errors.append(str(exc))
                     continue
                 if len(buf) >= batch:
-                    writer.submit(write, buf)
+                    writer.submit(write, _rows(buf))  # rows made here, while the last batch is written
                     buf = []
             if buf:
-                writer.submit(write, buf)
+                writer.submit(write, _rows(buf))
             writer.drain()
         finally:
             writer.close()
@@ -496,6 +544,6 @@ def read_records(stream: io.TextIOBase, fmt: str) -> Iterator[dict[str, Any] | L
         if not line:
             continue
         try:
-            yield json.loads(line)
+            yield fastjson.loads(line)
         except json.JSONDecodeError as exc:
             yield LedgerError(f"line {n}: not JSON ({exc.msg})")
