@@ -10,7 +10,7 @@
 3. A bank of B entries re-swept against the index (the sweep's search step, batched by
    threshold as ``Sweeper.sweep_bank`` does): total seconds and entries/s.
 4. Database import rate on SQLite, at ``--import-rows``: ``consentry content import``'s path (a
-   JSONL file read by ``read_records``, checked, upserted by ``LedgerService.import_stream``)
+   JSONL file read and checked in a child process, written by ``LedgerService.import_jsonl``)
    against a plain ``executemany`` INSERT of the same rows into a fresh ledger table (the
    baseline: the table's indexes with no checks, idempotency or change log); then a re-import of
    the same file (idempotent: nothing written).
@@ -111,8 +111,6 @@ def main() -> None:
     from consentry.ledger.service import LedgerService
 
     with tempfile.TemporaryDirectory() as d:
-        from consentry.ledger.service import read_records
-
         g = np.random.default_rng(a.seed + 1)
         src = os.path.join(d, "contents.jsonl")  # what `consentry content import` reads
         rows = []
@@ -153,8 +151,8 @@ def main() -> None:
 
         def timed_import() -> tuple[float, Any]:
             t = time.perf_counter()
-            with open(src, encoding="utf-8") as fh:
-                rep = ledger.import_stream(read_records(fh, "jsonl"))
+            with open(src, "rb") as fh:  # as `consentry content import` reads it
+                rep = ledger.import_jsonl(fh)
             return time.perf_counter() - t, rep
 
         s1, rep = timed_import()

@@ -356,3 +356,54 @@ def test_digest_and_url_lookups_use_the_prefix_indexes_and_compare_whole_values(
     assert ledger.get("x3").status == "active"
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(LedgerChange)) == before + 1
+
+
+@pytest.mark.parametrize("child", [False, True])
+def test_jsonl_import_in_chunks_in_process_and_in_a_child(db, monkeypatch, child):
+    """``consentry content import`` of JSON Lines: read in chunks of whole lines (here 1 KB, so a
+    few hundred records make many), checked in a child process or in this one with the same
+    result: bad lines named by line number (not JSON, not UTF-8, a wrong field, an over-long line),
+    blank lines and a byte-order mark skipped, a last line without a newline read, the last
+    record of a repeated content id winning across chunks and batches, and a second import of the
+    same bytes writing nothing but the content that moves within the file (back, then moved again)."""
+    from consentry.ledger import records
+
+    monkeypatch.setattr(records, "CHUNK_BYTES", 1024)
+    monkeypatch.setattr(records, "MAX_LINE_BYTES", 4096)
+    lines = [json.dumps({"content_id": f"c{i}", "pdq": f"{i + 1:064x}", "url": f"https://ex.org/{i}"})
+             for i in range(300)]
+    lines[10] = "{not json"
+    lines[20] = json.dumps({"content_id": "bad", "pdq": "xyz"})
+    lines[30] = ""
+    lines[40] = json.dumps({"content_id": "long", "url": "u" * 5000, "md5": "ab" * 16})
+    lines.append(json.dumps({"content_id": "c5", "pdq": f"{6:064x}", "url": "https://ex.org/moved/5"}))
+    data = b"\xef\xbb\xbf" + "\n".join(lines).encode() + b"\n\xff\xfe{}\n" + lines[299].encode()
+    ledger = LedgerService(db)
+    batches: list[int] = []
+    report = ledger.import_jsonl(io.BytesIO(data), batch=64, child=child, on_batch=lambda r: batches.append(r.read))
+    assert report.read == 302 and report.error_count == 4, report.to_dict()
+    assert [e.split(":")[0] for e in report.errors] == ["line 11", "line 21", "line 41", "line 302"]
+    assert "not JSON" in report.errors[0] and "pdq" in report.errors[1] and "longer than" in report.errors[2]
+    assert len(batches) >= 4 and batches == sorted(batches)
+    assert ledger.get("c5").url == "https://ex.org/moved/5" and ledger.get("c299").pdq == f"{300:064x}"
+    assert ledger.count() == {"active": 296}
+    again = ledger.import_jsonl(io.BytesIO(data), batch=64, child=child)
+    assert (again.read, again.written, again.error_count) == (302, 2, 4)  # c5: its first line, then its last
+    assert ledger.get("c5").url == "https://ex.org/moved/5" and ledger.count() == {"active": 296}
+
+
+def test_a_failed_reading_child_is_an_error_and_keeps_what_was_written(db, monkeypatch):
+    """A child that cannot start or dies is reported as a LedgerError naming the exit status; the
+    batches written before stay written (nothing is lost), and the in-process path still works."""
+    import sys
+
+    from consentry.ledger import records
+
+    monkeypatch.setattr(records, "CHUNK_BYTES", 512)
+    data = "".join(json.dumps({"content_id": f"k{i}", "md5": f"{i:032x}"}) + "\n" for i in range(200)).encode()
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    with pytest.raises(records.LedgerError, match="exit status 1"):
+        LedgerService(db).import_jsonl(io.BytesIO(data), batch=50, child=True)
+    monkeypatch.undo()
+    report = LedgerService(db).import_jsonl(io.BytesIO(data), batch=50, child=False)
+    assert report.written == 200

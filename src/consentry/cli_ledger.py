@@ -66,13 +66,20 @@ def import_cmd(
         if err_console.is_terminal:
             err_console.print(f"{r.read:,} read, {r.written:,} written", end="\r", highlight=False)
 
-    stream = sys.stdin if path == "-" else open(path, encoding="utf-8", newline="")
+    binary = fmt == "jsonl"  # JSON Lines as bytes: read and checked in a child process when there are many
+    if path == "-":
+        stream = sys.stdin.buffer if binary else sys.stdin
+    else:
+        stream = open(path, "rb") if binary else open(path, encoding="utf-8", newline="")
     try:
-        report = ledger.import_stream(read_records(stream, fmt), batch=batch, on_batch=progress)
+        if binary:
+            report = ledger.import_jsonl(stream, batch=batch, on_batch=progress)
+        else:
+            report = ledger.import_stream(read_records(stream, fmt), batch=batch, on_batch=progress)
     except UnicodeDecodeError:
         fail(f"{path}: not UTF-8 text")
     finally:
-        if stream is not sys.stdin:
+        if path != "-":
             stream.close()
     seconds = time.monotonic() - t0
     out = {**report.to_dict(), "seconds": round(seconds, 3),

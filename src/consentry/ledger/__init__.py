@@ -26,11 +26,22 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from consentry.ledger.service import ContentInfo, ContentNotFound, ContentRecord, LedgerError, LedgerService
-from consentry.ledger.sweep import Copy, LedgerHit, Sweeper, SweepReport, SweepRunner
+#: names imported on first use (PEP 562), so that ``consentry.ledger.records`` stays light to
+#: import: a child process that reads JSON Lines for an import loads only that module
+_LAZY = {"ContentInfo": "service", "ContentNotFound": "service", "LedgerService": "service",
+         "ContentRecord": "records", "LedgerError": "records",
+         "Copy": "sweep", "LedgerHit": "sweep", "Sweeper": "sweep", "SweepReport": "sweep", "SweepRunner": "sweep"}
 
 __all__ = ["ContentInfo", "ContentNotFound", "ContentRecord", "Copy", "LedgerError", "LedgerHit",
            "LedgerService", "SweepReport", "Sweeper", "SweepRunner", "install", "sweep_interval"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"consentry.ledger.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def sweep_interval() -> float:
@@ -42,9 +53,11 @@ def sweep_interval() -> float:
         return 2.0
 
 
-def install(app: Any, settings: Any, db: Any) -> Sweeper:
+def install(app: Any, settings: Any, db: Any) -> Any:
     """Put the ledger and a sweeper acting through the app's rules, webhooks and review queue on
     ``app.state`` (``ledger``, ``sweeper``, ``sweep_runner``)."""
+    from consentry.ledger.sweep import Sweeper, SweepRunner
+
     sweeper = Sweeper.for_policy(db, app.state.policy, settings, app.state.review.cases.enqueue_handler(),
                                  banks=app.state.consentry.banks)
     app.state.ledger = sweeper.ledger

@@ -14,13 +14,11 @@ their change rows, in one transaction.
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
+import itertools
 import json
-import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, BinaryIO
 
 from sqlalchemy import func, literal_column, select
 
@@ -31,163 +29,29 @@ from consentry.db.inorder import InOrder
 from consentry.db.models import utcnow
 from consentry.db.models_ledger import PREFIX, LedgerChange, LedgerContent, SweepHit
 from consentry.db.session import Database, ensure_pg_temp_table
-from consentry.errors import ConsentryError
-from consentry.index import DIHEDRAL_TRANSFORMS
+from consentry.ledger.records import (  # noqa: F401 - re-exported: the ledger's record types live there
+    FIELDS,
+    SIGNAL_FIELDS,
+    ContentRecord,
+    LedgerError,
+    Parsed,
+    line_chunks,
+    one_per_content,
+    parse_lines,
+    parsed_in_child,
+    read_records,
+    rows_of,
+    url_key,
+)
 
-FIELDS = ("content_id", "url", "uploader_id", "surface", "content_type", "md5", "sha256", "pdq",
-          "pdq_quality", "pdq_variants", "vpdq")
-SIGNAL_FIELDS = ("md5", "sha256", "pdq", "pdq_variants", "vpdq")
 #: contents per transaction in imports: SQLite commits are costly (each writes again every index
 #: page the batch touched), PostgreSQL's multi-row upserts less so
 BATCH = {"sqlite": 100_000, "postgresql": 20_000}
 _SQLITE_WRITE_CACHE = -256 * 1024  # KiB: 256 MiB of page cache while a batch is written
 
 
-class LedgerError(ConsentryError):
-    code = "ledger_error"
-
-
 class ContentNotFound(LedgerError):
     code = "not_found"
-
-
-_ALLOWED = frozenset(FIELDS) | {"pdq_dihedral"}
-_HEX_N = {32: re.compile("[0-9a-f]{32}"), 64: re.compile("[0-9a-f]{64}")}
-
-
-def _text(v: Any, name: str, n: int, where: str) -> str | None:
-    if v is None or v == "":
-        return None
-    if not isinstance(v, str) or len(v) > n:
-        raise LedgerError(f"{where}: {name}: text of at most {n} characters")
-    return v
-
-
-def _hex(v: Any, name: str, n: int, where: str) -> str | None:
-    """``n`` hex digits, lower case (the canonical spelling, taken as it is, is checked first)."""
-    if v is None or v == "":
-        return None
-    if isinstance(v, str):
-        if _HEX_N[n].fullmatch(v):
-            return v
-        v = v.strip().lower()
-        if _HEX_N[n].fullmatch(v):
-            return v
-    raise LedgerError(f"{where}: {name}: expected {n} hex digits")
-
-
-def _variants(variants: Any, where: str) -> list[str]:
-    if isinstance(variants, str):
-        variants = [variants[i:i + 64] for i in range(0, len(variants), 64)]
-    if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
-        raise LedgerError(f"{where}: pdq_variants: a list of 64-hex PDQ hashes")
-    variants = [v.strip().lower() for v in variants]
-    if len(variants) == 8:  # all eight, original first (as `consentry hash` prints them)
-        variants = variants[1:]
-    if len(variants) != 7 or not all(_HEX_N[64].fullmatch(v) for v in variants):
-        raise LedgerError(f"{where}: pdq_variants: 7 (or all 8) PDQ hashes of 64 hex digits, "
-                          f"in the order {', '.join(DIHEDRAL_TRANSFORMS[1:])}")
-    return variants
-
-
-@dataclass(slots=True)
-class ContentRecord:
-    """One hosted content as the platform describes it (hashes only)."""
-
-    content_id: str
-    url: str | None = None
-    uploader_id: str | None = None
-    surface: str | None = None
-    content_type: str | None = None
-    md5: str | None = None
-    sha256: str | None = None
-    pdq: str | None = None
-    pdq_quality: int | None = None
-    #: the 7 other dihedral variants of ``pdq`` (rotate90, rotate180, rotate270, flipx, flipy,
-    #: flip_plus1, flip_minus1), as a list or one string of 7 x 64 hex digits
-    pdq_variants: list[str] | None = None
-    vpdq: str | None = None
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str = "record") -> "ContentRecord":
-        """Validated and canonical (lower-case hex); raises :class:`LedgerError` naming the field.
-        (Imports call this for every record: it is written for speed, without closures.)"""
-        if not isinstance(data, dict):
-            raise LedgerError(f"{where}: expected an object")
-        if not _ALLOWED.issuperset(data):
-            unknown = sorted(k for k in data if k not in _ALLOWED)
-            raise LedgerError(f"{where}: unknown field {str(unknown[0])!r} (use {', '.join(FIELDS)})")
-        cid = data.get("content_id")
-        if isinstance(cid, int) and not isinstance(cid, bool):
-            cid = str(cid)
-        if not isinstance(cid, str) or len(cid) > 200 or not (cid := cid.strip()):
-            raise LedgerError(f"{where}: content_id: 1-200 characters")
-        get = data.get
-        quality = get("pdq_quality")
-        if quality == "" or quality is None:
-            quality = None
-        elif type(quality) is not int or not 0 <= quality <= 100:
-            try:
-                quality = int(quality)
-            except (TypeError, ValueError):
-                raise LedgerError(f"{where}: pdq_quality: expected an integer 0-100") from None
-            if not 0 <= quality <= 100:
-                raise LedgerError(f"{where}: pdq_quality: expected an integer 0-100")
-        variants = get("pdq_variants", get("pdq_dihedral"))
-        if variants == "" or variants is None:
-            variants = None
-        else:
-            variants = _variants(variants, where)
-        vpdq = get("vpdq")
-        if vpdq == "" or vpdq is None:
-            vpdq = None
-        else:
-            from consentry.signals import get_signal_type
-
-            try:
-                vpdq = get_signal_type("vpdq").parse(vpdq)
-            except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's data
-                raise LedgerError(f"{where}: vpdq: {exc}") from None
-        rec = cls(cid, _text(get("url"), "url", 4000, where), _text(get("uploader_id"), "uploader_id", 200, where),
-                  _text(get("surface"), "surface", 100, where), _text(get("content_type"), "content_type", 16, where),
-                  _hex(get("md5"), "md5", 32, where), _hex(get("sha256"), "sha256", 64, where),
-                  _hex(get("pdq"), "pdq", 64, where), quality, variants, vpdq)
-        if variants and not rec.pdq:
-            raise LedgerError(f"{where}: pdq_variants without pdq")
-        if rec.md5 is None and rec.sha256 is None and rec.pdq is None and vpdq is None:
-            raise LedgerError(f"{where}: no signal (give md5, sha256, pdq or vpdq, or send the file)")
-        return rec
-
-    @classmethod
-    def from_content(cls, content: Any, **fields: Any) -> "ContentRecord":
-        """From a loaded file (``consentry.media.content.Content``): digests, the 8 PDQ variants
-        of a photo, the vPDQ frames of a video."""
-        from consentry.banks.matcher import query_from_content
-
-        return cls.from_signals(query_from_content(content, canonical=False), content.content_type, **fields)
-
-    @classmethod
-    def from_signals(cls, q: Any, content_type: str | None, **fields: Any) -> "ContentRecord":
-        """From a file's match query (``QuerySignals``), so a file is hashed once."""
-        from consentry.signals.vpdq import frames_to_json
-
-        return cls.from_dict({**fields, "content_type": content_type, "md5": q.exact.get("md5"),
-                              "sha256": q.exact.get("sha256"), "pdq": q.pdq[0] if q.pdq else None,
-                              "pdq_quality": q.pdq_quality, "pdq_variants": q.pdq[1:] if len(q.pdq) == 8 else None,
-                              "vpdq": frames_to_json(q.vpdq) if q.vpdq else None})
-
-    def values(self) -> tuple:
-        """The row's values in :data:`_COLS` order (what a bulk write stores)."""
-        return (self.content_id, self.url, url_key(self.url), self.uploader_id, self.surface, self.content_type,
-                self.md5, self.sha256, self.pdq, self.pdq_quality,
-                "".join(self.pdq_variants) if self.pdq_variants else None, self.vpdq)
-
-
-def _rows(records: Iterable[ContentRecord]) -> list[tuple]:
-    """The rows to write for ``records``: one per content id (the last record wins), in content id
-    order (the unique index is then filled in order; PostgreSQL's upsert orders them again)."""
-    latest = {r.content_id: r for r in records}
-    return [latest[k].values() for k in sorted(latest)]
 
 
 def prefix_of(column: Any) -> Any:
@@ -201,10 +65,6 @@ def unpropagated(column: Any) -> Any:
     ``f(x) = ? AND x = ?`` into ``f(?) = ?`` (constant propagation), which no index holds, and then
     scans the table; ``x || ''`` is the same value but not a column, so it is left alone."""
     return column.concat(literal_column("''"))
-
-
-def url_key(url: str | None) -> str | None:
-    return hashlib.sha256(url.encode("utf-8")).hexdigest() if url else None
 
 
 @dataclass(frozen=True)
@@ -309,7 +169,7 @@ class LedgerService:
     def write_many(self, records: Sequence[ContentRecord]) -> WriteReport:
         """Upsert a batch in one transaction; the last record of a repeated content id wins."""
         report = WriteReport(read=len(records))
-        return self._write_rows(_rows(records), report)
+        return self._write_rows(rows_of(records), report)
 
     def _write_rows(self, rows: list[tuple], report: WriteReport) -> WriteReport:
         """Write rows made by :func:`_rows` (imports make them on the reading thread)."""
@@ -487,6 +347,45 @@ class LedgerService:
         with collector_paused():
             return self._import_stream(records, batch or BATCH.get(self.db.dialect, 20_000), on_batch)
 
+    def import_jsonl(self, stream: BinaryIO, *, batch: int | None = None, on_batch=None,
+                     child: bool | None = None) -> WriteReport:
+        """``consentry content import`` of JSON Lines from a binary stream; bad lines are counted
+        and named (``line N``), not fatal; importing the same file again changes nothing.
+
+        An input of more than two chunks (:data:`~consentry.ledger.records.CHUNK_BYTES`) is read
+        and checked in a child process while this one writes (``child`` forces either way): one
+        interpreter cannot do both at once, since an SQLite write takes the interpreter lock back
+        for every row while the reader holds it most of the time (measured: a writer thread behind
+        the reader ran no faster than the two one after the other)."""
+        chunks = line_chunks(stream)
+        head = list(itertools.islice(chunks, 2))
+        rest = itertools.chain(head, chunks)
+        use_child = child if child is not None else len(head) == 2
+        parsed = parsed_in_child(rest) if use_child else (parse_lines(d, n) for d, n in rest)
+        report = WriteReport()
+        batch = batch or BATCH.get(self.db.dialect, 20_000)
+        pending: list[tuple] = []
+        with collector_paused():
+            try:
+                for part in parsed:
+                    report.read += part.read
+                    report.error_count += part.error_count
+                    report.errors += part.errors[:max(0, 100 - len(report.errors))]
+                    pending += part.rows
+                    if len(pending) >= batch:
+                        self._write_rows(one_per_content(pending), report)
+                        pending = []
+                        if on_batch:
+                            on_batch(report)
+                if pending:
+                    self._write_rows(one_per_content(pending), report)
+                    if on_batch:
+                        on_batch(report)
+            finally:
+                if use_child:
+                    parsed.close()  # the child stops (and is waited for) even when a write failed
+        return report
+
     def _import_stream(self, records: Iterable[dict[str, Any] | LedgerError], batch: int, on_batch) -> WriteReport:
         """Batches are written on a writer thread while the next one is read and checked
         (:class:`consentry.db.inorder.InOrder`): at most two batches in memory, written in order."""
@@ -512,10 +411,10 @@ class LedgerService:
                         report.errors.append(str(exc))
                     continue
                 if len(buf) >= batch:
-                    writer.submit(write, _rows(buf))  # rows made here, while the last batch is written
+                    writer.submit(write, rows_of(buf))  # rows made here, while the last batch is written
                     buf = []
             if buf:
-                writer.submit(write, _rows(buf))
+                writer.submit(write, rows_of(buf))
             writer.drain()
         finally:
             writer.close()
@@ -526,24 +425,3 @@ def hit_dict(h: SweepHit) -> dict[str, Any]:
     return {"id": h.id, "content_id": h.content_id, "entry_id": h.entry_id, "bank": h.bank,
             "signal_type": h.signal_type, "distance": h.distance, "transform": h.transform,
             "at": as_utc(h.at).isoformat() if h.at else None, "trigger": h.trigger, "action": h.action or {}}
-
-
-def read_records(stream: io.TextIOBase, fmt: str) -> Iterator[dict[str, Any] | LedgerError]:
-    """Stream JSONL (one object a line) or CSV (a header row naming the fields) as dicts; a line
-    that does not parse is yielded as a :class:`LedgerError` (counted by the import)."""
-    if fmt == "csv":
-        reader = csv.DictReader(stream)
-        for n, row in enumerate(reader, 2):
-            if None in row:
-                yield LedgerError(f"line {n}: more values than the header names")
-                continue
-            yield {k: v for k, v in row.items() if k and v not in (None, "")}
-        return
-    for n, line in enumerate(stream, 1):
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            yield fastjson.loads(line)
-        except json.JSONDecodeError as exc:
-            yield LedgerError(f"line {n}: not JSON ({exc.msg})")
