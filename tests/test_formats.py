@@ -74,7 +74,7 @@ def R(signal_type, value, position, source, **kw) -> HashRecord:  # noqa: N802
 
 # --------------------------------------------------------------------------- registry
 def test_registry_names_and_unknown_format_message():
-    assert set(FORMATS) == {"te", "stopncii", "ncmec", "vics", "csv"}
+    assert set(FORMATS) == {"te", "stopncii", "ncmec", "vics", "csv", "consentry"}
     for name, module in FORMATS.items():
         assert module.NAME == name
         assert get_format(name) is module
@@ -90,6 +90,7 @@ def test_registry_names_and_unknown_format_message():
     ("te_text.txt", "te"), ("te_dataset.csv", "te"), ("plain.csv", "csv"),
     ("stopncii_fetch.json", "stopncii"), ("stopncii.jsonl", "stopncii"),
     ("ncmec_entries.xml", "ncmec"), ("vics_media.json", "vics"), ("vics_cases.json", "vics"),
+    ("consentry_hash.jsonl", "consentry"),
 ])
 def test_sniff_fixtures(name, expected):
     assert sniff_format(fixture(name)[:4096]) == expected
@@ -670,7 +671,8 @@ def test_reading_memory_does_not_grow_with_input(name, tmp_path):
 def test_readers_do_not_close_the_callers_stream():
     for name, module in FORMATS.items():
         stream = io.BytesIO(fixture({"te": "te_text.txt", "csv": "plain.csv", "stopncii": "stopncii.jsonl",
-                                     "ncmec": "ncmec_entries.xml", "vics": "vics_cases.json"}[name]))
+                                     "ncmec": "ncmec_entries.xml", "vics": "vics_cases.json",
+                                     "consentry": "consentry_hash.jsonl"}[name]))
         list(module.read(stream))
         assert not stream.closed, name
         out = io.BytesIO()
@@ -688,3 +690,65 @@ def test_stopncii_records_first_and_records_last_read_the_same():
     got_first, got_last = read_all(stopncii, first), read_all(stopncii, last)
     assert got_first == got_last and len(got_first) == len(records) and len(records_only(got_first)) == 4
     assert got_first[-1] == RecordError(f"record {len(records)}", "hash record must be a JSON object, not str")
+
+
+def test_consentry_hash_output_imports_as_a_list(tmp_path, monkeypatch):
+    """What `consentry hash` prints (JSON Lines, one object a file) is a list format: sniffed,
+    read into one entry per signal (PDQ with its quality, a video's frames as one vPDQ entry, a
+    failed file's digests), never keeping the local path; a line with nothing usable is reported;
+    written back and read again unchanged. End to end: hash two drawn photos, import the output,
+    and each photo then matches its bank entries."""
+    from typer.testing import CliRunner
+
+    from consentry.banks.formats import consentry_hash
+    from consentry.cli import app
+    from imagegen import encode, scene
+
+    frames = [f"{PDQ1},100,0.0", f"{PDQ2},90,1.0"]
+    lines = [
+        {"path": "/evidence/a.jpg", "content_type": "photo", "size": 9, "sha256": "ab" * 32, "md5": MD5_1,
+         "pdq": PDQ1, "pdq_quality": 87, "vpdq": None, "error": None},
+        {"path": "clip.mp4", "content_type": "video", "size": 9, "sha256": None, "md5": MD5_2, "pdq": None,
+         "pdq_quality": None, "vpdq": frames, "error": None},
+        {"path": "broken.png", "content_type": "photo", "size": 9, "sha256": "cd" * 32, "md5": None, "pdq": None,
+         "pdq_quality": None, "vpdq": None, "error": "cannot decode"},
+        {"path": "empty.bin", "content_type": "unknown", "size": 0, "sha256": None, "md5": None, "pdq": None,
+         "pdq_quality": None, "vpdq": None, "error": "unrecognised or unsupported file format"},
+    ]
+    data = ("\n".join(json.dumps(x) for x in lines) + "\nnot json\n").encode()
+    assert sniff_format(data[:4096]) == "consentry" and FORMATS["consentry"] is consentry_hash
+    got = read_all(consentry_hash, data)
+    recs = records_only(got)
+    assert [(r.signal_type, r.position) for r in recs] == [
+        ("md5", "line 1"), ("sha256", "line 1"), ("pdq", "line 1"), ("md5", "line 2"), ("vpdq", "line 2"),
+        ("sha256", "line 3")]
+    pdq = recs[2]
+    assert pdq.value == PDQ1 and pdq.meta == {"quality": 87} and pdq.source == "consentry"
+    assert json.loads(recs[4].value) == frames
+    assert not any("evidence" in json.dumps(r.__dict__) for r in recs)  # the path is not kept
+    errors = [g for g in got if isinstance(g, RecordError)]
+    assert [(e.position, "unsupported" in e.message or "not JSON" in e.message) for e in errors] == \
+        [("line 4", True), ("line 5", True)]
+    out = io.BytesIO()
+    assert consentry_hash.write(recs, out) == 6
+    again = records_only(read_all(consentry_hash, out.getvalue()))
+    assert [(r.signal_type, r.value, r.meta) for r in again] == [(r.signal_type, r.value, r.meta) for r in recs]
+
+    monkeypatch.setenv("CONSENTRY_HOME", str(tmp_path / "home"))
+    photos = []
+    for seed in (3, 4):
+        p = tmp_path / f"p{seed}.png"
+        p.write_bytes(encode(scene(320, 240, seed=seed), "PNG"))
+        photos.append(str(p))
+    runner = CliRunner()
+    hashed = runner.invoke(app, ["hash", *photos])
+    assert hashed.exit_code == 0, hashed.output
+    (tmp_path / "h.jsonl").write_text(hashed.stdout)
+    assert runner.invoke(app, ["bank", "create", "mine"]).exit_code == 0
+    imported = runner.invoke(app, ["bank", "import", "mine", str(tmp_path / "h.jsonl")])
+    assert imported.exit_code == 0, imported.output
+    summary = json.loads(imported.stdout.strip().splitlines()[-1])
+    assert summary["format"] == "consentry" and summary["added"] == 6 and summary["errors"] == 0
+    matched = runner.invoke(app, ["match", photos[0]])
+    kinds = {m["signal_type"] for m in json.loads(matched.stdout)["matches"]}
+    assert kinds == {"md5", "sha256", "pdq"}

@@ -21,7 +21,7 @@ bank_app = typer.Typer(help="Create banks (hash lists), import/export them, add 
                        no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 
-FORMAT_NAMES = ["te", "stopncii", "ncmec", "vics", "csv"]
+FORMAT_NAMES = ["te", "stopncii", "ncmec", "vics", "csv", "consentry"]
 
 
 def _service():
@@ -171,7 +171,7 @@ class _CountingReader(io.RawIOBase):
 def bank_import(
     name: str = typer.Argument(..., help="Bank to import into (must exist)."),
     file: Path = typer.Argument(..., help="Hash list file ('-' for stdin).", allow_dash=True),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="te, stopncii, ncmec, vics or csv (default: detect)."),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="te, stopncii, ncmec, vics, csv, or consentry (what `consentry hash` prints) (default: detect)."),
     errors_out: Optional[Path] = typer.Option(None, "--errors-out", help="Write every bad record here (JSON Lines)."),
     added_by: Optional[str] = typer.Option(None, "--added-by", help="Who is importing (provenance)."),
 ) -> None:
@@ -222,7 +222,7 @@ def bank_import(
 @bank_app.command("export")
 def bank_export(
     name: str,
-    fmt: str = typer.Option(..., "--format", "-f", help="te, stopncii, ncmec, vics or csv."),
+    fmt: str = typer.Option(..., "--format", "-f", help="te, stopncii, ncmec, vics, csv or consentry."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default stdout)."),
     include_withdrawn: bool = typer.Option(False, "--include-withdrawn",
                                            help="Write withdrawn entries as tombstones where the format has them."),

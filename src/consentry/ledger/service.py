@@ -352,8 +352,8 @@ class LedgerService:
         """``consentry content import`` of JSON Lines from a binary stream; bad lines are counted
         and named (``line N``), not fatal; importing the same file again changes nothing.
 
-        An input of more than two chunks (:data:`~consentry.ledger.records.CHUNK_BYTES`) is read
-        and checked in a child process while this one writes (``child`` forces either way): one
+        An input of more than one chunk (:data:`~consentry.ledger.records.CHUNK_BYTES`, 4 MB) is
+        read and checked in a child process while this one writes (``child`` forces either way): one
         interpreter cannot do both at once, since an SQLite write takes the interpreter lock back
         for every row while the reader holds it most of the time (measured: a writer thread behind
         the reader ran no faster than the two one after the other)."""

@@ -7,7 +7,8 @@ Each format module has ``NAME``, ``read(stream, *, source_name=None)`` (yields `
 * ``stopncii`` - StopNCII ``FetchHashes`` JSON (also a bare list and JSON Lines);
 * ``ncmec`` - NCMEC Hash Sharing v2 XML (``queryResult``), parsed with defusedxml;
 * ``vics`` - Project VIC VICS JSON (``#Media`` hash sets and ``#Cases``);
-* ``csv`` - plain ``signal_type,value[,tags]``.
+* ``csv`` - plain ``signal_type,value[,tags]``;
+* ``consentry`` - the JSON Lines ``consentry hash`` prints (one object a file).
 
 See :mod:`consentry.banks.formats.records` for the record contract.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import re
 from types import ModuleType
 
-from consentry.banks.formats import csv_format, ncmec, stopncii, te, vics
+from consentry.banks.formats import consentry_hash, csv_format, ncmec, stopncii, te, vics
 from consentry.banks.formats.records import HashRecord, RecordError
 
 FORMATS: dict[str, ModuleType] = {
@@ -26,6 +27,7 @@ FORMATS: dict[str, ModuleType] = {
     ncmec.NAME: ncmec,
     vics.NAME: vics,
     csv_format.NAME: csv_format,
+    consentry_hash.NAME: consentry_hash,
 }
 
 
@@ -57,6 +59,8 @@ def sniff_format(head: bytes) -> str | None:
             return "vics"
         if any(k in body for k in (b'"hashRecords"', b'"hashValue"', b'"signalType"', b'"hashStatus"')):
             return "stopncii"
+        if body[:1] == b"{" and b'"path"' in body and b'"content_type"' in body and b'"pdq_quality"' in body:
+            return consentry_hash.NAME  # what `consentry hash` prints
         return None
     for line in body.splitlines():
         s = line.strip()

@@ -16,7 +16,7 @@ from consentry.web.deps import DbId, MAX_DB_INT, read_upload, state
 from consentry.web.problems import Problem
 
 router = APIRouter(prefix="/v1", tags=["banks"])
-FORMATS = ("te", "stopncii", "ncmec", "vics", "csv")
+FORMATS = ("te", "stopncii", "ncmec", "vics", "csv", "consentry")
 _MEDIA = {"te": "text/plain", "csv": "text/csv", "stopncii": "application/json",
           "vics": "application/json", "ncmec": "application/xml"}
 
@@ -180,7 +180,7 @@ def enable_entry(request: Request, name: str, entry_id: DbId, p: Principal = Dep
 @router.post("/banks/{name}/import", summary="Import a hash list (idempotent; withdrawals remove)")
 def import_list(
     request: Request, name: str, file: UploadFile = File(...),
-    format: str = Query(..., description="te, stopncii, ncmec, vics or csv"),
+    format: str = Query(..., description="te, stopncii, ncmec, vics, csv or consentry (what `consentry hash` prints)"),
     p: Principal = Depends(require(*WRITE_BANKS)),
 ) -> dict:
     from consentry.banks.formats import get_format
