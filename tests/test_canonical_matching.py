@@ -110,3 +110,23 @@ def test_http_upload_reports_the_query_variant(db, banked, tmp_path):
         assert body["query"]["pdq"] != body["matches"][0].get("value")  # the query echoes the plain hash
     finally:
         app.state.consentry.match_log.close()
+
+
+def test_with_pdq_switched_off_a_boxed_upload_matches_by_digest_only(db, banked):
+    """An instance with PDQ switched off (instance settings) drops the canonical PDQ hashes with the
+    plain one: a letterboxed copy then matches nothing through its trimmed picture, the exact copy
+    still matches by SHA-256, and the outcome names PDQ as switched off."""
+    from consentry.instance_settings import set_signal_types
+
+    boxed = content(letterboxed(banked[0]))
+    BankService(db).add_entry("victims", "sha256", query_from_content(boxed, canonical=False).exact["sha256"])
+    m = Matcher(db).load()
+    assert {h.signal_type for h in m.match(query_from_content(boxed)).matches} == {"pdq", "sha256"}
+    set_signal_types(db, ["md5", "sha256"])
+    m = Matcher(db).load()
+    q = query_from_content(boxed)
+    assert q.pdq_extra  # the upload was hashed as usual; the instance does not match through PDQ
+    out = m.match(q)
+    assert [h.signal_type for h in out.matches] == ["sha256"]
+    assert "pdq" in out.disabled_types
+    assert m.match(query_from_content(content(letterboxed(banked[1])))).matches == []
