@@ -112,6 +112,7 @@ def test_first_worker_writes_the_snapshot_and_the_next_maps_it(db, tmp_path, sma
     snapdir = tmp_path / "index"
     first = Matcher(db, snapshot_dir=snapdir).load()
     assert first.index_source == "database" and (snapdir / "pdq.snap").exists()
+    assert (snapdir / "pdq.snap").stat().st_mode & 0o077 == 0  # the banks' hashes: owner only
     # the writer swapped its own base for the mapped file too: one copy in the page cache
     assert isinstance(first.pdq._base.words.base, np.memmap)
     second = Matcher(db, snapshot_dir=snapdir).load()
@@ -201,3 +202,38 @@ def test_unwritable_snapshot_directory_is_not_an_error(db, tmp_path, small_snaps
     _bank(db, hashes)
     m = Matcher(db, snapshot_dir=blocker / "index").load()
     assert m.index_source == "database" and len(_answers(m, hashes[:1])[0]) == 1
+
+
+def test_a_worker_opening_the_snapshot_reads_only_the_other_signals(db, tmp_path, small_snapshots):
+    """With a snapshot, start-up reads the non-PDQ entries bank by bank through the (bank, signal
+    type, value) index, not every entry (a scan of 10M PDQ entries cost 10 s of each worker's
+    start); the MD5 and vPDQ entries of every bank still match."""
+    from sqlalchemy import event
+
+    hashes = _hashes(60, 5)
+    svc = _bank(db, hashes)
+    svc.create_bank("other", "custom")
+    svc.add_records("other", [HashRecord("md5", "ab" * 16)])
+    svc.add_records("snap", [HashRecord("sha256", "cd" * 32)])
+    snapdir = tmp_path / "index"
+    Matcher(db, snapshot_dir=snapdir).load()
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, params, context, executemany):
+        if "FROM entries" in statement and "signal_type IN" in statement:
+            plan = ""
+            if db.dialect == "sqlite":
+                plan = " ".join(r[3] for r in cursor.connection.execute("EXPLAIN QUERY PLAN " + statement, params))
+            statements.append(plan or statement)
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        second = Matcher(db, snapshot_dir=snapdir).load()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    assert second.index_source == "snapshot" and len(statements) == 2  # one per bank
+    if db.dialect == "sqlite":
+        assert all("SEARCH entries USING INDEX" in p and "bank_id=?" in p for p in statements), statements
+    assert [m.signal_type for m in second.match(QuerySignals(exact={"md5": "ab" * 16})).matches] == ["md5"]
+    assert [m.signal_type for m in second.match(QuerySignals(exact={"sha256": "cd" * 32})).matches] == ["sha256"]
+    assert _answers(second, hashes[:3]) == _answers(Matcher(db).load(), hashes[:3])

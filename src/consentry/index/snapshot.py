@@ -108,7 +108,8 @@ def write_snapshot(directory: Path, name: str, arrays: dict[str, np.ndarray], me
     final = snapshot_path(directory, name)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as fh:
+        # 0600, like the database: the arrays are the banks' hashes, and hash lists are secrets
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
             fh.write(raw.ljust(HEADER_BYTES, b" "))
             for k, a in zip(ARRAYS, ordered):
                 fh.seek(layout[k]["offset"])
