@@ -236,14 +236,25 @@ decisions:
                                                                   "csrf_token": csrf})
             assert r.status_code == 303
             assert _wait(lambda: len(rx.requests) == 1)
+            first = json.loads(rx.requests[0]["body"])
+            decision_id = first.get("data", first)["decision"]["id"]
+            r = c.post(f"/console/decisions/{decision_id}/undo", data={"csrf_token": csrf})
+            assert r.status_code == 303
+            assert _wait(lambda: len(rx.requests) == 2)  # the undo is told to the same sinks
     finally:
         app.state.policy.close()
-    (req,) = rx.requests
+    req, undone = rx.requests
     assert req["valid"] and req["headers"]["Consentry-Event"] == "case.decision"
     body = json.loads(req["body"])
     payload = body.get("data", body)
     assert payload["decision"]["kind"] == "confirm" and payload["decision"]["bank"] == "known"
+    assert payload["decision"]["status"] == "applied"
     assert payload["case"]["items"][0]["pdq"] == case.items[0].pdq
+    assert undone["valid"] and undone["headers"]["Consentry-Event"] == "case.decision"
+    later = json.loads(undone["body"])
+    later = later.get("data", later)
+    assert later["decision"]["id"] == decision_id and later["decision"]["status"] == "undone"
+    assert later["decision"]["result"]["withdrawn"] and later["case"]["status"] == "open"
 
 
 def test_decision_actions_are_validated():

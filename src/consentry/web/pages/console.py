@@ -476,6 +476,8 @@ def undo_decision(request: Request, decision_id: DbId, csrf_token: str = Form(""
         status, _slug = consentry_error_status(exc)
         return _queue_page(request, user, error=str(exc), status=status)
     _refresh_index(request)
+    if d.result.get("status_before_undo") == "applied":
+        _notify_decided(request, d)  # the sinks told of the decision hear it was taken back
     q = QueueFilter.from_params(_parse_fq(fq)).query(done="undone")
     return _see(f"/console/cases/{d.case_id}?{q}")
 
@@ -511,7 +513,8 @@ def _second_review(request: Request, decision_id: int, csrf_token: str, user: Co
 
 
 def _notify_decided(request: Request, d) -> None:
-    """Run the rules' actions for a decision that took effect (not one awaiting a second review)."""
+    """Run the rules' actions for a decision that took effect (not one awaiting a second review),
+    or that was undone after it took effect (``decision.status == "undone"``)."""
     if d.status == "pending_second_review":
         return
     case = review(request).cases.get(d.case_id)
