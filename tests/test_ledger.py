@@ -407,3 +407,25 @@ def test_a_failed_reading_child_is_an_error_and_keeps_what_was_written(db, monke
     monkeypatch.undo()
     report = LedgerService(db).import_jsonl(io.BytesIO(data), batch=50, child=False)
     assert report.written == 200
+
+
+def test_closing_the_child_reader_early_stops_it_at_once():
+    """A caller that stops reading (a write failed) closes the generator: the child is stopped
+    and both helper threads end, even with the answer queue full."""
+    import threading
+    import time
+
+    from consentry.ledger import records
+
+    lines = b"".join(json.dumps({"content_id": f"e{i}", "md5": f"{i:032x}"}).encode() + b"\n" for i in range(3000))
+    chunks = [(lines[i:i + 4096], 1) for i in range(0, len(lines), 4096)]  # (numbering is not checked here)
+    before = {t.name for t in threading.enumerate()}
+    gen = records.parsed_in_child(iter(chunks), ahead=2)
+    first = next(gen)
+    assert first.read > 0
+    time.sleep(0.5)  # let the child fill the small queue
+    t0 = time.monotonic()
+    gen.close()
+    assert time.monotonic() - t0 < 3
+    left = {t.name for t in threading.enumerate()} - before
+    assert not [n for n in left if n.startswith("consentry-ledger-")], left

@@ -343,13 +343,19 @@ def parsed_in_child(chunks: Iterable[tuple[bytes, int]], ahead: int = 16) -> Ite
             if len(head) < _SIZE.size:
                 break
             item = Parsed(*pickle.loads(proc.stdout.read(_SIZE.unpack(head)[0])))
-            while not stop.is_set():
-                try:
-                    results.put(item, timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
-        results.put(None)
+            if not put(item):
+                return
+        put(None)
+
+    def put(item: Any) -> bool:
+        """Hand ``item`` on; False once the caller has stopped listening (a full queue then)."""
+        while True:
+            try:
+                results.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                if stop.is_set():
+                    return False
 
     threads = [threading.Thread(target=f, name=f"consentry-ledger-{f.__name__}", daemon=True) for f in (feed, collect)]
     for t in threads:
@@ -372,8 +378,7 @@ def parsed_in_child(chunks: Iterable[tuple[bytes, int]], ahead: int = 16) -> Ite
         proc.wait()
         for t in threads:
             t.join(timeout=5)
-        for pipe in (proc.stdout,):
-            pipe.close()
+        proc.stdout.close()
 
 
 if __name__ == "__main__":
