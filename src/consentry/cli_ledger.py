@@ -52,7 +52,7 @@ def import_cmd(
     """Import the back catalogue: one content a line/row (content_id, url, uploader_id, surface,
     md5, sha256, pdq, pdq_quality, pdq_variants, vpdq). Idempotent by content id: importing the
     same file again changes nothing. Prints a JSON summary."""
-    from consentry.ledger.service import LedgerService, read_records
+    from consentry.ledger.service import LedgerService, read_csv
 
     fmt = (fmt or ("csv" if path.lower().endswith(".csv") else "jsonl")).lower()
     if fmt not in ("jsonl", "csv"):
@@ -75,7 +75,7 @@ def import_cmd(
         if binary:
             report = ledger.import_jsonl(stream, batch=batch, on_batch=progress)
         else:
-            report = ledger.import_stream(read_records(stream, fmt), batch=batch, on_batch=progress)
+            report = ledger.import_stream(read_csv(stream), batch=batch, on_batch=progress)
     except UnicodeDecodeError:
         fail(f"{path}: not UTF-8 text")
     finally:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import os
 import pickle
 import re
@@ -183,25 +182,16 @@ def one_per_content(rows: list[tuple]) -> list[tuple]:
 
 
 
-def read_records(stream: io.TextIOBase, fmt: str) -> Iterator[dict[str, Any] | LedgerError]:
-    """Stream JSONL (one object a line) or CSV (a header row naming the fields) as dicts; a line
-    that does not parse is yielded as a :class:`LedgerError` (counted by the import)."""
-    if fmt == "csv":
-        reader = csv.DictReader(stream)
-        for n, row in enumerate(reader, 2):
-            if None in row:
-                yield LedgerError(f"line {n}: more values than the header names")
-                continue
-            yield {k: v for k, v in row.items() if k and v not in (None, "")}
-        return
-    for n, line in enumerate(stream, 1):
-        line = line.strip()
-        if not line:
+def read_csv(stream: io.TextIOBase) -> Iterator[dict[str, Any] | LedgerError]:
+    """Stream CSV (a header row naming the fields) as dicts; a row that does not fit the header is
+    yielded as a :class:`LedgerError` (counted by the import). JSON Lines are read in chunks
+    (:func:`line_chunks`, :func:`parse_lines`)."""
+    reader = csv.DictReader(stream)
+    for n, row in enumerate(reader, 2):
+        if None in row:
+            yield LedgerError(f"line {n}: more values than the header names")
             continue
-        try:
-            yield fastjson.loads(line)
-        except json.JSONDecodeError as exc:
-            yield LedgerError(f"line {n}: not JSON ({exc.msg})")
+        yield {k: v for k, v in row.items() if k and v not in (None, "")}
 
 
 # ---------------------------------------------------------------------- JSON Lines in chunks

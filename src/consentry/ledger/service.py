@@ -39,7 +39,7 @@ from consentry.ledger.records import (  # noqa: F401 - re-exported: the ledger's
     one_per_content,
     parse_lines,
     parsed_in_child,
-    read_records,
+    read_csv,
     rows_of,
     url_key,
 )

@@ -9,6 +9,7 @@ through :class:`GuardedReader`, which stops a parse once a single record has con
 from __future__ import annotations
 
 import io
+import json
 import re
 import typing
 from typing import Any, Iterator, Sequence
@@ -152,6 +153,22 @@ class GuardedReader:
         if self.pos - self._mark > self.limit:
             raise ItemTooLarge(f"one record is larger than {self.limit // (1024 * 1024)} MiB")
         return data
+
+
+def json_lines(stream: typing.BinaryIO) -> Iterator[tuple[str, Any] | RecordError]:
+    """``(position, value)`` for each JSON line (``line N``), blank lines skipped; a line that is
+    too long, not UTF-8 or not JSON is a :class:`RecordError` instead."""
+    for lineno, line, err in iter_lines(stream):
+        pos = f"line {lineno}"
+        if line is None:
+            yield RecordError(pos, err)
+            continue
+        if not line.strip():
+            continue
+        try:
+            yield pos, json.loads(line)
+        except ValueError as exc:
+            yield RecordError(pos, f"not JSON: {getattr(exc, 'msg', exc)}")
 
 
 def peek_start(stream: typing.BinaryIO, want: int = 4096) -> bytes:

@@ -16,7 +16,7 @@ import json
 import typing
 from typing import Iterable, Iterator
 
-from consentry.banks.formats._util import iter_lines, make_record, shorten
+from consentry.banks.formats._util import json_lines, make_record, shorten
 from consentry.banks.formats.records import HashRecord, RecordError
 
 NAME = "consentry"
@@ -24,18 +24,11 @@ _DIGESTS = ("md5", "sha1", "sha256")
 
 
 def read(stream: typing.BinaryIO, *, source_name: str | None = None) -> Iterator[HashRecord | RecordError]:
-    for lineno, line, err in iter_lines(stream):
-        pos = f"line {lineno}"
-        if line is None:
-            yield RecordError(pos, err)
+    for item in json_lines(stream):
+        if isinstance(item, RecordError):
+            yield item
             continue
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError as exc:
-            yield RecordError(pos, f"not JSON ({getattr(exc, 'msg', exc)})")
-            continue
+        pos, obj = item
         if not isinstance(obj, dict):
             yield RecordError(pos, f"expected an object, not {type(obj).__name__}")
             continue

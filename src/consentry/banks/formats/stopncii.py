@@ -53,7 +53,7 @@ from consentry.banks.formats._util import (
     chain,
     dedupe,
     first_significant,
-    iter_lines,
+    json_lines,
     json_error_message,
     make_record,
     peek_start,
@@ -167,19 +167,8 @@ def _is_json_lines(head: bytes) -> bool:
 
 
 def _read_json_lines(stream: typing.BinaryIO) -> Iterator[HashRecord | RecordError]:
-    for lineno, line, err in iter_lines(stream):
-        pos = f"line {lineno}"
-        if line is None:
-            yield RecordError(pos, err)
-            continue
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError as exc:
-            yield RecordError(pos, f"not JSON: {exc.msg}")
-            continue
-        yield convert(obj, pos)
+    for item in json_lines(stream):
+        yield item if isinstance(item, RecordError) else convert(item[1], item[0])
 
 
 #: a document whose records come first (a bare list, or ``{"hashRecords": [`` as FetchHashes
