@@ -238,7 +238,8 @@ def bank_export(
         fail(str(exc.args[0]), EXIT_USAGE)
     except ConsentryError as exc:
         fail(str(exc))
-    records = svc.iter_records(name, include_withdrawn=include_withdrawn)
+    records = svc.iter_records(name, include_withdrawn=include_withdrawn,
+                                                as_exchanged=fmt != "consentry")
     if out is None:
         n = module.write(records, sys.stdout.buffer)
         sys.stdout.buffer.flush()
@@ -259,7 +260,7 @@ def bank_add(
     added_by: Optional[str] = typer.Option(None, "--added-by"),
 ) -> None:
     """Hash files and add their signals (md5, sha256, PDQ or vPDQ) to a bank."""
-    from consentry.banks.formats.records import HashRecord
+    from consentry.banks.formats.records import records_from_hash
     from consentry.hashing import hash_path, iter_files
 
     svc = _service()
@@ -273,17 +274,10 @@ def bank_add(
     with progress_bar() as progress:
         task = progress.add_task("adding", total=len(files), rate="")
         for path in files:
-            r = hash_path(path, limits)
+            r = hash_path(path, limits, dense_video=True)
             line: dict[str, Any] = {"path": r.path, "added": [], "error": r.error}
             if r.error is None:
-                recs = [HashRecord("md5", r.md5, tags=list(tag or []), category=category, source="file"),
-                        HashRecord("sha256", r.sha256, tags=list(tag or []), category=category, source="file")]
-                if r.pdq:
-                    recs.append(HashRecord("pdq", r.pdq, tags=list(tag or []), category=category,
-                                           source="file", meta={"quality": r.pdq_quality}))
-                if r.vpdq:
-                    recs.append(HashRecord("vpdq", json.dumps(r.vpdq), tags=list(tag or []),
-                                           category=category, source="file"))
+                recs = records_from_hash(r, list(tag or []), category, "file")
                 svc.add_records(name, recs, added_by=added_by)
                 for rec in recs:
                     e = svc.find_entry(name, rec.signal_type, rec.value)

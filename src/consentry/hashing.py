@@ -36,13 +36,15 @@ class HashResult:
 
 
 def hash_content(content: Content, path: str = "-", *, strict: bool = False,
-                 enabled: "frozenset[str] | None" = None) -> HashResult:
+                 enabled: "frozenset[str] | None" = None, dense_video: bool = False) -> HashResult:
     """All signals for one content; a failure after the digests keeps what was computed.
 
     ``strict`` (the HTTP API): unsupported, undecodable or over-limit media raise the
     :class:`ConsentryError` instead (a 422 problem), rather than being reported in ``error``.
     ``enabled``: the signal types switched on for this instance (None: all); others are left
-    out (None) and PDQ/vPDQ are then not computed at all."""
+    out (None) and PDQ/vPDQ are then not computed at all. ``dense_video``: a video's frames as
+    stored in banks (every frame less near-repeats, :func:`consentry.signals.vpdq.dense_frames`)
+    rather than one a second as queried and exchanged."""
     result = HashResult(path, content.content_type, content.size, None, None, None, None, None, None)
     try:
         if content.size == 0:
@@ -57,7 +59,7 @@ def hash_content(content: Content, path: str = "-", *, strict: bool = False,
                 result.pdq, result.pdq_quality = sig.value, sig.quality
         elif content.content_type == VIDEO:
             if on("vpdq"):
-                frames = VPDQSignal.compute_frames(content)
+                frames = VPDQSignal.compute_frames(content, dense=dense_video)
                 result.vpdq = [str(f) for f in frames]
         else:
             raise UnsupportedMedia("unrecognised or unsupported file format")
@@ -72,14 +74,14 @@ def hash_content(content: Content, path: str = "-", *, strict: bool = False,
     return result
 
 
-def hash_path(path: str | os.PathLike, limits: MediaLimits) -> HashResult:
+def hash_path(path: str | os.PathLike, limits: MediaLimits, *, dense_video: bool = False) -> HashResult:
     """Hash one file; never raises for bad input (the error is in ``result.error``)."""
     shown = str(path)
     try:
         content = Content.from_path(path, limits)
     except ConsentryError as exc:
         return HashResult(shown, UNKNOWN, _size(path), None, None, None, None, None, str(exc))
-    return hash_content(content, shown)
+    return hash_content(content, shown, dense_video=dense_video)
 
 
 def hash_many(

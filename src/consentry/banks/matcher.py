@@ -29,8 +29,12 @@ from consentry.signals import DIHEDRAL_TRANSFORMS, PDQ_MIN_QUALITY, PDQ_THRESHOL
 from consentry.signals.vpdq import (
     VPDQ_DISTANCE_THRESHOLD,
     VPDQ_MATCH_PERCENT,
+    VPDQ_QUALITY_THRESHOLD,
     VpdqFrame,
+    aligned_match,
+    is_dense,
     parse_frames,
+    spans,
     usable_unique_frames,
 )
 
@@ -128,18 +132,32 @@ class MatchOutcome:
 
 
 class _VpdqStore:
-    """Frame-level PDQ index over every stored video, plus per-video frame lists."""
+    """Frame-level PDQ index over every stored video, plus per-video frame lists.
+
+    Sparse lists (one frame a second, as exchanged) match by frame-set overlap, as vPDQ does;
+    dense lists (stored from the video itself, :func:`consentry.signals.vpdq.dense_frames`) by
+    time-consistent alignment of the frame pairs (:func:`consentry.signals.vpdq.align`)."""
 
     def __init__(self) -> None:
         self.index = PDQIndex(threshold=VPDQ_DISTANCE_THRESHOLD)
         self.frame_owner: dict[int, tuple[int, int]] = {}  # frame id -> (entry id, frame no)
-        self.entry_frames: dict[int, tuple[list[int], list[float]]] = {}  # entry -> ids, times
+        #: entry -> frame ids, timestamps, and for a dense list the (start, end) spans
+        self.entry_frames: dict[int, tuple[list[int], list[float], tuple[np.ndarray, np.ndarray] | None]] = {}
         self._next = 1
 
     def add(self, entry_id: int, value: str) -> None:
         if entry_id in self.entry_frames:
             self.remove(entry_id)
-        frames = usable_unique_frames(parse_frames(value))
+        frames = parse_frames(value)
+        spans_of = None
+        if is_dense(frames):
+            frames = sorted(frames, key=lambda f: f.timestamp)
+            start, end = spans(frames)
+            keep = np.array([f.quality >= VPDQ_QUALITY_THRESHOLD for f in frames], dtype=bool)
+            frames = [f for f, k in zip(frames, keep) if k]
+            spans_of = (start[keep], end[keep])
+        else:
+            frames = usable_unique_frames(frames)
         if not frames:
             return
         ids = list(range(self._next, self._next + len(frames)))
@@ -147,10 +165,10 @@ class _VpdqStore:
         self.index.add(np.array(ids, dtype=np.int64), hex_to_words_many([f.pdq_hex for f in frames]))
         for k, fid in enumerate(ids):
             self.frame_owner[fid] = (entry_id, k)
-        self.entry_frames[entry_id] = (ids, [f.timestamp for f in frames])
+        self.entry_frames[entry_id] = (ids, [f.timestamp for f in frames], spans_of)
 
     def remove(self, entry_id: int) -> None:
-        ids, _ = self.entry_frames.pop(entry_id, ([], []))
+        ids, _, _ = self.entry_frames.pop(entry_id, ([], [], None))
         if ids:
             self.index.remove(np.array(ids, dtype=np.int64))
             for fid in ids:
@@ -160,27 +178,37 @@ class _VpdqStore:
         usable = usable_unique_frames(frames)
         if not usable:
             return {}
-        q_hits: dict[int, set[int]] = {}  # entry -> query frames found in it
-        s_hits: dict[int, set[int]] = {}  # entry -> its frames found in the query
+        pairs: dict[int, list[tuple[int, int, int]]] = {}  # entry -> (query frame, stored frame, distance)
         for qi, f in enumerate(usable):
-            for fid, _d in self.index.query(hex_to_words(f.pdq_hex), threshold):
+            for fid, d in self.index.query(hex_to_words(f.pdq_hex), threshold):
                 owner = self.frame_owner.get(fid)
-                if owner is None:
-                    continue
-                q_hits.setdefault(owner[0], set()).add(qi)
-                s_hits.setdefault(owner[0], set()).add(owner[1])
+                if owner is not None:
+                    pairs.setdefault(owner[0], []).append((qi, owner[1], int(d)))
         out = {}
-        for entry_id, qs in q_hits.items():
-            ids, times = self.entry_frames.get(entry_id, ([], []))
+        for entry_id, found in pairs.items():
+            ids, times, spans_of = self.entry_frames.get(entry_id, ([], [], None))
             if not ids:
                 continue
-            q_pct = round(100.0 * len(qs) / len(usable), 2)
-            s_pct = round(100.0 * len(s_hits[entry_id]) / len(ids), 2)
+            if spans_of is not None:
+                arr = np.array(found, dtype=np.int64)
+                m = aligned_match(usable, arr[:, 0], arr[:, 1], arr[:, 2], *spans_of)
+                if not m.query_matched_seconds:
+                    continue
+                out[entry_id] = {
+                    "query_match_percent": m.query_match_percent,
+                    "compared_match_percent": m.compared_match_percent,
+                    "query_matched_seconds": m.query_matched_seconds,
+                    "compared_matched_seconds": m.compared_matched_seconds,
+                    "offset_seconds": m.offset_seconds, "speed": m.speed,
+                }
+                continue
+            qs = {qi for qi, _, _ in found}
+            ss = {k for _, k, _ in found}
             out[entry_id] = {
-                "query_match_percent": q_pct,
-                "compared_match_percent": s_pct,
+                "query_match_percent": round(100.0 * len(qs) / len(usable), 2),
+                "compared_match_percent": round(100.0 * len(ss) / len(ids), 2),
                 "query_matched_seconds": sorted(usable[i].timestamp for i in qs),
-                "compared_matched_seconds": sorted(times[i] for i in s_hits[entry_id]),
+                "compared_matched_seconds": sorted(times[i] for i in ss),
             }
         return out
 

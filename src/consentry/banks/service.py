@@ -990,8 +990,15 @@ class BankService:
             q = q.order_by(Entry.id).limit(max(1, min(limit, 10_000)))
             return [_entry_info(e, b.name) for e in s.scalars(q)]
 
-    def iter_records(self, bank: str, *, include_withdrawn: bool = False) -> Iterator[HashRecord]:
-        """Stream a bank's entries as records for export (withdrawn ones as removes if asked)."""
+    def iter_records(self, bank: str, *, include_withdrawn: bool = False,
+                     as_exchanged: bool = True) -> Iterator[HashRecord]:
+        """Stream a bank's entries as records for export (withdrawn ones as removes if asked).
+
+        ``as_exchanged``: videos stored densely (every frame, issue 21) are written as standard
+        one-per-second vPDQ, as other programs take them; False (Consentry's own format) keeps
+        the frames as stored."""
+        from consentry.signals.vpdq import frames_to_json, is_dense, parse_frames, standard_frames
+
         after = 0
         while True:
             page = self.list_entries(bank, after_id=after, limit=5000)
@@ -1006,7 +1013,12 @@ class BankService:
                 meta = dict(e.meta)
                 if e.quality is not None:
                     meta["quality"] = e.quality
-                yield HashRecord(e.signal_type, e.value, "remove" if e.status == "withdrawn" else "add",
+                value = e.value
+                if as_exchanged and e.signal_type == "vpdq":
+                    frames = parse_frames(value)
+                    if is_dense(frames):
+                        value = frames_to_json(standard_frames(frames))
+                yield HashRecord(e.signal_type, value, "remove" if e.status == "withdrawn" else "add",
                                  e.external_ids, e.tags, e.category, e.source, meta, f"entry {e.id}")
 
     def expire_timed(self, now: datetime | None = None) -> int:

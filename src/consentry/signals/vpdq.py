@@ -9,6 +9,16 @@ checked the duration, frame-count and pixel limits. A video matches a stored one
 80% of the query's unique usable frames are found in it **or** at least 80% of the stored video's
 frames are found in the query (so a known clip inside a longer upload matches, and so does a
 trimmed copy of a known video).
+
+**Dense stored frames** (issue 21). Queries sample about one frame a second, as vPDQ does
+everywhere; a copy re-cut at another offset then meets the stored frames up to half a second
+away, which in a moving shot is past the threshold. Videos stored with their media at hand keep
+every decoded frame instead, less consecutive near-identical ones (:func:`dense_frames`), so each
+query frame finds a stored frame within a frame's time. A dense list is matched by *alignment*
+(:func:`align`): the query frames must meet stored frames in order, along one line
+``stored_time = speed x query_time + offset`` (speed 0.85-1.15, for re-timed copies); the
+percentages count the aligned frames only, and the offset is reported. What leaves Consentry
+(list exports, exchanges) stays standard one-per-second vPDQ (:func:`standard_frames`).
 """
 
 from __future__ import annotations
@@ -29,6 +39,14 @@ if TYPE_CHECKING:
 VPDQ_DISTANCE_THRESHOLD = 31
 VPDQ_QUALITY_THRESHOLD = 50
 VPDQ_MATCH_PERCENT = 80.0
+#: a stored frame is kept when it moved more than this (PDQ bits) from the last frame kept
+DENSE_DEDUPE_DISTANCE = 8
+#: frame lists whose median step is at most this (seconds) are dense: matched by alignment
+DENSE_MAX_STEP = 0.5
+#: the speeds tried when aligning (a re-timed copy plays 10 % faster or slower)
+ALIGN_SPEEDS = tuple(round(0.85 + 0.01 * k, 2) for k in range(31))
+#: how far (seconds) an aligned query frame may fall outside its stored frame's time span
+ALIGN_TOLERANCE = 0.5
 
 
 @dataclass(frozen=True)
@@ -64,6 +82,9 @@ class VpdqMatch:
     compared_match_percent: float
     query_matched_seconds: list[float]
     compared_matched_seconds: list[float]
+    #: for a dense stored list: stored time = speed x query time + offset_seconds
+    offset_seconds: float | None = None
+    speed: float | None = None
 
     @property
     def matched(self) -> bool:
@@ -102,6 +123,148 @@ def usable_unique_frames(frames: Sequence[VpdqFrame]) -> list[VpdqFrame]:
     return out
 
 
+def dense_frames(frames: Sequence[VpdqFrame], dedupe: int = DENSE_DEDUPE_DISTANCE) -> list[VpdqFrame]:
+    """Every frame of a video (hashed with ``seconds_per_hash=0``) less those within ``dedupe``
+    bits of the last frame kept: a still shot keeps one frame, a moving one nearly all."""
+    out: list[VpdqFrame] = []
+    last: np.ndarray | None = None
+    words = _words(frames)
+    for f, w in zip(frames, words):
+        if last is not None and int(np.bitwise_count(w ^ last).sum()) <= dedupe:
+            continue
+        out.append(f)
+        last = w
+    return out
+
+
+def is_dense(frames: Sequence[VpdqFrame]) -> bool:
+    """Whether a frame list samples more densely than :data:`DENSE_MAX_STEP` (median step)."""
+    if len(frames) < 3:
+        return False
+    steps = np.diff(np.array([f.timestamp for f in frames], dtype=float))
+    steps = steps[steps > 0]
+    return bool(len(steps)) and float(np.median(steps)) <= DENSE_MAX_STEP
+
+
+def standard_frames(frames: Sequence[VpdqFrame], step: float = 1.0) -> list[VpdqFrame]:
+    """A dense list brought back to one frame per ``step`` seconds, as vPDQ hashes are
+    exchanged: at each k x step the frame showing then (the last one kept at or before it, since
+    dropped frames were within a few bits of it), stamped k x step. Sparse lists are unchanged."""
+    if not is_dense(frames):
+        return list(frames)
+    ordered = sorted(frames, key=lambda f: f.timestamp)
+    times = np.array([f.timestamp for f in ordered], dtype=float)
+    out = []
+    k = 0
+    while k * step <= times[-1] + 1e-9:
+        i = int(np.searchsorted(times, k * step + 1e-6, side="right")) - 1
+        f = ordered[max(i, 0)]
+        out.append(VpdqFrame(f.pdq_hex, f.quality, round(k * step, 3)))
+        k += 1
+    return out
+
+
+def spans(frames: Sequence[VpdqFrame]) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end) seconds each frame of a time-ordered list stands for: until the next frame;
+    the last one for the median step."""
+    t = np.array([f.timestamp for f in frames], dtype=float)
+    if not len(t):
+        return t, t
+    steps = np.diff(t)
+    last = float(np.median(steps)) if len(steps) else 1.0
+    return t, np.append(t[1:], t[-1] + max(last, 1e-3))
+
+
+def align(q_times: np.ndarray, pair_q: np.ndarray, pair_start: np.ndarray,
+          pair_end: np.ndarray) -> tuple[int, float, float, np.ndarray]:
+    """The best time-consistent alignment of matching frame pairs.
+
+    Pair k says query frame ``pair_q[k]`` (at ``q_times[pair_q[k]]``) looks like the stored
+    frame standing for ``[pair_start[k], pair_end[k])``. For each speed in :data:`ALIGN_SPEEDS`
+    the offsets at which a pair holds form an interval (widened by :data:`ALIGN_TOLERANCE`); a
+    sweep over the interval ends finds the offset covered by the most distinct query frames.
+    Returns (aligned query frames, speed, offset, mask of the aligned pairs)."""
+    best = (0, 1.0, 0.0, np.zeros(len(pair_q), dtype=bool))
+    if not len(pair_q):
+        return best
+    tq = q_times[pair_q]
+    for a in ALIGN_SPEEDS:
+        lo = pair_start - a * tq - ALIGN_TOLERANCE
+        hi = pair_end - a * tq + ALIGN_TOLERANCE
+        # events: starts before ends at the same offset, so touching intervals count together
+        pos = np.concatenate([lo, hi])
+        kind = np.concatenate([np.zeros(len(lo), np.int8), np.ones(len(hi), np.int8)])
+        who = np.concatenate([pair_q, pair_q])
+        order = np.lexsort((kind, pos))
+        open_per_q: dict[int, int] = {}
+        distinct = 0
+        top, at, plateau_from = 0, 0.0, None
+        for e in order.tolist():
+            qi = int(who[e])
+            if kind[e] == 0:
+                n = open_per_q.get(qi, 0)
+                open_per_q[qi] = n + 1
+                if n == 0:
+                    distinct += 1
+                    if distinct > top:
+                        top, at, plateau_from = distinct, float(pos[e]), float(pos[e])
+            else:
+                n = open_per_q[qi] - 1
+                open_per_q[qi] = n
+                if n == 0:
+                    if distinct == top and plateau_from is not None:  # the best plateau ends: its middle
+                        at, plateau_from = (plateau_from + float(pos[e])) / 2, None
+                    distinct -= 1
+        if top > best[0] or (top == best[0] and abs(a - 1.0) < abs(best[1] - 1.0)):
+            mask = (lo <= at) & (hi >= at)
+            best = (top, a, at, mask)
+    return best
+
+
+def _fit_line(tq: np.ndarray, start: np.ndarray, end: np.ndarray, dist: np.ndarray, speed: float,
+              offset: float) -> tuple[float, float, list[float]]:
+    """Speed and offset refined by least squares over the aligned pairs: per query frame its
+    nearest stored frame (smallest distance, then nearest the sweep's line), at the middle of
+    that frame's span. Also returns those stored frames' times."""
+    mid = (start + end) / 2
+    resid = np.abs(mid - (speed * tq + offset))
+    best: dict[float, tuple[float, int, float, float]] = {}
+    for t, m, d, r, s0 in zip(tq.tolist(), mid.tolist(), dist.tolist(), resid.tolist(), start.tolist()):
+        if t not in best or (d, r) < best[t][1:3]:
+            best[t] = (m, d, r, s0)
+    times = sorted(v[3] for v in best.values())
+    if len(best) < 2:
+        t, (m, _d, _r, _s) = next(iter(best.items()))
+        return speed, round(float(m - speed * t), 3), times
+    x = np.array(list(best), dtype=float)
+    y = np.array([v[0] for v in best.values()], dtype=float)
+    a, b = np.polyfit(x, y, 1)
+    if not (ALIGN_SPEEDS[0] - 0.02 <= a <= ALIGN_SPEEDS[-1] + 0.02):
+        return speed, offset, times
+    return round(float(a), 3), round(float(b), 3), times
+
+
+def aligned_match(q: Sequence[VpdqFrame], q_hit_pairs: np.ndarray, s_hit_pairs: np.ndarray,
+                  pair_dist: np.ndarray, s_start: np.ndarray, s_end: np.ndarray) -> VpdqMatch:
+    """The match figures of a dense stored list from the pairs of frames within the threshold
+    (query frame, stored frame, distance) and the stored frames' spans (:func:`spans`)."""
+    q_times = np.array([f.timestamp for f in q], dtype=float)
+    steps = np.diff(np.sort(q_times))
+    q_step = float(np.median(steps)) if len(steps) else 1.0
+    stored_span = float(s_end[-1] - s_start[0]) if len(s_start) else 0.0
+    n, speed, offset, mask = align(q_times, q_hit_pairs, s_start[s_hit_pairs], s_end[s_hit_pairs])
+    if not n:
+        return VpdqMatch(0.0, 0.0, [], [])
+    speed, offset, ss = _fit_line(q_times[q_hit_pairs[mask]], s_start[s_hit_pairs[mask]],
+                                  s_end[s_hit_pairs[mask]], pair_dist[mask], speed, offset)
+    qs = sorted({float(q_times[i]) for i in q_hit_pairs[mask]})
+    covered = min(stored_span, n * q_step * speed) if stored_span > 0 else 0.0
+    return VpdqMatch(
+        round(100.0 * n / len(q), 2),
+        round(100.0 * covered / stored_span, 2) if stored_span > 0 else 0.0,
+        qs, ss, round(offset, 3), speed)
+
+
 def _words(frames: Sequence[VpdqFrame]) -> np.ndarray:
     if not frames:
         return np.zeros((0, 4), dtype=np.uint64)
@@ -109,18 +272,34 @@ def _words(frames: Sequence[VpdqFrame]) -> np.ndarray:
     return np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(-1, 4)
 
 
-def compare_frames(
-    query: Sequence[VpdqFrame], stored: Sequence[VpdqFrame], threshold: int = VPDQ_DISTANCE_THRESHOLD
-) -> VpdqMatch:
-    """Brute-force vPDQ comparison, both directions (pytx semantics, plus the reverse rule)."""
-    q, s = usable_unique_frames(query), usable_unique_frames(stored)
-    if not q or not s:
-        return VpdqMatch(0.0, 0.0, [], [])
+def _distances(q: Sequence[VpdqFrame], s: Sequence[VpdqFrame]) -> np.ndarray:
     qw, sw = _words(q), _words(s)
     dist = np.zeros((len(q), len(s)), dtype=np.int32)
     for k in range(4):
         dist += np.bitwise_count(qw[:, k][:, None] ^ sw[:, k][None, :]).astype(np.int32)
-    hit = dist <= threshold
+    return dist
+
+
+def compare_frames(
+    query: Sequence[VpdqFrame], stored: Sequence[VpdqFrame], threshold: int = VPDQ_DISTANCE_THRESHOLD
+) -> VpdqMatch:
+    """Brute-force vPDQ comparison, both directions (pytx semantics, plus the reverse rule);
+    a dense stored list (:func:`is_dense`) by alignment."""
+    q = usable_unique_frames(query)
+    if is_dense(stored):
+        ordered = sorted(stored, key=lambda f: f.timestamp)
+        start, end = spans(ordered)
+        keep = np.array([f.quality >= VPDQ_QUALITY_THRESHOLD for f in ordered], dtype=bool)
+        s = [f for f, k in zip(ordered, keep) if k]
+        if not q or not s:
+            return VpdqMatch(0.0, 0.0, [], [])
+        dist = _distances(q, s)
+        qi, sj = np.nonzero(dist <= threshold)
+        return aligned_match(q, qi, sj, dist[qi, sj], start[keep], end[keep])
+    s = usable_unique_frames(stored)
+    if not q or not s:
+        return VpdqMatch(0.0, 0.0, [], [])
+    hit = _distances(q, s) <= threshold
     q_hit, s_hit = hit.any(axis=1), hit.any(axis=0)
     return VpdqMatch(
         round(100.0 * q_hit.sum() / len(q), 2),
@@ -194,12 +373,17 @@ class VPDQSignal:
     match_percent: ClassVar[float] = VPDQ_MATCH_PERCENT
 
     @classmethod
-    def compute_frames(cls, content: "Content", seconds_per_hash: float | None = None) -> list[VpdqFrame]:
+    def compute_frames(cls, content: "Content", seconds_per_hash: float | None = None, *,
+                       dense: bool = False) -> list[VpdqFrame]:
+        """The frames to match (one per ``seconds_per_hash``, the instance's setting by default)
+        or, ``dense``, the frames to store: every frame less near-repeats (:func:`dense_frames`)."""
         from consentry.media.video import probe_video
 
         step = content.limits.video_seconds_per_hash if seconds_per_hash is None else seconds_per_hash
         with content.video_path() as path:
             probe_video(path, content.limits)  # limits first: vpdq decodes everything it is given
+            if dense:
+                return dense_frames(vpdq_frames_from_path(path, 0.0))
             return vpdq_frames_from_path(path, step)
 
     @classmethod

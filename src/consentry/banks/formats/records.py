@@ -31,3 +31,19 @@ class HashRecord:
 class RecordError:
     position: str  # "line 12", "record 3", "image[7]"
     message: str  # short, no input echoed beyond 80 characters
+
+
+def records_from_hash(result: Any, tags: list[str], category: str | None, source: str) -> list[HashRecord]:
+    """The bank records of one hashed file (a :class:`consentry.hashing.HashResult`): MD5,
+    SHA-256, and PDQ with its quality or vPDQ frames (as hashed: dense for stored videos)."""
+    import json
+
+    recs = [HashRecord("md5", result.md5, tags=list(tags), category=category, source=source),
+            HashRecord("sha256", result.sha256, tags=list(tags), category=category, source=source)]
+    if result.pdq:
+        recs.append(HashRecord("pdq", result.pdq, tags=list(tags), category=category, source=source,
+                               meta={"quality": result.pdq_quality}))
+    if result.vpdq:
+        recs.append(HashRecord("vpdq", json.dumps(result.vpdq), tags=list(tags), category=category,
+                               source=source))
+    return recs

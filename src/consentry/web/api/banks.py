@@ -7,7 +7,7 @@ from typing import Any, Iterator
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import StreamingResponse
 
-from consentry.banks.formats.records import HashRecord
+from consentry.banks.formats.records import records_from_hash
 from consentry.hashing import hash_content
 from consentry.web.api.quality import hash_warnings, pdq_warnings, vpdq_warnings
 from consentry.web.api.schemas import BankCreate, BankUpdate, EntryCreate
@@ -18,7 +18,7 @@ from consentry.web.problems import Problem
 router = APIRouter(prefix="/v1", tags=["banks"])
 FORMATS = ("te", "stopncii", "ncmec", "vics", "csv", "consentry")
 _MEDIA = {"te": "text/plain", "csv": "text/csv", "stopncii": "application/json",
-          "vics": "application/json", "ncmec": "application/xml"}
+          "vics": "application/json", "ncmec": "application/xml", "consentry": "application/x-ndjson"}
 
 
 def _written(request: Request) -> None:
@@ -122,7 +122,7 @@ def add_entry_file(
 ) -> dict:
     st = state(request)
     st.banks.get_bank(name)
-    result = hash_content(read_upload(file, st.settings), file.filename or "-", strict=True)
+    result = hash_content(read_upload(file, st.settings), file.filename or "-", strict=True, dense_video=True)
     return add_hashed(request, name, result, _tags(tag, tags), category, "api-file", p)
 
 
@@ -131,13 +131,7 @@ def add_hashed(request: Request, name: str, result: Any, tags: list[str], catego
     """Add a hashed file's signals (MD5, SHA-256, PDQ, vPDQ) to bank ``name``: the body of
     ``POST /v1/banks/{name}/entries/file`` (and ``/entries/url``)."""
     st = state(request)
-    recs = [HashRecord("md5", result.md5, tags=tags, category=category, source=source),
-            HashRecord("sha256", result.sha256, tags=tags, category=category, source=source)]
-    if result.pdq:
-        recs.append(HashRecord("pdq", result.pdq, tags=tags, category=category, source=source,
-                               meta={"quality": result.pdq_quality}))
-    if result.vpdq:
-        recs.append(HashRecord("vpdq", json.dumps(result.vpdq), tags=tags, category=category, source=source))
+    recs = records_from_hash(result, tags, category, source)
     report = st.banks.add_records(name, recs, added_by=_who(p))
     _written(request)
     entries = [st.banks.find_entry(name, r.signal_type, r.value) for r in recs]
@@ -214,7 +208,8 @@ def export_list(
     # Written to a spooled file (memory up to 8 MiB, then disk) and streamed from there: bounded
     # memory for any bank size, and a failure while writing becomes a clean error response.
     spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)
-    module.write(st.banks.iter_records(name, include_withdrawn=include_withdrawn), spool)
+    module.write(st.banks.iter_records(name, include_withdrawn=include_withdrawn,
+                                       as_exchanged=format != "consentry"), spool)
     spool.seek(0)
 
     def chunks() -> Iterator[bytes]:
@@ -224,7 +219,7 @@ def export_list(
         finally:
             spool.close()
 
-    ext = {"te": "txt", "csv": "csv", "ncmec": "xml"}.get(format, "json")
+    ext = {"te": "txt", "csv": "csv", "ncmec": "xml", "consentry": "jsonl"}.get(format, "json")
     return StreamingResponse(chunks(), media_type=_MEDIA[format],
                              headers={"Content-Disposition": f'attachment; filename="{name}.{ext}"'})
 

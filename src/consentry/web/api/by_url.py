@@ -89,7 +89,7 @@ def add_entry_url(request: Request, name: str, body: UrlEntryBody,
     st = state(request)
     st.banks.get_bank(name)
     content, final = _fetch(st, p, body.url)
-    result = hash_content(content, _name(final), strict=True)
+    result = hash_content(content, _name(final), strict=True, dense_video=True)
     tags = [t for t in dict.fromkeys(str(t).strip() for t in body.tags) if t]
     out = add_hashed(request, name, result, tags, body.category, "api-url", p)
     out["url"] = final

@@ -33,6 +33,11 @@ class MatchItem(BaseModel):
     compared_match_percent: float | None = None
     query_matched_seconds: list[float] | None = None
     compared_matched_seconds: list[float] | None = None
+    offset_seconds: float | None = Field(
+        None, description="vPDQ against a video stored with every frame: where the query starts in the stored "
+        "video (stored time = speed x query time + offset), from the frames matched in order")
+    speed: float | None = Field(None, description="vPDQ, with offset_seconds: the query's playback speed "
+                                "relative to the stored video (1.1 = 10 % faster)")
 
 
 class Verdict(BaseModel):
