@@ -13,6 +13,8 @@ Side by side in one run, for the same queries:
   dense     stored every frame less near-repeats (consentry.signals.vpdq.dense_frames), matched
             by time-consistent alignment (consentry.signals.vpdq.align), offset reported
   dense-d0  the same without removing near-repeats (every decoded frame)
+  +trim     the query also tries its frames without letterbox / pillarbox bars, when the first
+            frames show bars (consentry.signals.vpdq.trimmed_frames)
 
 Prints recall per transform, false matches over every unrelated (query, stored video) pair and
 over unrelated frame pairs, stored frames per second of video, and the matcher's lookup time
@@ -42,11 +44,14 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from robustness_bench import draw_source  # noqa: E402
 
+from consentry.config import MediaLimits  # noqa: E402
+from consentry.media.content import Content  # noqa: E402
 from consentry.signals.vpdq import (  # noqa: E402
     VPDQ_DISTANCE_THRESHOLD,
     VPDQ_QUALITY_THRESHOLD,
     compare_frames,
     dense_frames,
+    trimmed_frames,
     vpdq_frames_from_path,
 )
 
@@ -197,7 +202,10 @@ def query_work(args) -> tuple[int, str, float, float, list]:
         path = os.path.join(tmp, "q.mp4")
         write_video(path, frames, fps, size, crf)
         q = vpdq_frames_from_path(path, 1.0)
-    return seed, name, start, dur, q
+        t0 = time.perf_counter()
+        trimmed = trimmed_frames(Content.from_path(path, MediaLimits()), 1.0)
+        t_trim = time.perf_counter() - t0
+    return seed, name, start, dur, (q, trimmed, t_trim)
 
 
 def _usable_words(frames) -> np.ndarray:
@@ -242,20 +250,28 @@ def main(argv=None) -> int:
     dropped = len(seeds) - len(stored_r)
     t_dense_hash = sum(r[3] for r in stored_r)
 
-    configs = {
+    kinds = {
         "plain": {r[0]: r[1] for r in stored_r},
         "dense": {r[0]: dense_frames(r[2]) for r in stored_r},
         "dense-d0": {r[0]: r[2] for r in stored_r},
     }
+    # config -> (stored frames, whether the query also tries its frames without bars)
+    configs = {"plain": (kinds["plain"], False), "plain+trim": (kinds["plain"], True),
+               "dense": (kinds["dense"], False), "dense+trim": (kinds["dense"], True),
+               "dense-d0": (kinds["dense-d0"], False)}
+    t_trim = sum(q[4][2] for q in queries) / max(1, len(queries))
+    n_trimmed = {n: sum(1 for q in queries if q[1] == n and q[4][1]) for n in names}
     res: dict = {}
-    for cname, stored in configs.items():
+    for cname, (stored, use_trim) in configs.items():
         hits = {n: [] for n in names}
         offsets_err = []
         false = pairs = 0
         t1 = time.perf_counter()
-        for seed, name, start, dur, q in queries:
+        for seed, name, start, dur, (q, trimmed, _t) in queries:
             for sid, frames in stored.items():
                 m = compare_frames(q, frames)
+                if use_trim and trimmed and not m.matched:
+                    m = compare_frames(trimmed, frames)
                 if sid == seed:
                     hits[name].append(m.matched)
                     if m.matched and m.offset_seconds is not None and name in ("recut", "recut-small-crf32",
@@ -273,11 +289,11 @@ def main(argv=None) -> int:
                           offset_error_median=float(np.median(offsets_err)) if offsets_err else None)
 
     # unrelated frame pairs (query frames vs frames of other stored videos), for each stored kind
-    for cname, stored in configs.items():
+    for cname, (stored, use_trim) in configs.items():
         sw = {sid: _usable_words(f) for sid, f in stored.items()}
         hit = tot = 0
-        for seed, _name, _s, _d, q in queries:
-            qw = _usable_words(q)
+        for seed, _name, _s, _d, (q, trimmed, _t) in queries:
+            qw = _usable_words(q + (trimmed or [] if use_trim else []))
             for sid, w in sw.items():
                 if sid != seed:
                     hit += frame_pair_hits(qw, w)
@@ -289,15 +305,17 @@ def main(argv=None) -> int:
     from consentry.banks.matcher import _VpdqStore
     from consentry.signals.vpdq import frames_to_json
 
-    for cname, stored in configs.items():
+    for cname, (stored, use_trim) in configs.items():
         store = _VpdqStore()
         for sid, frames in stored.items():
             store.add(sid + 1, frames_to_json(frames))
-        store.query(queries[0][4], VPDQ_DISTANCE_THRESHOLD)  # warm-up (kernels, caches)
+        store.query(queries[0][4][0], VPDQ_DISTANCE_THRESHOLD)  # warm-up (kernels, caches)
         times = []
-        for _seed, _name, _s, _d, q in queries:
+        for _seed, _name, _s, _d, (q, trimmed, _t) in queries:
             t1 = time.perf_counter()
             store.query(q, VPDQ_DISTANCE_THRESHOLD)
+            if use_trim and trimmed:
+                store.query(trimmed, VPDQ_DISTANCE_THRESHOLD)
             times.append(time.perf_counter() - t1)
         res[cname]["lookup_ms_p50"] = float(np.percentile(times, 50) * 1000)
         res[cname]["lookup_ms_p99"] = float(np.percentile(times, 99) * 1000)
@@ -330,6 +348,8 @@ def main(argv=None) -> int:
     print("lookup ms p99".ljust(w) + "".join(f"{res[c]['lookup_ms_p99']:12.2f}" for c in cols))
     print("  x plain (p99)".ljust(w) + "".join(
         f"{res[c]['lookup_ms_p99'] / res['plain']['lookup_ms_p99']:11.2f}x" for c in cols))
+    print("clips with bars found: " + ", ".join(f"{n} {n_trimmed[n]}" for n in names)
+          + f"; trimmed-frame hashing {t_trim * 1000:.0f} ms per clip (bars or not)")
     print("offset error s (median)".ljust(w) + "".join(
         ("         n/a" if res[c]["offset_error_median"] is None else f"{res[c]['offset_error_median']:12.3f}")
         for c in cols))

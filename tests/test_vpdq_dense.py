@@ -141,16 +141,22 @@ def test_a_stored_clip_inside_a_longer_query_is_found():
 
 
 # ------------------------------------------------------------------------ through the product
-def _video(path, seconds: float, start: float = 0.0, size=(160, 120)) -> bytes:
-    """A benign drawn pan, ``seconds`` long from ``start`` seconds into the pan."""
-    wide = scene(1400, 300, seed=4).resize((1400, 300))
+def _video(path, seconds: float, start: float = 0.0, size=(160, 120), boxed: bool = False, seed: int = 4) -> bytes:
+    """A benign drawn pan, ``seconds`` long from ``start`` seconds into the pan; ``boxed``: on a
+    9:16 black canvas (letterbox bars above and below), as phone apps post landscape clips."""
+    wide = scene(1400, 300, seed=seed)
+    canvas = (size[0], size[0] * 16 // 9 // 2 * 2) if boxed else size
     with av.open(str(path), "w") as out:
         st = out.add_stream("libx264", rate=FPS)
-        st.width, st.height = size
+        st.width, st.height = canvas
         st.pix_fmt = "yuv420p"
         for i in range(int(seconds * FPS)):
             x = int(round((start + i / FPS) * 60))
             frame = wide.crop((x, 0, x + 400, 300)).resize(size, Image.BILINEAR)
+            if boxed:
+                board = Image.new("RGB", canvas, (0, 0, 0))
+                board.paste(frame, (0, (canvas[1] - size[1]) // 2))
+                frame = board
             for p in st.encode(av.VideoFrame.from_ndarray(np.asarray(frame), format="rgb24")):
                 out.mux(p)
         for p in st.encode():
@@ -221,3 +227,26 @@ def test_consentry_export_round_trips_the_dense_frames(db, tmp_path):
         buf.seek(0)
         (rec,) = [r for r in get_format(fmt).read(buf) if getattr(r, "signal_type", None) == "vpdq"]
         assert len(parse_frames(rec.value)) == expect
+
+
+def test_a_letterboxed_recut_is_matched_through_its_frames_without_the_bars(db, tmp_path):
+    from consentry.banks.matcher import query_from_content
+    from consentry.signals.vpdq import VPDQSignal
+
+    source = Content.from_bytes(_video(tmp_path / "s.mp4", 12), MediaLimits())
+    svc = BankService(db)
+    svc.create_bank("v", "ncii")
+    svc.add_entry("v", "vpdq", frames_to_json(VPDQSignal.compute_frames(source, dense=True)))
+    m = Matcher(db).load()
+    boxed = Content.from_bytes(_video(tmp_path / "b.mp4", 6, start=2.6, boxed=True), MediaLimits())
+    assert m.match(query_from_content(boxed, canonical=False)).matches == []  # the bars defeat the frames
+    q = query_from_content(boxed)
+    assert [k for k, _f in q.vpdq_extra] == ["trimmed"]
+    (hit,) = m.match(q).matches
+    assert hit.detail["query_variant"] == "trimmed" and hit.detail["offset_seconds"] == pytest.approx(2.6, abs=0.3)
+    # a clip without bars costs no second pass, and an unrelated boxed clip finds nothing
+    plain = query_from_content(Content.from_bytes(_video(tmp_path / "p.mp4", 6, start=1.3), MediaLimits()))
+    assert plain.vpdq_extra == [] and m.match(plain).matches
+    other = Content.from_bytes(_video(tmp_path / "o.mp4", 6, start=2.6, boxed=True, seed=8), MediaLimits())
+    q = query_from_content(other)
+    assert q.vpdq_extra and m.match(q).matches == []

@@ -68,6 +68,9 @@ class QuerySignals:
     #: letterbox / pillarbox borders ("trimmed"), the photo inside a screenshot ("screenshot").
     #: Local signals: matched like the plain hash, never stored, logged or exchanged.
     pdq_extra: list[tuple[str, list[str], int]] = field(default_factory=list)
+    #: the same for a video: (kind, frames) — its frames without letterbox / pillarbox bars
+    #: ("trimmed", :func:`consentry.signals.vpdq.trimmed_frames`); local, like ``pdq_extra``
+    vpdq_extra: list[tuple[str, list[VpdqFrame]]] = field(default_factory=list)
     #: what a bank's gradual rollout is decided on (same content, same answer): the content's
     #: SHA-256 for an upload, else the queried value (see :meth:`rollout_key`)
     content_key: str | None = None
@@ -533,6 +536,7 @@ class Matcher:
         q = QuerySignals(exact={k: v for k, v in query.exact.items() if k in enabled},
                          pdq=query.pdq if pdq_on else [], pdq_quality=query.pdq_quality,
                          vpdq=query.vpdq if "vpdq" in enabled else None,
+                         vpdq_extra=query.vpdq_extra if "vpdq" in enabled else [],
                          pdq_extra=query.pdq_extra if pdq_on else [],  # canonical PDQ: off with PDQ
                          content_key=query.rollout_key())
         return q, off
@@ -609,10 +613,13 @@ class Matcher:
                     cands[eid] = ("pdq", int(d), DIHEDRAL_TRANSFORMS[v], {"query_variant": kind})
         if query.vpdq:
             t = self._max_threshold("vpdq", VPDQ_DISTANCE_THRESHOLD)
-            for eid, det in self.vpdq.query(query.vpdq, t).items():
-                best = max(det["query_match_percent"], det["compared_match_percent"])
-                if best >= VPDQ_MATCH_PERCENT:
-                    cands[eid] = ("vpdq", round(100.0 - best, 2), None, det)
+            for kind, frames in [(None, query.vpdq), *query.vpdq_extra]:
+                for eid, det in self.vpdq.query(frames, t).items():
+                    best = max(det["query_match_percent"], det["compared_match_percent"])
+                    old = cands.get(eid)
+                    if best >= VPDQ_MATCH_PERCENT and (old is None or round(100.0 - best, 2) < old[1]):
+                        cands[eid] = ("vpdq", round(100.0 - best, 2), None,
+                                      det if kind is None else {**det, "query_variant": kind})
         return cands
 
     def _outcome(self, query: QuerySignals, cands, rows, banks: Iterable[str] | None, now) -> MatchOutcome:
@@ -690,6 +697,12 @@ def query_from_content(content, canonical: bool | None = None) -> QuerySignals:
                     q.pdq_extra.append((h.kind, list(h.variants), h.quality))
     elif content.content_type == VIDEO:
         q.vpdq = VPDQSignal.compute_frames(content)
+        if canonical if canonical is not None else getattr(content.limits, "canonical_query", True):
+            from consentry.signals.vpdq import trimmed_frames
+
+            trimmed = trimmed_frames(content)
+            if trimmed:
+                q.vpdq_extra.append(("trimmed", trimmed))
     return q
 
 

@@ -23,6 +23,7 @@ percentages count the aligned frames only, and the offset is reported. What leav
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Sequence
@@ -363,6 +364,52 @@ def vpdq_frames_from_path(path, seconds_per_hash: float) -> list[VpdqFrame]:
     if not raw:
         raise CorruptMedia("video has no decodable frames")
     return [VpdqFrame(h, int(q), round(float(t), 3)) for h, q, t in raw]
+
+
+#: frames looked at to decide whether a video has letterbox / pillarbox bars
+TRIM_PROBE_FRAMES = 5
+#: boxes found in that many of them, agreeing to this share of each side, are the video's bars
+TRIM_AGREE = 3
+TRIM_TOLERANCE = 0.02
+
+
+def trimmed_frames(content: "Content", seconds_per_hash: float | None = None) -> list[VpdqFrame] | None:
+    """Query frames of a video shown inside letterbox / pillarbox bars (a landscape clip posted
+    on a 9:16 canvas), hashed without the bars (issue 21); None when it has none.
+
+    The first :data:`TRIM_PROBE_FRAMES` sampled frames decide: at least :data:`TRIM_AGREE` of
+    them must show the same picture box (:func:`consentry.signals.canonical.trim_box`), so a dark
+    scene is not taken for bars; a video without bars costs those few frames' decoding. Local
+    signal: matched like the vPDQ frames, never stored or exchanged."""
+    from consentry.media.video import iter_frames
+    from consentry.signals.canonical import trim_box
+    from consentry.signals.pdq import pdq_from_image
+
+    step = content.limits.video_seconds_per_hash if seconds_per_hash is None else seconds_per_hash
+    out: list[VpdqFrame] = []
+    with content.video_path() as path:
+        frames = iter_frames(path, content.limits, step)
+        try:
+            probe = list(itertools.islice(frames, TRIM_PROBE_FRAMES))
+            box = _agreed_box([trim_box(vf.image) for vf in probe], probe[0].image.size if probe else (0, 0))
+            if box is None:
+                return None
+            for vf in itertools.chain(probe, frames):
+                h, q = pdq_from_image(vf.image.crop(box))
+                out.append(VpdqFrame(h, int(q), vf.timestamp))
+        finally:
+            frames.close()
+    return out
+
+
+def _agreed_box(boxes: list, size: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    found = [b for b in boxes if b is not None]
+    tol = np.array([size[0], size[1], size[0], size[1]], dtype=float) * TRIM_TOLERANCE
+    for b in found:
+        close = [c for c in found if np.all(np.abs(np.subtract(c, b)) <= tol)]
+        if len(close) >= min(TRIM_AGREE, len(boxes)) and len(boxes) >= 2:
+            return tuple(int(v) for v in np.median(np.array(close), axis=0))
+    return None
 
 
 @register

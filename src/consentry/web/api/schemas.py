@@ -26,8 +26,9 @@ class MatchItem(BaseModel):
                                         "100 - best match percentage for vPDQ")
     transform: str | None = Field(None, description="Dihedral transform of the query that matched (PDQ)")
     query_variant: str | None = Field(
-        None, description="PDQ matched through a canonical hash of the uploaded picture rather than its plain "
-        "hash: 'trimmed' (letterbox / pillarbox borders removed) or 'screenshot' (the photo inside a screenshot)")
+        None, description="Matched through a canonical hash of the upload rather than its plain hash: "
+        "'trimmed' (the picture, or a video's frames, without letterbox / pillarbox borders) or 'screenshot' "
+        "(the photo inside a screenshot)")
     provenance: Provenance
     query_match_percent: float | None = None
     compared_match_percent: float | None = None
