@@ -218,3 +218,28 @@ def test_a_case_matched_through_the_trimmed_picture_says_so(app, db, users):
     page = m.get(f"/console/cases/{case_id}", headers={"Accept": "text/html"})
     assert page.status_code == 200 and "victims" in page.text
     assert "borders" in page.text or "inside the submitted screenshot" in page.text
+
+
+def test_a_video_case_says_where_the_clip_sits_and_that_the_bars_were_removed(app, db, users, tmp_path):
+    """A letterboxed clip re-cut from a video stored with every frame: the case page says the
+    match was found without the bars and where the clip starts in the stored video."""
+    from consentry.config import MediaLimits
+    from consentry.media.content import Content
+    from consentry.signals.vpdq import VPDQSignal, frames_to_json
+    from test_vpdq_dense import _video
+
+    source = Content.from_bytes(_video(tmp_path / "s.mp4", 12), MediaLimits())
+    banks = BankService(db)
+    banks.create_bank("victims", "ncii")
+    banks.add_entry("victims", "vpdq", frames_to_json(VPDQSignal.compute_frames(source, dense=True)))
+    app.state.consentry.matcher.refresh()
+    clip = _video(tmp_path / "c.mp4", 6, start=3.4, boxed=True)
+    matcher = KeyStore(db).create("matcher")[0]
+    r = _client(app).post("/v1/cases", files={"file": ("clip.mp4", clip, "video/mp4")},
+                          data={"queue": "uploads"}, headers={"Authorization": f"Bearer {matcher}"})
+    assert r.status_code == 201, r.text
+    m, _csrf = _login(app, "u-moderator")
+    page = m.get(f"/console/cases/{r.json()['id']}", headers={"Accept": "text/html"})
+    assert page.status_code == 200 and "victims" in page.text
+    assert "bars (letterbox or pillarbox) around the submitted video were removed" in page.text
+    assert re.search(r"the submitted clip starts 3\.[2-6] s into the stored video", page.text)

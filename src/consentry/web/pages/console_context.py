@@ -255,7 +255,8 @@ def match_details(banks_service, items: list) -> dict[int, list[dict[str, Any]]]
                 "bank": m.get("bank"), "kind": m.get("bank_kind") or (b.kind if b else None),
                 "description": b.description if b else None, "signal_type": st, "distance": m.get("distance"),
                 "meaning": distance_words(st, m.get("distance"), threshold), "entry_id": m.get("entry_id"),
-                "via": _VIA.get(str(m.get("query_variant") or "")),
+                "via": _VIA.get((st, str(m.get("query_variant") or ""))) or _VIA.get(str(m.get("query_variant") or "")),
+                "when": video_offset_words(m.get("offset_seconds"), m.get("speed")),
                 "source": e.source if e else None, "tags": list(e.tags) if e else [],
                 "category": e.category if e else None, "added_by": e.added_by if e else None,
                 "added_at": e.added_at if e else None, "entry_status": e.status if e else None})
@@ -265,7 +266,21 @@ def match_details(banks_service, items: list) -> dict[int, list[dict[str, Any]]]
 
 #: how a PDQ match was reached when not through the picture's plain hash (issue 21)
 _VIA = {"trimmed": "matched once the borders (letterbox or pillarbox bars) of the submitted picture were removed",
-        "screenshot": "matched through the photo found inside the submitted screenshot"}
+        "screenshot": "matched through the photo found inside the submitted screenshot",
+        ("vpdq", "trimmed"): "matched once the bars (letterbox or pillarbox) around the submitted video were removed"}
+
+
+def video_offset_words(offset: Any, speed: Any) -> str | None:
+    """Where a matched clip sits in the stored video (dense vPDQ alignment), in words."""
+    if not isinstance(offset, (int, float)):
+        return None
+    if offset >= 0:
+        words = f"the submitted clip starts {offset:.1f} s into the stored video"
+    else:
+        words = f"the stored video starts {-offset:.1f} s into the submitted clip"
+    if isinstance(speed, (int, float)) and abs(speed - 1.0) >= 0.03:
+        words += f", played {speed:.2f}\u00d7 as fast"
+    return words
 
 _STRENGTH = {"strong": "strong sign", "moderate": "some sign", "weak": "weak hint", "none": "no sign"}
 
