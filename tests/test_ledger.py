@@ -429,3 +429,34 @@ def test_closing_the_child_reader_early_stops_it_at_once():
     assert time.monotonic() - t0 < 3
     left = {t.name for t in threading.enumerate()} - before
     assert not [n for n in left if n.startswith("consentry-ledger-")], left
+
+
+def test_a_bank_video_stored_with_every_frame_finds_hosted_copies_cut_at_any_offset(db, tmp_path):
+    """Hosted videos are ledgered one frame a second; a bank video added from its file keeps
+    every frame (issue 21). The sweep aligns each hosted copy against it, so a copy re-cut at an
+    offset off the one-second grid is found, with where it starts; the same bank video as
+    exchanged (one frame a second) misses that copy."""
+    from consentry.config import MediaLimits
+    from consentry.signals.vpdq import VPDQSignal, frames_to_json, standard_frames
+    from test_vpdq_dense import _video
+
+    ledger, banks = LedgerService(db), BankService(db)
+    for cid, start, seed in (("clip-1", 3.4, 4), ("clip-2", 0.0, 4), ("other", 3.4, 8)):
+        c = Content.from_bytes(_video(tmp_path / f"{cid}.mp4", 6, start=start, seed=seed), MediaLimits())
+        ledger.write(ContentRecord.from_content(c, content_id=cid, url=f"https://ex.org/v/{cid}"))
+    source = Content.from_bytes(_video(tmp_path / "source.mp4", 12), MediaLimits())
+    every = VPDQSignal.compute_frames(source, dense=True)
+    rules = RuleSet.from_yaml("rules: []\n")
+    sweeper, wh = _sweeper(db, tmp_path, rules)
+    sweeper.follow()
+    banks.create_bank("sparse", "ncii")
+    banks.add_entry("sparse", "vpdq", frames_to_json(standard_frames(every)))
+    assert {h.content.content_id for h in sweeper.follow().hits} == {"clip-2"}  # on the grid only
+    banks.create_bank("victims", "ncii")
+    entry, _ = banks.add_entry("victims", "vpdq", frames_to_json(every))
+    hits = {h.content.content_id: h for h in sweeper.follow().hits}
+    assert set(hits) == {"clip-1", "clip-2"} and all(h.entry_id == entry.id for h in hits.values())
+    assert hits["clip-1"].detail["offset_seconds"] == pytest.approx(3.4, abs=0.3)
+    assert [c.content.content_id for c in sweeper.find_copies(vpdq=frames_to_json(every))] in (
+        ["clip-1", "clip-2"], ["clip-2", "clip-1"])
+    wh.stop()

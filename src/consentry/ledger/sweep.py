@@ -45,7 +45,7 @@ from consentry.ledger.follow import ChangeFollower
 from consentry.ledger.index import LedgerIndex
 from consentry.ledger.service import ContentInfo, LedgerService
 from consentry.signals import PDQ_MIN_QUALITY, PDQ_THRESHOLD
-from consentry.signals.vpdq import VPDQ_DISTANCE_THRESHOLD, VPDQ_MATCH_PERCENT, parse_frames
+from consentry.signals.vpdq import VPDQ_DISTANCE_THRESHOLD, VPDQ_MATCH_PERCENT, compare_frames, is_dense, parse_frames
 
 log = logging.getLogger("consentry.sweep")
 
@@ -257,13 +257,38 @@ class Sweeper:
                 for c in infos:
                     found[c.pk] = (st, 0, None)
         if vpdq:
-            for pk, det in self.index.search_vpdq(parse_frames(vpdq), vpdq_threshold).items():
+            for pk, det in self._video_hits(parse_frames(vpdq), vpdq_threshold).items():
                 best = max(det["query_match_percent"], det["compared_match_percent"])
-                if best >= VPDQ_MATCH_PERCENT and pk not in found:
+                if pk not in found:
                     found[pk] = ("vpdq", round(100.0 - best, 2), None)
         rows = self.ledger.by_pk(found)
         out = [Copy(rows[pk], *found[pk]) for pk in found if pk in rows and rows[pk].status == "active"]
         return sorted(out, key=lambda c: (c.distance, c.content.content_id))
+
+    def _video_hits(self, frames: list, threshold: int) -> dict[int, dict[str, Any]]:
+        """Hosted videos that match a bank video's frames: content pk -> the match figures, as
+        a bank video match (query = the bank's video, compared = the hosted copy).
+
+        A bank video stored with every frame (issue 21) is compared the other way round: the
+        hosted copy, hashed one frame a second, is aligned against the bank's frames
+        (:func:`consentry.signals.vpdq.compare_frames`), so a copy re-cut at any offset is found;
+        ``offset_seconds`` is where the hosted copy starts in the bank's video."""
+        found = self.index.search_vpdq(frames, threshold)
+        if not is_dense(frames):
+            return {pk: det for pk, det in found.items()
+                    if max(det["query_match_percent"], det["compared_match_percent"]) >= VPDQ_MATCH_PERCENT}
+        out: dict[int, dict[str, Any]] = {}
+        for pk, c in self.ledger.by_pk(found).items():
+            if not c.vpdq:
+                continue
+            m = compare_frames(parse_frames(c.vpdq), frames, threshold)
+            if m.matched:
+                out[pk] = {"query_match_percent": m.compared_match_percent,
+                           "compared_match_percent": m.query_match_percent,
+                           "query_matched_seconds": m.compared_matched_seconds,
+                           "compared_matched_seconds": m.query_matched_seconds,
+                           "offset_seconds": m.offset_seconds, "speed": m.speed}
+        return out
 
     # ------------------------------------------------------------ the core
     def _sweep(self, entry_ids: list[int], report: SweepReport, *, cursor: int | None = None,
@@ -305,10 +330,9 @@ class Sweeper:
         for e, b in live:
             if e.signal_type != "vpdq":
                 continue
-            for pk, det in self.index.search_vpdq(parse_frames(e.value), int(b.threshold("vpdq"))).items():
+            for pk, det in self._video_hits(parse_frames(e.value), int(b.threshold("vpdq"))).items():
                 best = max(det["query_match_percent"], det["compared_match_percent"])
-                if best >= VPDQ_MATCH_PERCENT:
-                    cands.append((pk, e, b, "vpdq", round(100.0 - best, 2), None, det))
+                cands.append((pk, e, b, "vpdq", round(100.0 - best, 2), None, det))
         if not cands:
             return []
         contents = self.ledger.by_pk({c[0] for c in cands})
