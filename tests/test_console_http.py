@@ -243,3 +243,29 @@ def test_a_video_case_says_where_the_clip_sits_and_that_the_bars_were_removed(ap
     assert page.status_code == 200 and "victims" in page.text
     assert "bars (letterbox or pillarbox) around the submitted video were removed" in page.text
     assert re.search(r"the submitted clip starts 3\.[2-6] s into the stored video", page.text)
+
+
+def test_a_case_matched_through_a_stored_crop_says_so(app, db, users):
+    """A picture banked from its file keeps its crops (issue 21): an upload cropped by 20 % opens
+    a case whose page says it met the centre of the banked picture, a cropped copy."""
+    from consentry.config import MediaLimits
+    from consentry.hashing import hash_content, stored_variants
+    from consentry.media.content import Content
+
+    pic = scene(640, 480, 43)
+    banks = BankService(db)
+    banks.create_bank("victims", "ncii")
+    c = Content.from_bytes(encode(pic, "PNG"), MediaLimits())
+    r = hash_content(c)
+    banks.add_entry("victims", "pdq", r.pdq, quality=r.pdq_quality)
+    banks.set_variants("victims", r.pdq, stored_variants(c, r))
+    app.state.consentry.matcher.refresh()
+    cropped = pic.crop((64, 48, 576, 432))
+    matcher = KeyStore(db).create("matcher")[0]
+    resp = _client(app).post("/v1/cases", files={"file": ("c.jpg", encode(cropped, "JPEG"), "image/jpeg")},
+                             data={"queue": "uploads"}, headers={"Authorization": f"Bearer {matcher}"})
+    assert resp.status_code == 201, resp.text
+    m, _csrf = _login(app, "u-moderator")
+    page = m.get(f"/console/cases/{resp.json()['id']}", headers={"Accept": "text/html"})
+    assert page.status_code == 200 and "victims" in page.text
+    assert "it matches the centre of the banked picture (80 % of each side): a cropped copy" in page.text

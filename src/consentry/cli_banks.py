@@ -261,7 +261,7 @@ def bank_add(
 ) -> None:
     """Hash files and add their signals (md5, sha256, PDQ or vPDQ) to a bank."""
     from consentry.banks.formats.records import records_from_hash
-    from consentry.hashing import hash_path, iter_files
+    from consentry.hashing import hash_path_for_bank, iter_files
 
     svc = _service()
     try:
@@ -274,11 +274,13 @@ def bank_add(
     with progress_bar() as progress:
         task = progress.add_task("adding", total=len(files), rate="")
         for path in files:
-            r = hash_path(path, limits, dense_video=True)
+            r, variants = hash_path_for_bank(path, limits)
             line: dict[str, Any] = {"path": r.path, "added": [], "error": r.error}
             if r.error is None:
                 recs = records_from_hash(r, list(tag or []), category, "file")
                 svc.add_records(name, recs, added_by=added_by)
+                if variants:
+                    line["pdq_variants"] = svc.set_variants(name, r.pdq, variants)
                 for rec in recs:
                     e = svc.find_entry(name, rec.signal_type, rec.value)
                     line["added"].append({"signal_type": rec.signal_type, "entry_id": e.id if e else None})

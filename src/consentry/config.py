@@ -127,6 +127,9 @@ class MediaLimits:
     # an uploaded photo is also matched by the PDQ of its trimmed copy (letterbox / pillarbox bars
     # removed) and of the photo inside a screenshot (issue 21): a few ms more per upload
     canonical_query: bool = True
+    # a photo added to a bank from its file also stores the PDQ of its centre and corner crops,
+    # small rotations and its borderless copy (issue 21): ~23 PDQs (~0.1-0.3 s) per added photo
+    canonical_stored: bool = True
 
     @classmethod
     def from_env(cls) -> "MediaLimits":
@@ -147,6 +150,7 @@ class MediaLimits:
             max_decode_seconds=_env_float("CONSENTRY_MAX_DECODE_SECONDS", d.max_decode_seconds),
             max_concurrent_decodes=_env_int("CONSENTRY_MAX_CONCURRENT_DECODES", d.max_concurrent_decodes),
             canonical_query=_env_int("CONSENTRY_CANONICAL_QUERY", int(d.canonical_query)) != 0,
+            canonical_stored=_env_int("CONSENTRY_CANONICAL_STORED", int(d.canonical_stored)) != 0,
         )
 
     def with_(self, **changes) -> "MediaLimits":

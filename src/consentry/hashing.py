@@ -74,14 +74,45 @@ def hash_content(content: Content, path: str = "-", *, strict: bool = False,
     return result
 
 
-def hash_path(path: str | os.PathLike, limits: MediaLimits, *, dense_video: bool = False) -> HashResult:
+def stored_variants(content: Content, result: HashResult) -> list:
+    """The stored-side canonical hashes of a photo added to a bank from its file (issue 21):
+    the PDQ of its borderless copy, centre and corner crops and small rotations
+    (:func:`consentry.signals.canonical.stored_extra_hashes`), for
+    :meth:`consentry.banks.service.BankService.set_variants`. Empty for videos, unusable PDQs,
+    or when ``CONSENTRY_CANONICAL_STORED=0``."""
+    from consentry.signals import PDQ_MIN_QUALITY
+
+    if (content.content_type != PHOTO or not result.pdq or (result.pdq_quality or 0) < PDQ_MIN_QUALITY
+            or not getattr(content.limits, "canonical_stored", True)):
+        return []
+    from consentry.signals.canonical import stored_extra_hashes
+
+    return stored_extra_hashes(content.image())
+
+
+def hash_path(path: str | os.PathLike, limits: MediaLimits) -> HashResult:
     """Hash one file; never raises for bad input (the error is in ``result.error``)."""
     shown = str(path)
     try:
         content = Content.from_path(path, limits)
     except ConsentryError as exc:
         return HashResult(shown, UNKNOWN, _size(path), None, None, None, None, None, str(exc))
-    return hash_content(content, shown, dense_video=dense_video)
+    return hash_content(content, shown)
+
+
+def hash_path_for_bank(path: str | os.PathLike, limits: MediaLimits) -> tuple[HashResult, list]:
+    """One file hashed as a bank stores it (``consentry bank add-file``): a video's every frame
+    less near-repeats, and a photo's stored-side canonical hashes (:func:`stored_variants`)."""
+    shown = str(path)
+    try:
+        content = Content.from_path(path, limits)
+    except ConsentryError as exc:
+        return HashResult(shown, UNKNOWN, _size(path), None, None, None, None, None, str(exc)), []
+    result = hash_content(content, shown, dense_video=True)
+    try:
+        return result, (stored_variants(content, result) if result.error is None else [])
+    except ConsentryError:  # the picture hashed once; a failure now leaves the plain entry
+        return result, []
 
 
 def hash_many(

@@ -22,7 +22,7 @@ import numpy as np
 from sqlalchemy import and_, or_, select
 
 from consentry.banks.service import BankInfo, BankService
-from consentry.db.models import Bank, Entry, utcnow
+from consentry.db.models import Bank, Entry, EntryVariant, utcnow
 from consentry.db.session import Database
 from consentry.index import ExactIndex, PDQIndex, hex_to_words, hex_to_words_many
 from consentry.signals import DIHEDRAL_TRANSFORMS, PDQ_MIN_QUALITY, PDQ_THRESHOLD
@@ -216,6 +216,52 @@ class _VpdqStore:
         return out
 
 
+class _VariantStore:
+    """The stored-side extra PDQ hashes of entries (issue 21, ``entry_variants``): crops,
+    rotations and the picture without borders, each row owned by its entry."""
+
+    def __init__(self, rows: Sequence[tuple[int, int, str, str]] = ()) -> None:
+        rows = list(rows)  # (variant id, entry id, kind, PDQ hex)
+        self.owner: dict[int, tuple[int, str]] = {vid: (eid, kind) for vid, eid, kind, _ in rows}
+        self.of_entry: dict[int, list[int]] = {}
+        for vid, eid, _kind, _pdq in rows:
+            self.of_entry.setdefault(eid, []).append(vid)
+        if rows:
+            self.index = PDQIndex.build(np.array([r[0] for r in rows], dtype=np.int64),
+                                        hex_to_words_many([r[3] for r in rows]), threshold=PDQ_THRESHOLD)
+        else:
+            self.index = PDQIndex(threshold=PDQ_THRESHOLD)
+
+    def __len__(self) -> int:
+        return len(self.owner)
+
+    def set(self, entry_id: int, rows: Sequence[tuple[int, str, str]]) -> None:
+        self.remove(entry_id)
+        if not rows:
+            return
+        self.index.add(np.array([r[0] for r in rows], dtype=np.int64), hex_to_words_many([r[2] for r in rows]))
+        for vid, kind, _pdq in rows:
+            self.owner[vid] = (entry_id, kind)
+        self.of_entry[entry_id] = [r[0] for r in rows]
+        self.index.maybe_compact()
+
+    def remove(self, entry_id: int) -> None:
+        ids = self.of_entry.pop(entry_id, None)
+        if ids:
+            self.index.remove(np.array(ids, dtype=np.int64))
+            for vid in ids:
+                self.owner.pop(vid, None)
+
+    def query(self, words: np.ndarray, threshold: int) -> dict[int, tuple[int, int, str]]:
+        """Entry id -> (best distance, query variant index, the stored variant's kind)."""
+        best: dict[int, tuple[int, int, str]] = {}
+        for vid, d, v in self.index.query_variants(words, threshold):
+            owner = self.owner.get(vid)
+            if owner is not None and (owner[0] not in best or int(d) < best[owner[0]][0]):
+                best[owner[0]] = (int(d), int(v), owner[1])
+        return best
+
+
 class Matcher:
     """In-memory indexes over all banks, refreshed from the change log."""
 
@@ -237,6 +283,8 @@ class Matcher:
         self.pdq = PDQIndex(threshold=PDQ_THRESHOLD)
         self.exact: dict[str, ExactIndex] = {t: ExactIndex() for t in EXACT_TYPES}
         self.vpdq = _VpdqStore()
+        self.variants = _VariantStore()
+        self._pdq_added: list[int] = []
         self.cursor = 0
         self._applied: OrderedDict[int, None] = OrderedDict()
         self._gaps: dict[int, float] = {}  # change ids skipped over -> when first noticed
@@ -331,6 +379,19 @@ class Matcher:
         else:
             self.pdq = PDQIndex(threshold=PDQ_THRESHOLD)
         self.exact, self.vpdq = exact, vpdq
+        self.variants = _VariantStore(self._variant_rows())
+
+    def _variant_rows(self) -> list[tuple[int, int, str, str]]:
+        """Every stored extra hash of an indexed PDQ entry (few: only entries added with their
+        picture have them)."""
+        live = or_(Entry.status == "active", and_(Entry.status == "disabled", Entry.disabled_until.is_not(None)))
+        q = (select(EntryVariant.id, EntryVariant.entry_id, EntryVariant.kind, EntryVariant.pdq)
+             .join(Entry, Entry.id == EntryVariant.entry_id)
+             .where(Entry.signal_type == "pdq", live,
+                    or_(Entry.quality.is_(None), Entry.quality >= PDQ_MIN_QUALITY))
+             .order_by(EntryVariant.id))
+        with self.db.engine.connect() as conn:
+            return [(int(a), int(b), c, d) for a, b, c, d in conn.execute(q)]
 
     # ---------------------------------------------------------- snapshots
     def _log_identity(self, cursor: int) -> dict[str, Any]:
@@ -484,6 +545,7 @@ class Matcher:
         if not entry_ids:
             return
         rows = self.banks.entries_by_id(entry_ids)
+        self._pdq_added: list[int] = []
         for c in changes:
             eid = c["entry_id"]
             if eid is None:
@@ -499,6 +561,10 @@ class Matcher:
                 self._add(eid, entry.signal_type, entry.value, entry.quality)
             else:
                 self._remove(eid, entry.signal_type)
+        if self._pdq_added:  # their stored extra hashes, written with (or before) the change
+            found = self.banks.variants_for(self._pdq_added)
+            for eid in self._pdq_added:
+                self.variants.set(eid, found.get(eid, []))
 
     def _add(self, entry_id: int, signal_type: str, value: str, quality: int | None) -> None:
         if signal_type == "pdq":
@@ -506,6 +572,7 @@ class Matcher:
                 return
             self.pdq.remove(np.array([entry_id], dtype=np.int64))
             self.pdq.add(np.array([entry_id], dtype=np.int64), hex_to_words(value).reshape(1, 4))
+            self._pdq_added.append(entry_id)
         elif signal_type in self.exact:
             self.exact[signal_type].add(value, entry_id)
         elif signal_type == "vpdq":
@@ -514,6 +581,7 @@ class Matcher:
     def _remove(self, entry_id: int, signal_type: str | None) -> None:
         if signal_type in (None, "pdq"):
             self.pdq.remove(np.array([entry_id], dtype=np.int64))
+            self.variants.remove(entry_id)
         if signal_type is None or signal_type in self.exact:
             for idx in self.exact.values():
                 idx.remove_id(entry_id)
@@ -611,6 +679,19 @@ class Matcher:
                 if old is None or (old[0] == "pdq" and int(d) < old[1]):
                     # found (or found nearer) through the canonical hash: say which, for reviewers
                     cands[eid] = ("pdq", int(d), DIHEDRAL_TRANSFORMS[v], {"query_variant": kind})
+        if len(self.variants):
+            # the stored pictures' crops, rotations and borderless copies, as the entry itself
+            t = self._max_threshold("pdq", PDQ_THRESHOLD)
+            probes = [(None, query.pdq)] if usable_pdq else []
+            probes += [(kind, v) for kind, v, quality in query.pdq_extra if quality >= PDQ_MIN_QUALITY and v]
+            for qkind, hexes in probes:
+                for eid, (d, v, skind) in self.variants.query(hex_to_words_many(hexes), t).items():
+                    old = cands.get(eid)
+                    if old is None or (old[0] == "pdq" and d < old[1]):
+                        detail = {"stored_variant": skind}
+                        if qkind:
+                            detail["query_variant"] = qkind
+                        cands[eid] = ("pdq", d, DIHEDRAL_TRANSFORMS[v], detail)
         if query.vpdq:
             t = self._max_threshold("vpdq", VPDQ_DISTANCE_THRESHOLD)
             for kind, frames in [(None, query.vpdq), *query.vpdq_extra]:
@@ -671,7 +752,7 @@ class Matcher:
         return {
             "cursor": self.cursor, "pdq_entries": len(self.pdq), "index_source": self.index_source,
             "exact_entries": {k: len(v) for k, v in self.exact.items()},
-            "vpdq_videos": len(self.vpdq.entry_frames),
+            "vpdq_videos": len(self.vpdq.entry_frames), "pdq_variants": len(self.variants),
         }
 
 

@@ -22,7 +22,9 @@ from sqlalchemy.orm import Session
 from consentry import fastjson
 from consentry.banks.bulk_gc import collector_paused
 from consentry.banks.formats.records import HashRecord, RecordError
-from consentry.db.models import BANK_KINDS, ENTRY_NOT_ACTIVE, ENTRY_STATUSES, Bank, Change, Entry, utcnow, value_key
+from consentry.db.models import (
+    BANK_KINDS, ENTRY_NOT_ACTIVE, ENTRY_STATUSES, Bank, Change, Entry, EntryVariant, utcnow, value_key,
+)
 from consentry.db.session import Database, ensure_pg_temp_table
 from consentry.errors import ConsentryError, SignalValueError
 from consentry.review.audit import AuditLog
@@ -609,6 +611,8 @@ class BankService:
             # entries are counted and deleted, so none of its entries outlives the bank
             bank = self._bank(s, name, lock=True)
             n = s.scalar(select(func.count()).select_from(Entry).where(Entry.bank_id == bank.id)) or 0
+            s.execute(EntryVariant.__table__.delete().where(
+                EntryVariant.entry_id.in_(select(Entry.id).where(Entry.bank_id == bank.id))))
             s.execute(Entry.__table__.delete().where(Entry.bank_id == bank.id))
             s.delete(bank)
             # a bank ever published is announced to partners, who withdraw its entries (issue 23)
@@ -906,6 +910,44 @@ class BankService:
             if row is None or (bank is not None and row[1] != bank):
                 raise NotFound(f"no entry {entry_id}" + (f" in bank {bank!r}" if bank else ""))
             return _entry_info(row[0], row[1])
+
+    def set_variants(self, bank: str, pdq: str, variants: Sequence[Any]) -> int:
+        """Store the local extra hashes of the bank's PDQ entry ``pdq`` (issue 21): ``variants``
+        are :class:`consentry.signals.canonical.CanonicalHash` (kind, value, quality) of its
+        picture; those with quality < 50 are left out. Replaces what the entry had, and logs an
+        ``add`` of the entry in the same transaction, so every worker re-reads the entry with
+        them. Returns how many were stored."""
+        from consentry.signals import PDQ_MIN_QUALITY
+
+        canonical = get_signal_type("pdq").parse(pdq)
+        rows = [(str(v.kind)[:32], get_signal_type("pdq").parse(v.value), int(v.quality)) for v in variants
+                if v.value and int(v.quality) >= PDQ_MIN_QUALITY and v.value != canonical]
+        with self.db.session() as s:
+            b = self._bank(s, bank)
+            e = s.scalar(select(Entry).where(Entry.bank_id == b.id, Entry.signal_type == "pdq",
+                                             Entry.value_key == value_key(canonical)))
+            if e is None:
+                raise NotFound(f"no PDQ entry {canonical[:16]}... in bank {bank!r}")
+            s.execute(EntryVariant.__table__.delete().where(EntryVariant.entry_id == e.id))
+            if rows:
+                s.execute(EntryVariant.__table__.insert(),
+                          [{"entry_id": e.id, "kind": k, "pdq": v, "quality": q} for k, v, q in rows])
+            s.add(Change(op="add", bank_id=b.id, entry_id=e.id, signal_type="pdq"))
+        return len(rows)
+
+    def variants_for(self, entry_ids: Iterable[int]) -> dict[int, list[tuple[int, str, str]]]:
+        """Entry id -> its stored extra hashes as (variant id, kind, PDQ hex)."""
+        ids = list(entry_ids)
+        out: dict[int, list[tuple[int, str, str]]] = {}
+        if not ids:
+            return out
+        with self.db.engine.connect() as conn:
+            for i in range(0, len(ids), 500):
+                q = (select(EntryVariant.id, EntryVariant.entry_id, EntryVariant.kind, EntryVariant.pdq)
+                     .where(EntryVariant.entry_id.in_(ids[i:i + 500])).order_by(EntryVariant.id))
+                for vid, eid, kind, pdq in conn.execute(q):
+                    out.setdefault(int(eid), []).append((int(vid), kind, pdq))
+        return out
 
     def entries_by_id(self, ids: Iterable[int]) -> dict[int, tuple[EntryInfo, int]]:
         """Active or not, with their bank id (the matcher filters). On every lookup with a

@@ -120,6 +120,23 @@ class Entry(Base):
     bank: Mapped[Bank] = relationship(back_populates="entries", primaryjoin="Bank.id == foreign(Entry.bank_id)")
 
 
+class EntryVariant(Base):
+    """A local, extra PDQ hash of a bank entry stored with its picture at hand (issue 21): the
+    picture without borders, centre and corner crops, small rotations
+    (:func:`consentry.signals.canonical.stored_extra_hashes`). Matched as the entry itself; never
+    exported, published or exchanged (other programs get the entry's standard PDQ)."""
+
+    __tablename__ = "entry_variants"
+    __table_args__ = (Index("ix_entry_variants_entry", "entry_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # no foreign key, as entries.bank_id: delete_bank removes them with the entries
+    entry_id: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))  # trimmed, crop90@0.5,0.5, rot+3, ...
+    pdq: Mapped[str] = mapped_column(String(64))
+    quality: Mapped[int] = mapped_column(Integer)
+
+
 #: the condition of the partial index on entries, as a literal (a bound parameter would keep
 #: SQLite from matching it to the index, and PostgreSQL's generic plans too)
 ENTRY_NOT_ACTIVE = text("entries." + _NOT_ACTIVE)

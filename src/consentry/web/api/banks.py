@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import StreamingResponse
 
 from consentry.banks.formats.records import records_from_hash
-from consentry.hashing import hash_content
+from consentry.hashing import hash_content, stored_variants
 from consentry.web.api.quality import hash_warnings, pdq_warnings, vpdq_warnings
 from consentry.web.api.schemas import BankCreate, BankUpdate, EntryCreate
 from consentry.web.auth import CHANGES, READ_BANKS, WRITE_BANKS, Principal, require
@@ -122,17 +122,22 @@ def add_entry_file(
 ) -> dict:
     st = state(request)
     st.banks.get_bank(name)
-    result = hash_content(read_upload(file, st.settings), file.filename or "-", strict=True, dense_video=True)
-    return add_hashed(request, name, result, _tags(tag, tags), category, "api-file", p)
+    content = read_upload(file, st.settings)
+    result = hash_content(content, file.filename or "-", strict=True, dense_video=True)
+    return add_hashed(request, name, result, _tags(tag, tags), category, "api-file", p, content)
 
 
 def add_hashed(request: Request, name: str, result: Any, tags: list[str], category: str | None, source: str,
-               p: Principal) -> dict:
+               p: Principal, content: Any = None) -> dict:
     """Add a hashed file's signals (MD5, SHA-256, PDQ, vPDQ) to bank ``name``: the body of
-    ``POST /v1/banks/{name}/entries/file`` (and ``/entries/url``)."""
+    ``POST /v1/banks/{name}/entries/file`` (and ``/entries/url``). With the ``content`` at hand,
+    a photo's PDQ entry also gets its stored-side canonical hashes (issue 21)."""
     st = state(request)
     recs = records_from_hash(result, tags, category, source)
+    variants = stored_variants(content, result) if content is not None else []
     report = st.banks.add_records(name, recs, added_by=_who(p))
+    if variants:
+        st.banks.set_variants(name, result.pdq, variants)
     _written(request)
     entries = [st.banks.find_entry(name, r.signal_type, r.value) for r in recs]
     return {"entries": [e.to_dict() for e in entries if e], "added": report.added + report.reactivated,

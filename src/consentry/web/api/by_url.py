@@ -91,6 +91,6 @@ def add_entry_url(request: Request, name: str, body: UrlEntryBody,
     content, final = _fetch(st, p, body.url)
     result = hash_content(content, _name(final), strict=True, dense_video=True)
     tags = [t for t in dict.fromkeys(str(t).strip() for t in body.tags) if t]
-    out = add_hashed(request, name, result, tags, body.category, "api-url", p)
+    out = add_hashed(request, name, result, tags, body.category, "api-url", p, content)
     out["url"] = final
     return out

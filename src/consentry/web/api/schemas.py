@@ -29,6 +29,10 @@ class MatchItem(BaseModel):
         None, description="Matched through a canonical hash of the upload rather than its plain hash: "
         "'trimmed' (the picture, or a video's frames, without letterbox / pillarbox borders) or 'screenshot' "
         "(the photo inside a screenshot)")
+    stored_variant: str | None = Field(
+        None, description="PDQ matched one of the stored picture's local variants rather than its plain hash "
+        "(issue 21): 'trimmed' (without borders), 'crop90@x,y' / 'crop80@x,y' (a window of 90 % / 80 % of each "
+        "side at that anchor; 0.5,0.5 = centre) or 'rot+3' (turned 3 degrees, cropped to fill)")
     provenance: Provenance
     query_match_percent: float | None = None
     compared_match_percent: float | None = None

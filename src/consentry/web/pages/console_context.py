@@ -257,6 +257,7 @@ def match_details(banks_service, items: list) -> dict[int, list[dict[str, Any]]]
                 "meaning": distance_words(st, m.get("distance"), threshold), "entry_id": m.get("entry_id"),
                 "via": _VIA.get((st, str(m.get("query_variant") or ""))) or _VIA.get(str(m.get("query_variant") or "")),
                 "when": video_offset_words(m.get("offset_seconds"), m.get("speed")),
+                "stored_as": stored_variant_words(m.get("stored_variant")),
                 "source": e.source if e else None, "tags": list(e.tags) if e else [],
                 "category": e.category if e else None, "added_by": e.added_by if e else None,
                 "added_at": e.added_at if e else None, "entry_status": e.status if e else None})
@@ -268,6 +269,24 @@ def match_details(banks_service, items: list) -> dict[int, list[dict[str, Any]]]
 _VIA = {"trimmed": "matched once the borders (letterbox or pillarbox bars) of the submitted picture were removed",
         "screenshot": "matched through the photo found inside the submitted screenshot",
         ("vpdq", "trimmed"): "matched once the bars (letterbox or pillarbox) around the submitted video were removed"}
+
+
+def stored_variant_words(kind: Any) -> str | None:
+    """Which local variant of the banked picture a match met (issue 21), in words."""
+    if not isinstance(kind, str) or not kind:
+        return None
+    if kind == "trimmed":
+        return "it matches the banked picture without its borders"
+    m = re.fullmatch(r"crop(\d+)@([\d.]+),([\d.]+)", kind)
+    if m:
+        where = {(0.5, 0.5): "the centre", (0.0, 0.0): "the top-left corner", (1.0, 0.0): "the top-right corner",
+                 (0.0, 1.0): "the bottom-left corner", (1.0, 1.0): "the bottom-right corner"}.get(
+                     (float(m.group(2)), float(m.group(3))), "part")
+        return f"it matches {where} of the banked picture ({m.group(1)} % of each side): a cropped copy"
+    m = re.fullmatch(r"rot([+-][\d.]+)", kind)
+    if m:
+        return f"it matches the banked picture turned {abs(float(m.group(1))):g}\u00b0: a straightened or tilted copy"
+    return f"it matches a variant of the banked picture ({kind})"
 
 
 def video_offset_words(offset: Any, speed: Any) -> str | None:
