@@ -460,3 +460,32 @@ def test_a_bank_video_stored_with_every_frame_finds_hosted_copies_cut_at_any_off
     assert [c.content.content_id for c in sweeper.find_copies(vpdq=frames_to_json(every))] in (
         ["clip-1", "clip-2"], ["clip-2", "clip-1"])
     wh.stop()
+
+
+def test_a_bank_picture_with_its_stored_variants_finds_hosted_crops_and_tilted_copies(db, tmp_path):
+    """Issue 21 in the sweep: hosted copies cropped by 20 % or turned 3 degrees are missed by the
+    banked picture's plain PDQ and found through its stored variants, which the hit names."""
+    from consentry.config import MediaLimits
+    from consentry.hashing import hash_content, stored_variants
+    from consentry.signals.canonical import rotated_variant
+
+    pic = scene(640, 480, seed=71)
+    ledger, banks = LedgerService(db), BankService(db)
+    copies = {"cropped": pic.crop((64, 48, 576, 432)), "tilted": rotated_variant(pic, 3.0),
+              "other": scene(640, 480, seed=72)}
+    for cid, img in copies.items():
+        c = Content.from_bytes(encode(img, "JPEG"), MediaLimits())
+        ledger.write(ContentRecord.from_content(c, content_id=cid, url=f"https://ex.org/p/{cid}"))
+    sweeper, wh = _sweeper(db, tmp_path, RuleSet.from_yaml("rules: []\n"))
+    sweeper.follow()
+    banked = Content.from_bytes(encode(pic, "PNG"), MediaLimits())
+    r = hash_content(banked)
+    banks.create_bank("victims", "ncii")
+    entry, _ = banks.add_entry("victims", "pdq", r.pdq, quality=r.pdq_quality)
+    assert sweeper.follow().hits == []  # the plain hash alone finds neither copy
+    banks.set_variants("victims", r.pdq, stored_variants(banked, r))
+    hits = {h.content.content_id: h for h in sweeper.follow().hits}
+    assert set(hits) == {"cropped", "tilted"} and all(h.entry_id == entry.id for h in hits.values())
+    assert hits["cropped"].detail["stored_variant"].startswith("crop80")
+    assert hits["tilted"].detail["stored_variant"] in ("rot+3", "rot+2", "rot+4")
+    wh.stop()

@@ -319,8 +319,19 @@ class Sweeper:
             if e.signal_type == "pdq" and (e.quality is None or e.quality >= PDQ_MIN_QUALITY):
                 by_t.setdefault(b.threshold("pdq"), []).append((e, b))
         for t, group in by_t.items():
-            for (e, b), hits in zip(group, self.index.search_pdq([e.value for e, _ in group], t)):
-                cands += [(pk, e, b, "pdq", d, DIHEDRAL_TRANSFORMS[v], {}) for pk, d, v in hits]
+            # each entry's plain PDQ and its stored-side variants (crops, rotations, borderless:
+            # issue 21), the nearest of them per hosted content
+            variants = self.banks.variants_for([e.id for e, _ in group])
+            probes = [(e, b, e.value, None) for e, b in group]
+            probes += [(e, b, pdq, kind) for e, b in group for _vid, kind, pdq in variants.get(e.id, [])]
+            nearest: dict[tuple[int, int], tuple] = {}
+            for (e, b, _value, kind), hits in zip(probes, self.index.search_pdq([p[2] for p in probes], t)):
+                for pk, d, v in hits:
+                    key = (pk, e.id)
+                    if key not in nearest or d < nearest[key][3]:
+                        nearest[key] = (e, b, kind, d, v)
+            cands += [(pk, e, b, "pdq", d, DIHEDRAL_TRANSFORMS[v], {"stored_variant": kind} if kind else {})
+                      for (pk, _eid), (e, b, kind, d, v) in nearest.items()]
         for st in ("md5", "sha256"):
             group = [(e, b) for e, b in live if e.signal_type == st]
             if group:
