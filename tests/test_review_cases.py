@@ -378,3 +378,25 @@ def test_enqueue_handler_hashes_the_upload_even_when_preserved(db, banks, tmp_pa
     with db.session() as s:
         s.execute(update(CaseItem).where(CaseItem.id == item.id).values(media_type=None))
     assert svc.media(item.id)[1] == "image/jpeg"
+
+
+def test_confirming_a_vaulted_picture_stores_its_crops_and_rotations(db, banks, tmp_path):
+    """Issue 21: with the picture in the vault, the confirmed PDQ entry also gets its stored-side
+    variants, so a copy cropped by 20 % later meets it; without the vault, the plain entry only."""
+    from consentry.banks.matcher import query_from_content
+    from consentry.config import MediaLimits
+    from consentry.media.content import Content
+    from consentry.review.vault import Vault
+
+    settings = Settings(home=tmp_path).with_(vault_key=base64.b64encode(bytes(range(32))).decode())
+    pictures = {True: scene(640, 480, seed=81), False: scene(640, 480, seed=82)}
+    for vaulted, pic in pictures.items():
+        cases = CaseService(db, banks, vault=Vault.from_settings(settings, db) if vaulted else None)
+        c = cases.submit(ItemInput(media=encode(pic, "PNG")), uploader_id="acct-21")
+        cases.claim(c.id, "alice")
+        d = cases.decide(c.id, "alice", "confirm", bank="known")
+        pdq_entry = next(e for e in d.result["entries"] if banks.get_entry(e).signal_type == "pdq")
+        assert bool(banks.variants_for([pdq_entry]).get(pdq_entry)) is vaulted
+        cropped = Content.from_bytes(encode(pic.crop((64, 48, 576, 432)), "JPEG"), MediaLimits())
+        hits = Matcher(db).load().match(query_from_content(cropped, canonical=False)).matches
+        assert [h.entry_id for h in hits] == ([pdq_entry] if vaulted else [])

@@ -17,6 +17,7 @@ The CLI, the HTTP API and the console all call this class.
 from __future__ import annotations
 
 
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -32,6 +33,8 @@ from consentry.db.models_review import CASE_STATUSES, Case, CaseItem, Decision  
 from consentry.db.session import Database
 from consentry.errors import ConsentryError, article
 from consentry.review.audit import AuditLog
+
+log = logging.getLogger("consentry.review")
 
 OPEN_STATUSES = ("open", "claimed", "escalated", "pending_approval")
 SENIOR_ROLES = ("curator", "admin")  # may decide escalated cases
@@ -754,4 +757,23 @@ class CaseService:
                 entries.append(entry.id)
                 if _created:
                     created.append(entry.id)
+                if signal_type == "pdq":
+                    self._store_variants(bank, it, value)
         return {"entries": entries, "created": created, "skipped": skipped}
+
+    def _store_variants(self, bank: str, item: CaseItem, pdq: str) -> None:
+        """With the picture kept in the vault, the confirmed entry also gets its stored-side
+        canonical hashes (crops, rotations, borderless copy: issue 21), so re-uploads cropped or
+        straightened later still meet it. Best effort: the entry stands without them."""
+        if self.vault is None or not item.vault_item_id:
+            return
+        from consentry.hashing import hash_content, stored_variants
+        from consentry.media.content import Content
+
+        try:
+            content = Content.from_bytes(self.vault.get(item.vault_item_id), MediaLimits.from_env())
+            result = hash_content(content)
+            if result.pdq == pdq:  # the vaulted bytes are the picture the entry was hashed from
+                self.banks.set_variants(bank, pdq, stored_variants(content, result))
+        except Exception as exc:  # noqa: BLE001 - a missing/purged blob or odd media: no variants
+            log.warning("no stored variants for case item %s: %s", item.id, type(exc).__name__)
