@@ -12,6 +12,8 @@ the ratios. All data is random bits (benign by construction).
 
 Usage: python bench/index_bench.py [--sizes 1000000,10000000] [--queries 1024] [--faiss-queries 256]
        python bench/index_bench.py --quick        (100k entries, a smoke run)
+       python bench/index_bench.py --issue21 [--sizes 10000000] [--media-share 0.02] [--per-photo 22]
+           issue 21: plain index vs plain + stored-variant index, same dihedral queries
        python bench/index_bench.py --issue20 [--sizes 1000000]
            issue 20: the one-pass dihedral probe vs 8 searches in sequence (the baseline, same
            index, same queries, results compared), and snapshots: write/open times vs a build, and
@@ -272,6 +274,46 @@ def issue20(n: int, nq: int, rng) -> None:
         print(f"memory ratio (PSS, private copies / shared snapshot): {p_priv / max(p_snap, 1):.2f}x", flush=True)
 
 
+def issue21(n: int, nq: int, media_share: float, per_photo: int, rng) -> None:
+    """Lookup cost of the stored-side canonical hashes (issue 21) at ``n`` plain entries: a share
+    of the entries came with their picture and carry ``per_photo`` variants each, in the
+    matcher's second index (``_VariantStore``); a query probes both with its 8 dihedral variants.
+    Baseline: the plain index alone, same queries, same run."""
+    from consentry.banks.matcher import _VariantStore
+
+    with_media = int(n * media_share)
+    nv = with_media * per_photo
+    print(f"\n=== issue 21 at {n:,} entries, {with_media:,} with their picture x {per_photo} variants "
+          f"= {nv:,} variant rows ===", flush=True)
+    words = make_data(n, "uniform", rng)
+    idx = PDQIndex.build(np.arange(n), words)
+    owners = rng.choice(n, size=with_media, replace=False)
+    # a crop or rotation is 60-130 bits from its entry's plain hash: as good as independent bits
+    vwords = make_data(nv, "uniform", rng)
+    t0 = time.perf_counter()
+    store = _VariantStore([])
+    store.index = PDQIndex.build(np.arange(nv), vwords)
+    store.owner = {int(v): (int(owners[v // per_photo]), "crop") for v in range(nv)}
+    vbuild = time.perf_counter() - t0
+    queries = []
+    for i in range(nq):
+        v = rng.integers(0, 2**64, size=(8, 4), dtype=np.uint64)
+        if i % 2 == 0:  # half the queries are near a stored variant (a cropped re-upload)
+            v[int(rng.integers(0, 8))] = flip_bits(vwords[int(rng.integers(0, nv))], int(rng.integers(0, 32)), rng)
+        queries.append(v)
+    idx.query_variants(queries[0], 31)
+    store.query(queries[0], 31)
+    lat_plain, _ = time_queries(lambda v: idx.query_variants(v, 31), queries)
+    lat_both, found = time_queries(lambda v: (idx.query_variants(v, 31), store.query(v, 31)), queries)
+    hits = sum(1 for _plain, var in found if var)
+    print(f"variant index built in {vbuild:.1f} s, {store.index.nbytes / 2**20:.0f} MB "
+          f"(+{store.index.nbytes / max(idx.nbytes, 1) * 100:.0f} % of the plain index's {idx.nbytes / 2**20:.0f} MB)")
+    print(f"dihedral query, {nq} queries: plain index only p50 {pct(lat_plain, 50):.3f} ms p99 "
+          f"{pct(lat_plain, 99):.3f} ms; plain + variants p50 {pct(lat_both, 50):.3f} ms p99 {pct(lat_both, 99):.3f} ms "
+          f"({pct(lat_both, 99) / pct(lat_plain, 99):.2f}x); planted variant hits found {hits} of {nq // 2 + nq % 2}",
+          flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1000000,10000000")
@@ -280,7 +322,16 @@ def main() -> None:
     ap.add_argument("--faiss-queries", type=int, default=256)
     ap.add_argument("--quick", action="store_true", help="100k entries, fewer queries")
     ap.add_argument("--issue20", action="store_true", help="dihedral one-pass and snapshot figures only")
+    ap.add_argument("--issue21", action="store_true",
+                    help="lookup cost of stored-side canonical variants (see --media-share, --per-photo)")
+    ap.add_argument("--media-share", type=float, default=0.02,
+                    help="--issue21: share of entries added with their picture (default 0.02)")
+    ap.add_argument("--per-photo", type=int, default=22, help="--issue21: variants per such entry (default 22)")
     args = ap.parse_args()
+    if args.issue21:
+        for n in args.sizes.split(","):
+            issue21(int(n), min(args.queries, 1000), args.media_share, args.per_photo, np.random.default_rng(21))
+        return
     if args.issue20:
         for n in args.sizes.split(","):
             issue20(int(n), min(args.queries, 1000), np.random.default_rng(12345))
