@@ -13,7 +13,7 @@ plain Hamming distance, threshold 31, hashes with quality < 50 unused. Side by s
 
   plain        stored {pdq}; query dihedral(pdq)                      (today)
   +trim        both sides also hash the image without borders (consentry.signals.canonical)
-  +subcrops    stored also hash centre / corner windows of 90 % and 80 % of each side (10)
+  +subcrops    stored also hash centre / corner windows of 95, 90 and 80 % of each side (15)
   +subgrid     stored also hash 9 anchored windows at 90 / 80 / 70 % (27)
   +screenshot  query also hashes the largest photo-like region
   +rot         stored also hash rotated variants (+-1..6 degrees by 1, cropped to fill)

@@ -60,9 +60,10 @@ SUBCROP_FRACTION = 0.8
 CORNER_ANCHORS = ((0.5, 0.5), (0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0))
 #: A denser set: centre, corners and edge midpoints.
 GRID_ANCHORS = CORNER_ANCHORS + ((0.5, 0.0), (0.5, 1.0), (0.0, 0.5), (1.0, 0.5))
-#: Sub-crop window sets: centre + corners at 90 % and 80 % (the default), and a denser grid of
+#: Sub-crop window sets: centre + corners at 95, 90 and 80 % (the default: the 95 % windows catch
+#: 5 % crops, which fall between the full picture and the 90 % windows), and a denser grid of
 #: nine anchors at 90 / 80 / 70 % (measured, see docs/robustness.md).
-SUBCROPS_CORNERS = ((0.9, CORNER_ANCHORS), (SUBCROP_FRACTION, CORNER_ANCHORS))
+SUBCROPS_CORNERS = ((0.95, CORNER_ANCHORS), (0.9, CORNER_ANCHORS), (SUBCROP_FRACTION, CORNER_ANCHORS))
 SUBCROPS_GRID = ((0.9, GRID_ANCHORS), (0.8, GRID_ANCHORS), (0.7, GRID_ANCHORS))
 #: Stored rotated variants (degrees, counter-clockwise positive as in PIL). PDQ moves ~25-40
 #: bits per degree of rotation, so the variants must be about 1 degree apart.
