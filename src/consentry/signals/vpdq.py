@@ -44,8 +44,10 @@ VPDQ_MATCH_PERCENT = 80.0
 DENSE_DEDUPE_DISTANCE = 8
 #: frame lists whose median step is at most this (seconds) are dense: matched by alignment
 DENSE_MAX_STEP = 0.5
-#: the speeds tried when aligning (a re-timed copy plays 10 % faster or slower)
-ALIGN_SPEEDS = tuple(round(0.85 + 0.01 * k, 2) for k in range(31))
+#: the speeds tried when aligning (a re-timed copy plays 10 % faster or slower): a coarse pass,
+#: then steps of 0.01 around the best coarse speed
+ALIGN_SPEEDS = tuple(round(0.85 + 0.03 * k, 2) for k in range(11))
+ALIGN_FINE = (-0.02, -0.01, 0.01, 0.02)
 #: how far (seconds) an aligned query frame may fall outside its stored frame's time span
 ALIGN_TOLERANCE = 0.5
 
@@ -182,44 +184,58 @@ def align(q_times: np.ndarray, pair_q: np.ndarray, pair_start: np.ndarray,
 
     Pair k says query frame ``pair_q[k]`` (at ``q_times[pair_q[k]]``) looks like the stored
     frame standing for ``[pair_start[k], pair_end[k])``. For each speed in :data:`ALIGN_SPEEDS`
-    the offsets at which a pair holds form an interval (widened by :data:`ALIGN_TOLERANCE`); a
-    sweep over the interval ends finds the offset covered by the most distinct query frames.
+    (then :data:`ALIGN_FINE` around the best of them) the offsets at which a pair holds form an interval (widened by :data:`ALIGN_TOLERANCE`); the
+    intervals of each query frame are merged, then a sweep over their ends finds the offset
+    covered by the most distinct query frames (the middle of the best plateau).
     Returns (aligned query frames, speed, offset, mask of the aligned pairs)."""
     best = (0, 1.0, 0.0, np.zeros(len(pair_q), dtype=bool))
     if not len(pair_q):
         return best
+    pair_q = np.asarray(pair_q, dtype=np.int64)
     tq = q_times[pair_q]
-    for a in ALIGN_SPEEDS:
+    order_q = np.argsort(pair_q, kind="stable")
+
+    def at_speed(a: float, best):
         lo = pair_start - a * tq - ALIGN_TOLERANCE
         hi = pair_end - a * tq + ALIGN_TOLERANCE
-        # events: starts before ends at the same offset, so touching intervals count together
-        pos = np.concatenate([lo, hi])
-        kind = np.concatenate([np.zeros(len(lo), np.int8), np.ones(len(hi), np.int8)])
-        who = np.concatenate([pair_q, pair_q])
-        order = np.lexsort((kind, pos))
-        open_per_q: dict[int, int] = {}
-        distinct = 0
-        top, at, plateau_from = 0, 0.0, None
-        for e in order.tolist():
-            qi = int(who[e])
-            if kind[e] == 0:
-                n = open_per_q.get(qi, 0)
-                open_per_q[qi] = n + 1
-                if n == 0:
-                    distinct += 1
-                    if distinct > top:
-                        top, at, plateau_from = distinct, float(pos[e]), float(pos[e])
-            else:
-                n = open_per_q[qi] - 1
-                open_per_q[qi] = n
-                if n == 0:
-                    if distinct == top and plateau_from is not None:  # the best plateau ends: its middle
-                        at, plateau_from = (plateau_from + float(pos[e])) / 2, None
-                    distinct -= 1
+        at, top = _sweep(pair_q[order_q], lo[order_q], hi[order_q])
         if top > best[0] or (top == best[0] and abs(a - 1.0) < abs(best[1] - 1.0)):
-            mask = (lo <= at) & (hi >= at)
-            best = (top, a, at, mask)
+            return (top, a, at, (lo <= at) & (hi >= at))
+        return best
+
+    for a in ALIGN_SPEEDS:
+        best = at_speed(a, best)
+    coarse = best[1]
+    for d in ALIGN_FINE:
+        best = at_speed(round(coarse + d, 2), best)
     return best
+
+
+def _sweep(who: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[float, int]:
+    """(offset, count): where the most distinct ``who`` have an interval [lo, hi] covering the
+    offset. ``who`` sorted. Each one's intervals are merged first (so overlapping intervals of
+    one query frame count once), then +1/-1 events are summed in order."""
+    span = float(max(hi.max() - lo.min(), 1.0)) * 4.0
+    shift = who.astype(float) * span  # keeps the groups apart on one line
+    lo_s, hi_s = lo + shift, hi + shift
+    order = np.argsort(lo_s, kind="stable")
+    lo_s, hi_s = lo_s[order], hi_s[order]
+    reach = np.maximum.accumulate(hi_s)
+    new = np.empty(len(lo_s), dtype=bool)
+    new[0] = True
+    new[1:] = lo_s[1:] > reach[:-1]
+    starts = np.flatnonzero(new)
+    m_lo = lo_s[starts] - shift[order][starts]
+    m_hi = np.maximum.reduceat(hi_s, starts) - shift[order][starts]
+    pos = np.concatenate([m_lo, m_hi])
+    step = np.concatenate([np.ones(len(m_lo), np.int64), -np.ones(len(m_hi), np.int64)])
+    ev = np.lexsort((-step, pos))  # at the same offset, starts before ends
+    count = np.cumsum(step[ev])
+    k = int(np.argmax(count))
+    top = int(count[k])
+    # the plateau runs from this start to the next event (an end, or a start that adds more)
+    nxt = float(pos[ev[k + 1]]) if k + 1 < len(ev) else float(pos[ev[k]])
+    return (float(pos[ev[k]]) + nxt) / 2, top
 
 
 def _fit_line(tq: np.ndarray, start: np.ndarray, end: np.ndarray, dist: np.ndarray, speed: float,
