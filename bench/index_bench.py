@@ -12,7 +12,7 @@ the ratios. All data is random bits (benign by construction).
 
 Usage: python bench/index_bench.py [--sizes 1000000,10000000] [--queries 1024] [--faiss-queries 256]
        python bench/index_bench.py --quick        (100k entries, a smoke run)
-       python bench/index_bench.py --issue21 [--sizes 10000000] [--media-share 0.02] [--per-photo 22]
+       python bench/index_bench.py --issue21 [--sizes 10000000] [--media-share 0.02] [--per-photo 27]
            issue 21: plain index vs plain + stored-variant index, same dihedral queries
        python bench/index_bench.py --issue20 [--sizes 1000000]
            issue 20: the one-pass dihedral probe vs 8 searches in sequence (the baseline, same
@@ -326,7 +326,7 @@ def main() -> None:
                     help="lookup cost of stored-side canonical variants (see --media-share, --per-photo)")
     ap.add_argument("--media-share", type=float, default=0.02,
                     help="--issue21: share of entries added with their picture (default 0.02)")
-    ap.add_argument("--per-photo", type=int, default=22, help="--issue21: variants per such entry (default 22)")
+    ap.add_argument("--per-photo", type=int, default=27, help="--issue21: variants per such entry (default 27)")
     args = ap.parse_args()
     if args.issue21:
         for n in args.sizes.split(","):
