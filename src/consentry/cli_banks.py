@@ -259,7 +259,12 @@ def bank_add(
     category: Optional[str] = typer.Option(None, "--category"),
     added_by: Optional[str] = typer.Option(None, "--added-by"),
 ) -> None:
-    """Hash files and add their signals (md5, sha256, PDQ or vPDQ) to a bank."""
+    """Hash files and add their signals (md5, sha256, PDQ or vPDQ) to a bank.
+
+    A photo's PDQ entry also keeps local hashes of its crops, small rotations and borderless copy
+    (pdq_variants in the output; CONSENTRY_CANONICAL_STORED=0: none), and a video keeps every frame
+    less near-repeats, so re-cut, cropped or straightened re-uploads still match. Exports and
+    exchanges carry the standard hashes only."""
     from consentry.banks.formats.records import records_from_hash
     from consentry.hashing import hash_path_for_bank, iter_files
 
