@@ -691,3 +691,39 @@ def test_a_boxed_copy_on_the_evidence_matches_through_its_trimmed_picture(tmp_pa
                 assert rows["boxed.png"]["matches"] == []
     finally:
         db.dispose()
+
+
+def test_a_letterboxed_clip_on_the_evidence_matches_a_banked_video(tmp_path):
+    """Issue 21 in scans, videos: a clip re-cut from a banked video (stored with every frame) and
+    posted inside 9:16 bars is matched through its frames without the bars, with where it starts;
+    the exports keep to the standard hashes; with the canonical query off it is missed."""
+    from consentry.banks.service import BankService
+    from consentry.config import MediaLimits
+    from consentry.db import Database
+    from consentry.media.content import Content
+    from consentry.scan.pipeline import ScanOptions, run_scan
+    from consentry.signals.vpdq import VPDQSignal, frames_to_json
+    from test_vpdq_dense import _video
+
+    db = Database(f"sqlite:///{tmp_path / 'consentry.db'}")
+    db.upgrade()
+    try:
+        source = Content.from_bytes(_video(tmp_path / "s.mp4", 12), MediaLimits())
+        BankService(db).create_bank("victims", "ncii")
+        BankService(db).add_entry("victims", "vpdq", frames_to_json(VPDQSignal.compute_frames(source, dense=True)))
+        ev = tmp_path / "ev"
+        ev.mkdir()
+        _video(ev / "clip.mp4", 6, start=3.4, boxed=True)
+        for on in (True, False):
+            out = tmp_path / f"out-{on}"
+            run_scan(ScanOptions([str(ev)], out, database=db, limits=MediaLimits().with_(canonical_query=on)))
+            (row,) = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+            assert "vpdq_extra" not in row and len(row["vpdq"]) >= 5
+            if on:
+                (m,) = row["matches"]
+                assert m["bank"] == "victims" and m["query_variant"] == "trimmed"
+                assert m["offset_seconds"] == pytest.approx(3.4, abs=0.3)
+            else:
+                assert row["matches"] == []
+    finally:
+        db.dispose()

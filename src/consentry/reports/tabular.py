@@ -16,7 +16,7 @@ CSV_COLUMNS = (
     "near_duplicate_group", "matches", "ai_verdict", *AI_DETAIL_KEYS, "error", "note",
 )
 _DROP = ("thumbnail", "match_key", "complete", "run_id", "recorded_at", "elapsed_ms", "mtime_ns",
-         "pdq_extra")  # local matching signals (issue 21): exports carry the standard hashes
+         "pdq_extra", "vpdq_extra")  # local matching signals (issue 21): exports carry the standard hashes
 
 
 def result_record(row: dict[str, Any], tri: Triage, genai: Any = None) -> dict[str, Any]:

@@ -148,8 +148,9 @@ def query_from_row(row: dict[str, Any]):
     if row.get("vpdq"):
         try:
             q.vpdq = parse_frames(row["vpdq"])
+            q.vpdq_extra = [(str(k), parse_frames(v)) for k, v in row.get("vpdq_extra") or []]
         except ConsentryError:
-            q.vpdq = None
+            q.vpdq, q.vpdq_extra = None, []
     if not (q.exact or q.pdq or q.vpdq):
         return None
     return q

@@ -49,15 +49,16 @@ CREATE TABLE IF NOT EXISTS items (
     known_good INTEGER NOT NULL DEFAULT 0, known_good_by TEXT,
     thumbnail TEXT, error TEXT, note TEXT, members INTEGER, complete INTEGER NOT NULL DEFAULT 0,
     elapsed_ms REAL, run_id INTEGER, recorded_at TEXT,
-    model TEXT, artefact TEXT, generation TEXT, pdq_extra TEXT
+    model TEXT, artefact TEXT, generation TEXT, pdq_extra TEXT, vpdq_extra TEXT
 );
 CREATE INDEX IF NOT EXISTS items_sha256 ON items (sha256);
 CREATE INDEX IF NOT EXISTS items_parent ON items (parent);
 """
 
-_JSON_COLS = ("pdq_variants", "vpdq", "assessment", "matches", "model", "artefact", "generation", "pdq_extra")
+_JSON_COLS = ("pdq_variants", "vpdq", "assessment", "matches", "model", "artefact", "generation", "pdq_extra",
+              "vpdq_extra")
 #: columns added after schema version 1 (a scan.db from an older version is upgraded in place)
-_ADDED_COLS = ("model", "artefact", "generation", "pdq_extra")
+_ADDED_COLS = ("model", "artefact", "generation", "pdq_extra", "vpdq_extra")
 
 
 def utcnow() -> str:
@@ -194,6 +195,7 @@ class ScanStore:
             "match_key": match_key, "thumbnail": r.thumbnail, "error": r.error, "note": r.note,
             "elapsed_ms": r.elapsed_ms, "run_id": run_id,
             "model": r.model, "artefact": r.artefact, "generation": r.generation, "pdq_extra": r.pdq_extra,
+            "vpdq_extra": r.vpdq_extra,
         })
 
     def record_walk(self, w: WalkRecord, run_id: int) -> None:
@@ -277,4 +279,5 @@ _ITEM_COLS = (
     "sha256", "pdq", "pdq_quality", "pdq_variants", "vpdq", "assessment", "ai_verdict", "evidence_error",
     "matches", "match_key", "known_good", "known_good_by", "thumbnail", "error", "note", "members",
     "complete", "elapsed_ms", "run_id", "recorded_at", "model", "artefact", "generation", "pdq_extra",
+    "vpdq_extra",
 )

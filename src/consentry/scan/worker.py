@@ -29,7 +29,8 @@ class WorkerOptions:
     thumbnails: bool = True  # keep a small JPEG of each photo for the report
     thumb_side: int = 160
     genai: bool = True  # model inventory and generator artefacts (AI-generation forensics)
-    canonical: bool = False  # photos: also the PDQ of the trimmed picture / screenshot region (matching)
+    canonical: bool = False  # photos: also the PDQ of the trimmed picture / screenshot region; videos: the
+    # frames without letterbox bars (matching)
 
 
 @dataclass
@@ -50,6 +51,8 @@ class FileResult:
     #: canonical query hashes (issue 21), when matching: [kind, its 8 variants, quality]
     pdq_extra: list[list[Any]] | None = None
     vpdq: list[str] | None = None  # "frame,quality,pdq,seconds" lines
+    #: videos, when matching: [kind, frame lines] — the frames without letterbox bars (issue 21)
+    vpdq_extra: list[list[Any]] | None = None
     assessment: dict[str, Any] | None = None  # Assessment.to_dict()
     evidence_error: str | None = None
     thumbnail: str | None = field(default=None, repr=False)  # base64 JPEG
@@ -183,6 +186,11 @@ def scan_item(item: WorkItem, opts: WorkerOptions) -> FileResult:
                     r.thumbnail = _thumbnail(image, opts.thumb_side)
             elif content.content_type == VIDEO:
                 r.vpdq = [str(f) for f in VPDQSignal.compute_frames(content)]
+                if opts.canonical:
+                    from consentry.signals.vpdq import trimmed_frames
+
+                    trimmed = trimmed_frames(content)
+                    r.vpdq_extra = [["trimmed", [str(f) for f in trimmed]]] if trimmed else None
             else:
                 r.format = None
                 r.note = "not a photo or video: digests only"
