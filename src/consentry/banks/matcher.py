@@ -561,7 +561,9 @@ class Matcher:
                 self._add(eid, entry.signal_type, entry.value, entry.quality)
             else:
                 self._remove(eid, entry.signal_type)
-        if self._pdq_added:  # their stored extra hashes, written with (or before) the change
+        if self._pdq_added and (len(self.variants) or self.banks.has_variants()):
+            # their stored extra hashes, written with (or before) the change (none at all on an
+            # instance whose entries all came as hashes: one cheap check instead of a read per id)
             found = self.banks.variants_for(self._pdq_added)
             for eid in self._pdq_added:
                 self.variants.set(eid, found.get(eid, []))

@@ -935,6 +935,11 @@ class BankService:
             s.add(Change(op="add", bank_id=b.id, entry_id=e.id, signal_type="pdq"))
         return len(rows)
 
+    def has_variants(self) -> bool:
+        """Whether any entry has stored extra hashes (one index probe)."""
+        with self.db.engine.connect() as conn:
+            return conn.execute(select(EntryVariant.id).limit(1)).first() is not None
+
     def variants_for(self, entry_ids: Iterable[int]) -> dict[int, list[tuple[int, str, str]]]:
         """Entry id -> its stored extra hashes as (variant id, kind, PDQ hex)."""
         ids = list(entry_ids)

@@ -321,7 +321,7 @@ class Sweeper:
         for t, group in by_t.items():
             # each entry's plain PDQ and its stored-side variants (crops, rotations, borderless:
             # issue 21), the nearest of them per hosted content
-            variants = self.banks.variants_for([e.id for e, _ in group])
+            variants = self.banks.variants_for([e.id for e, _ in group]) if self.banks.has_variants() else {}
             probes = [(e, b, e.value, None) for e, b in group]
             probes += [(e, b, pdq, kind) for e, b in group for _vid, kind, pdq in variants.get(e.id, [])]
             nearest: dict[tuple[int, int], tuple] = {}
