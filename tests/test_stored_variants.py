@@ -137,3 +137,19 @@ def test_api_file_add_stores_variants_never_exports_them_and_can_be_switched_off
         app.state.consentry.match_log.close()
     off = Content.from_bytes(encode(pic, "PNG"), LIMITS.with_(canonical_stored=False))
     assert stored_variants(off, hash_content(off)) == []
+
+
+def test_a_large_photo_s_variants_come_from_a_reduced_copy_and_still_meet_full_size_crops(db):
+    """Variants are computed on a copy with a long side of 1024 (12 rotations of a 12 Mpixel
+    photo took ~19 s at full size): a full-resolution crop and a straightened copy still meet them."""
+    from consentry.signals.canonical import STORED_MAX_SIDE, stored_base
+
+    pic = scene(2400, 1800, 91)
+    assert max(stored_base(pic).size) == STORED_MAX_SIDE
+    svc = BankService(db)
+    svc.create_bank("victims", "ncii")
+    eid = _add(svc, "victims", pic)
+    m = Matcher(db).load()
+    for edited in (crop(pic, 0.8), crop(pic, 0.95), rotated_variant(pic, -4.0)):
+        out = m.match(query_from_content(content(edited), canonical=False))
+        assert [h.entry_id for h in out.matches] == [eid] and "stored_variant" in out.matches[0].detail

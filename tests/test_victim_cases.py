@@ -241,3 +241,83 @@ def test_status_counts_pictures_and_videos_not_hashes(make_client):
     assert r.status_code == 201, r.text
     st = client.post(f"/v1/victim/cases/{r.json()['case_number']}/status", json={"pin": PIN}).json()
     assert (st["received"], st["photos"], st["videos"]) == (7, 3, 1)
+
+
+def _variants(seed: int = 1) -> list[dict]:
+    """One variant of every kind the page may send (``trimmed``, ``crop90@0.5,0.5`` ...,
+    ``rot-6`` ... ``rot+6``: the server's own), with made-up hashes."""
+    import random
+
+    from consentry.victims.cases import variant_kinds
+
+    rng = random.Random(seed)
+    kinds = variant_kinds()
+    assert kinds[0] == "trimmed" and "crop90@0.5,0.5" in kinds and "crop80@1,1" in kinds
+    assert [k for k in kinds if k.startswith("rot")] == [f"rot{d:+d}" for d in (-6, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6)]
+    return [{"kind": k, "pdq": f"{rng.getrandbits(256):064x}", "quality": 90} for k in kinds]
+
+
+def test_pdq_variants_are_checked_then_stored_with_the_picture(make_client, db):
+    """``pdq_variants`` (issue 21): the canonical variants the page computes for a picture. Bad ones
+    are refused with a clear message and nothing is stored; good ones are stored with the picture's
+    PDQ entry (without counting as hashes), a weak variant is left out, and the matcher finds the
+    entry through them (``stored_variant``). Old clients, without the field, work as before."""
+    from consentry.banks.service import BankService
+
+    client = make_client(victim_submissions_per_hour=1000)
+    item = {"kind": "photo", "md5": MD5_A, "pdq": PDQ_A, "pdq_quality": 90}
+    good = _variants()
+    one = good[1]
+
+    def refused(variants, message, base=item):
+        r = _submit(client, [dict(base, pdq_variants=variants)])
+        assert r.status_code == 422, r.text
+        assert message in r.text, r.text
+
+    refused([dict(one, kind="crop50@0.5,0.5")], "unknown kind 'crop50@0.5,0.5'")
+    refused([dict(one, kind="rot+7")], "unknown kind 'rot+7'")
+    refused([dict(one, kind="crop90@0.25,0")], "item 1: pdq_variants[1]: unknown kind")
+    refused([dict(one, kind="rot+0")], "with x and y each 0, 0.5 or 1")  # the message lists the kinds
+    refused([dict(one, pdq="xyz")], "pdq must be 64 hex characters")
+    refused([dict(one, pdq="g" * 64)], "pdq must be 64 hex characters")
+    refused([dict(one, quality=101)], "less than or equal to 100")
+    refused([dict(one, quality=-1)], "greater than or equal to 0")
+    refused([one, dict(good[2], kind=one["kind"])], f"kind {one['kind']} is given twice")
+    refused(good + [dict(one, kind=f"rot+{i}") for i in range(1, 11)], "at most 32")
+    refused([dict(one, file="x.jpg")], "Extra inputs are not permitted")  # only hashes
+    refused([{"kind": "trimmed"}], "Field required")
+    refused([one], "need the picture's own pdq", base={"kind": "photo", "md5": MD5_A})
+    with db.session() as s:
+        assert s.execute(text("SELECT count(*) FROM victim_cases")).scalar() == 0
+        assert s.execute(text("SELECT count(*) FROM entries")).scalar() == 0
+        assert s.execute(text("SELECT count(*) FROM entry_variants")).scalar() == 0
+    # the same checks for a hashes document (consentry victim hash / submit)
+    from consentry.victims.cases import BadSubmission, media_from_json
+
+    with pytest.raises(BadSubmission, match=r"item 1: pdq_variants\[1\]: unknown kind"):
+        media_from_json([dict(item, pdq_variants=[dict(one, kind="crop")])])
+    assert media_from_json([dict(item, pdq_variants=good)])[0].variants()[0].kind == "trimmed"
+
+    # good variants: stored with the PDQ entry; a weak one (quality < 50) is left out
+    weak = dict(good[-1], quality=30)
+    r = _submit(client, [dict(item, pdq_variants=good[:-1] + [weak]),
+                         {"kind": "photo", "md5": "1" * 32, "pdq": PDQ_B, "pdq_quality": 80}])  # an old client
+    assert r.status_code == 201, r.text
+    assert r.json()["received"] == 4  # two pictures, md5 + pdq each: variants are not hashes of their own
+    svc = BankService(db)
+    entry = svc.find_entry("victim-hub", "pdq", PDQ_A)
+    other = svc.find_entry("victim-hub", "pdq", PDQ_B)
+    stored = svc.variants_for([entry.id, other.id])
+    assert [(k, v) for _, k, v in stored[entry.id]] == [(g["kind"], g["pdq"]) for g in good[:-1]]
+    assert other.id not in stored
+    # a partner matching one of the variants finds the picture's entry, and says through what
+    partner, _ = KeyStore(db).create("matcher", "partner platform")
+    m = client.get("/v1/match", params={"signal_type": "pdq", "value": good[5]["pdq"]},
+                   headers={"Authorization": f"Bearer {partner}"}).json()
+    (hit,) = m["matches"]
+    assert hit["entry_id"] == entry.id and hit["stored_variant"] == good[5]["kind"] and hit["distance"] == 0
+    # a picture with a weak PDQ keeps its hashes but gets no variants (as for a bank photo's file)
+    r = _submit(client, [{"kind": "photo", "pdq": "0" * 63 + "1", "pdq_quality": 20, "pdq_variants": good}])
+    assert r.status_code == 201, r.text
+    weak_entry = svc.find_entry("victim-hub", "pdq", "0" * 63 + "1")
+    assert svc.variants_for([weak_entry.id]) == {}

@@ -1,7 +1,9 @@
 """The victim page in a real browser (Playwright + Debian's chromium) against a real uvicorn:
 the page hashes Meta's test vectors on the device (JS PDQ within 4 of pdqhash for PNGs and 10 for
-JPEGs, bit-identical on the same pixels; MD5 exact), sends nothing but the JSON of hashes (every
-request recorded), refuses to submit for under-18s, and the case page shows status and withdraws.
+JPEGs, bit-identical on the same pixels; MD5 exact), computes the server's canonical PDQ variants
+of each photo (issue 21, identical on the same pixels) so a cropped copy is found, sends nothing
+but the JSON of hashes (every request recorded), refuses to submit for under-18s, and the case
+page shows status and withdraws.
 
 The measured distance table is written to docs/victims.md (between the distance markers).
 """
@@ -9,6 +11,7 @@ The measured distance table is written to docs/victims.md (between the distance 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import re
@@ -23,11 +26,15 @@ import pytest
 from PIL import Image
 
 from conftest import CHROMIUM, CHROMIUM_ARGS, REPO, _free_port, make_key, needs_chromium
-from imagegen import scene
+from imagegen import encode, scene
 
 PIN = "quiet-harbour-19"
 DOC = REPO / "docs" / "victims.md"
 START, END = "<!-- distances:start -->", "<!-- distances:end -->"
+_KEYS: dict[str, str] = {}
+#: How the page computes a picture's canonical variants: with the windows and turns the server
+#: gives it (data-canonical), as canonical.js's storedVariants takes them.
+_JS_CONFIG = "JSON.parse(document.getElementById('files').dataset.canonical)"
 
 pytestmark = needs_chromium
 
@@ -36,6 +43,7 @@ pytestmark = needs_chromium
 def server(tmp_path_factory):
     home = tmp_path_factory.mktemp("hub")
     key = make_key(home, "admin")
+    _KEYS["matcher"] = make_key(home, "matcher")
     port = _free_port()
     env = dict(os.environ, CONSENTRY_HOME=str(home), CONSENTRY_EXCHANGE_PULL_SECONDS="0")
     env.pop("DATABASE_URL", None)
@@ -56,6 +64,12 @@ def server(tmp_path_factory):
     yield base, {"Authorization": f"Bearer {key}"}
     proc.terminate()
     proc.wait(20)
+
+
+@pytest.fixture
+def matcher_headers(server):
+    """A partner platform's key (role matcher), made with the server's database."""
+    return {"Authorization": f"Bearer {_KEYS['matcher']}"}
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +121,7 @@ def _hash_in_page(page, base, files):
     return page.eval_on_selector_all(
         "#items li[data-index]",
         "rs => rs.map(r => ({i: +r.dataset.index, pdq: r.dataset.pdq, quality: r.dataset.quality,"
-        " md5: r.dataset.md5, error: r.dataset.error || null}))")
+        " md5: r.dataset.md5, variants: r.dataset.variants, error: r.dataset.error || null}))")
 
 
 def _write_table(rows: list[tuple[str, str, int, int, int, int]]) -> None:
@@ -129,6 +143,8 @@ def _write_table(rows: list[tuple[str, str, int, int, int, int]]) -> None:
 
 
 def test_page_hashes_vectors_like_pdqhash_and_sends_only_hashes(server, browser, files):
+    from consentry.victims.cases import variant_kinds
+
     base, admin = server
     page = browser.new_page()
     requests = []
@@ -157,16 +173,11 @@ def test_page_hashes_vectors_like_pdqhash_and_sends_only_hashes(server, browser,
     assert all(r.method == "GET" and local(r.url) for r in requests), [r.url for r in requests]
     assert {r.url for r in requests if not r.url.startswith("blob:")} == {
         base + p for p in ("/submit", "/static/victim/victim.css", "/static/victim/i18n.js", "/static/victim/md5.js",
-                           "/static/victim/pdq.js", "/static/victim/submit.js", "/static/victim/hash.svg")}
+                           "/static/victim/pdq.js", "/static/victim/canonical.js", "/static/victim/submit.js",
+                           "/static/victim/hash.svg")}
     # the send button stays off until the age question is answered
     assert page.is_disabled("#send")
-    page.check("#age-adult")
-    page.fill("#pin", PIN)
-    page.fill("#pin2", PIN)
-    with page.expect_response(lambda r: r.url.endswith("/v1/victim/cases")) as resp:
-        page.click("#send")
-    assert resp.value.status == 201
-    page.wait_for_selector("#result:not([hidden])")
+    _send_as_adult(page)
     case = page.text_content("#case-number").strip()
     assert re.fullmatch(r"([0-9A-Z]{4}-){4}[0-9A-Z]{4}", case)
 
@@ -178,9 +189,17 @@ def test_page_hashes_vectors_like_pdqhash_and_sends_only_hashes(server, browser,
     assert posts[0].headers["content-type"] == "application/json"
     sent = json.loads(body)
     assert set(sent) == {"version", "items", "pin", "depicted_adult"} and sent["depicted_adult"] is True
-    assert all(set(item) <= {"kind", "md5", "pdq", "pdq_quality"} for item in sent["items"])
+    assert all(set(item) <= {"kind", "md5", "pdq", "pdq_quality", "pdq_variants"} for item in sent["items"])
     assert sorted(i["md5"] for i in sent["items"]) == sorted(r["md5"] for r in rows)
-    assert len(body) < 300 * len(files)  # hashes only: a few hundred bytes per file
+    # a photo with a usable PDQ also carries the PDQ of its canonical variants: hashes only too
+    variants = [v for i in sent["items"] for v in i.get("pdq_variants", [])]
+    assert any("pdq_variants" in i for i in sent["items"])
+    kinds = variant_kinds()
+    assert all(int(i["pdq_quality"]) >= 50 and "pdq" in i and len(i["pdq_variants"]) <= len(kinds)
+               for i in sent["items"] if "pdq_variants" in i)
+    assert all(set(v) == {"kind", "pdq", "quality"} and v["kind"] in kinds
+               and re.fullmatch(r"[0-9a-f]{64}", v["pdq"]) and v["quality"] >= 50 for v in variants)
+    assert len(body) < 300 * len(files) + 110 * len(variants)  # a few hundred bytes per hash
     for path in files:
         data = path.read_bytes()
         for off in (len(data) // 3, len(data) // 2, (2 * len(data)) // 3):
@@ -233,6 +252,127 @@ def test_js_pdq_is_bit_identical_on_the_same_pixels(server, browser, testvectors
     page.close()
 
 
+def _rgba_arg(img: Image.Image) -> list:
+    rgba = np.asarray(img.convert("RGBA"))
+    return [base64.b64encode(rgba.tobytes()).decode(), img.width, img.height]
+
+
+_JS_PIXELS = "const s = atob(b64); const a = new Uint8Array(s.length); for (let i = 0; i < s.length; i++) a[i] = s.charCodeAt(i);"
+
+
+def _send_as_adult(page) -> None:
+    """Answer the age question (adult), set the PIN, send, and wait for the case number."""
+    page.check("#age-adult")
+    page.fill("#pin", PIN)
+    page.fill("#pin2", PIN)
+    with page.expect_response(lambda r: r.url.endswith("/v1/victim/cases")) as resp:
+        page.click("#send")
+    assert resp.value.status == 201
+    page.wait_for_selector("#result:not([hidden])")
+
+
+def _letterboxed(img: Image.Image, height: int) -> Image.Image:
+    """``img`` pasted in the middle of a taller black canvas (as a phone shows a landscape photo)."""
+    canvas = Image.new("RGB", (img.width, height), (0, 0, 0))
+    canvas.paste(img, (0, (height - img.height) // 2))
+    return canvas
+
+
+def test_js_canonical_variants_equal_the_servers_on_the_same_pixels(server, browser):
+    """canonical.js against ``stored_extra_hashes`` on the same RGBA pixels, for a plain picture, two
+    letterboxed ones (one above the 512-pixel working size, so the BOX-resized grey copy is
+    exercised, and above the 1024-pixel stored size, as is a large picture: the RGB copy the
+    variants are computed on), a pillarboxed one and pictures of odd sizes: the same kinds in the same order, the
+    same trimmed box, and every hash and quality bit-identical.
+
+    Measured with Debian's Chromium: distance 0 for every variant, the 12 rotations included (the
+    port follows Pillow's affine matrix and bicubic kernel in double precision, and numpy's float32
+    sums for the border search), so the test asks for equality, not a distance."""
+    from consentry.signals.canonical import stored_extra_hashes, subcrop_boxes, trim_box
+
+    base, _ = server
+    page = browser.new_page()
+    page.goto(base + "/submit")
+    pillar = Image.new("RGB", (700, 300), (255, 255, 255))
+    pillar.paste(scene(400, 300, seed=24), (150, 0))
+    cases = {
+        "plain": scene(320, 240, seed=21),
+        "letterboxed": _letterboxed(scene(400, 300, seed=22), 560),
+        "letterboxed-large": _letterboxed(scene(720, 540, seed=23), 1280),
+        "pillarboxed": pillar,
+        "odd-sizes": scene(333, 517, seed=4),
+        "odd-small": scene(61, 47, seed=25),
+        "large": scene(1601, 1203, seed=26),  # over STORED_MAX_SIDE: both sides work on a BOX-resized copy
+    }
+    measured = {}
+    for name, img in cases.items():
+        got = page.evaluate(
+            "([b64, w, h]) => { " + _JS_PIXELS + " const c = " + _JS_CONFIG + ";"
+            " return {box: ConsentryCanonical.trimBox(a, w, h),"
+            " variants: ConsentryCanonical.storedVariants(a, w, h, c),"
+            " crops: ConsentryCanonical.subcropBoxes(w, h, c.windows)}; }", _rgba_arg(img))
+        want = stored_extra_hashes(img)
+        box = trim_box(img)
+        assert (got["box"] is None) == (box is None) and (box is None or tuple(got["box"]) == box), name
+        if name.startswith(("letterboxed", "pillarboxed")):
+            assert box is not None and want[0].kind == "trimmed", name  # the borders were found
+        assert {k: tuple(b) for k, b in got["crops"]} == subcrop_boxes(img.width, img.height), name
+        assert [v["kind"] for v in got["variants"]] == [h.kind for h in want], name
+        dists = {v["kind"]: _distance(v["hash"], h.value) for v, h in zip(got["variants"], want)}
+        measured[name] = max(dists.values())
+        assert all(d == 0 for d in dists.values()), (name, {k: d for k, d in dists.items() if d})
+        assert [v["quality"] for v in got["variants"]] == [h.quality for h in want], name
+    assert measured == {name: 0 for name in cases}
+    page.close()
+
+
+def _centre_crop(img: Image.Image, keep: float) -> Image.Image:
+    w, h = img.size
+    dx, dy = round(w * (1 - keep) / 2), round(h * (1 - keep) / 2)
+    return img.crop((dx, dy, w - dx, h - dy))
+
+
+def test_a_cropped_copy_is_found_through_the_variants_the_page_sent(server, browser, matcher_headers, tmp_path):
+    """End to end: the page sends a picture's PDQ with its canonical variants (the server's own,
+    exactly: a PNG decodes to the same pixels); a copy with 20 % cropped off around the centre,
+    re-encoded as JPEG, then matches the hub bank through a stored variant, where its plain PDQ is
+    far beyond the match threshold (so without the variants it would be missed)."""
+    from consentry.signals.canonical import stored_extra_hashes
+    from consentry.signals.pdq import PDQ_THRESHOLD, pdq_from_image
+
+    base, admin = server
+    pic = scene(640, 480, seed=71)
+    path = tmp_path / "picture.png"
+    pic.save(path)
+    page = browser.new_page()
+    requests = []
+    page.on("request", lambda req: requests.append(req))
+    (row,) = _hash_in_page(page, base, [path])
+    assert row["error"] is None and int(row["variants"]) >= 20
+    _send_as_adult(page)
+    sent = json.loads(next(r for r in requests if r.method == "POST").post_data_buffer)
+    (item,) = sent["items"]
+    assert item["pdq"] == pdq_from_image(pic)[0]
+    want = [h for h in stored_extra_hashes(pic) if h.quality >= 50 and h.value != item["pdq"]]
+    assert [(v["kind"], v["pdq"], v["quality"]) for v in item["pdq_variants"]] == [
+        (h.kind, h.value, h.quality) for h in want]
+    page.close()
+
+    copy = _centre_crop(pic, 0.8)
+    jpeg = encode(copy, "JPEG", quality=90)
+    plain = _distance(pdq_from_image(Image.open(io.BytesIO(jpeg)).convert("RGB"))[0], item["pdq"])
+    assert plain > PDQ_THRESHOLD  # the picture's own PDQ alone would not find the copy
+    r = httpx.post(base + "/v1/match", files={"file": ("copy.jpg", jpeg, "image/jpeg")}, headers=matcher_headers)
+    assert r.status_code == 200, r.text
+    hits = [m for m in r.json()["matches"] if m["bank"] == "victim-hub"]
+    assert hits, r.json()
+    hit = hits[0]
+    assert hit["stored_variant"].startswith("crop80") and hit["distance"] <= PDQ_THRESHOLD, hit
+    entries = httpx.get(base + "/v1/banks/victim-hub/entries", params={"signal_type": "pdq", "limit": 1000},
+                        headers=admin).json()["entries"]
+    assert [e["id"] for e in entries if e["value"] == item["pdq"]] == [hit["entry_id"]]
+
+
 def test_under_18_shows_where_to_go_and_sends_nothing(server, browser, files):
     base, admin = server
     before = httpx.get(base + "/v1/banks", headers=admin).json()
@@ -276,12 +416,7 @@ def test_video_is_hashed_in_the_page_one_frame_per_second_and_matches(server, br
     if row["error"] and "cannot play" in row["error"]:
         pytest.skip("this Chromium build cannot decode H.264 (no proprietary codecs)")
     assert row["error"] is None and int(row["frames"]) > 0
-    page.check("#age-adult")
-    page.fill("#pin", PIN)
-    page.fill("#pin2", PIN)
-    with page.expect_response(lambda r: r.url.endswith("/v1/victim/cases")) as resp:
-        page.click("#send")
-    assert resp.value.status == 201
+    _send_as_adult(page)
     posts = [r for r in requests if r.method != "GET"]
     sent = json.loads(posts[0].post_data_buffer)
     (item,) = sent["items"]

@@ -65,6 +65,8 @@ GRID_ANCHORS = CORNER_ANCHORS + ((0.5, 0.0), (0.5, 1.0), (0.0, 0.5), (1.0, 0.5))
 #: nine anchors at 90 / 80 / 70 % (measured, see docs/robustness.md).
 SUBCROPS_CORNERS = ((0.95, CORNER_ANCHORS), (0.9, CORNER_ANCHORS), (SUBCROP_FRACTION, CORNER_ANCHORS))
 SUBCROPS_GRID = ((0.9, GRID_ANCHORS), (0.8, GRID_ANCHORS), (0.7, GRID_ANCHORS))
+#: Stored variants are computed on a copy whose long side is at most this (see stored_base).
+STORED_MAX_SIDE = 1024
 #: Stored rotated variants (degrees, counter-clockwise positive as in PIL). PDQ moves ~25-40
 #: bits per degree of rotation, so the variants must be about 1 degree apart.
 STORED_ROTATIONS = (-6.0, -5.0, -4.0, -3.0, -2.0, -1.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
@@ -406,6 +408,21 @@ def _hash(kind: str, image: "Image.Image", dihedral: bool) -> CanonicalHash:
     return CanonicalHash(kind, value, quality)
 
 
+def stored_base(image: "Image.Image") -> "Image.Image":
+    """The copy of a stored photo its variants are computed on: RGB, long side at most
+    :data:`STORED_MAX_SIDE` (Pillow's BOX resize; the browser does the same, bit for bit). PDQ
+    hardly moves with size (96-100 % recall at 0.25-2x), while 12 rotations of a 12 Mpixel photo
+    take ~15 s at full size and ~0.5 s at 1024 px."""
+    from PIL import Image as _Image
+
+    base = image.convert("RGB")
+    side = max(base.size)
+    if side > STORED_MAX_SIDE:
+        k = STORED_MAX_SIDE / side
+        base = base.resize((max(1, round(base.width * k)), max(1, round(base.height * k))), _Image.BOX)
+    return base
+
+
 def stored_extra_hashes(
     image: "Image.Image",
     *,
@@ -419,7 +436,7 @@ def stored_extra_hashes(
     Sub-crops and rotations are taken of the trimmed photo when it had borders.
     """
     out: list[CanonicalHash] = []
-    base = image.convert("RGB")
+    base = stored_base(image)
     if trim:
         trimmed = trim_borders(base)
         if trimmed is not None:

@@ -19,7 +19,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -35,7 +37,7 @@ from consentry.config import Settings
 from consentry.db.models import Bank, Entry, utcnow
 from consentry.db.models_victims import FEEDBACK_STATUSES, PartnerFeedback, VictimCase, VictimHash
 from consentry.errors import ConsentryError, SignalValueError
-from consentry.signals import get_signal_type
+from consentry.signals import PDQ_MIN_QUALITY, get_signal_type
 
 #: Crockford base 32 (no I, L, O, U): easy to read out over the phone.
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -136,14 +138,86 @@ def check_pin(pin: Any) -> str:
 
 
 # ------------------------------------------------------------------ submissions
+#: At most this many canonical PDQ variants per picture (the page sends one per kind).
+MAX_VARIANTS = 32
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+@functools.lru_cache(maxsize=1)
+def variant_kinds() -> tuple[str, ...]:
+    """The kinds of canonical variants a picture may come with (issue 21): those the server itself
+    stores for a bank photo (:func:`consentry.signals.canonical.stored_extra_hashes` with its
+    defaults): ``trimmed``, the centre and corner windows (``crop90@0.5,0.5`` ...) and the turns
+    (``rot-6`` ... ``rot+6``)."""
+    from consentry.signals.canonical import STORED_ROTATIONS, subcrop_boxes
+
+    return ("trimmed", *subcrop_boxes(100, 100), *(f"rot{d:+g}" for d in STORED_ROTATIONS))
+
+
+def _kinds_text() -> str:
+    kinds = variant_kinds()
+    crops = list(dict.fromkeys(k.split("@")[0] + "@x,y" for k in kinds if k.startswith("crop")))
+    anchors = sorted({a for k in kinds if k.startswith("crop") for a in k.split("@")[1].split(",")}, key=float)
+    rots = [k for k in kinds if k.startswith("rot")]
+
+    def alternatives(words: list[str]) -> str:
+        return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+
+    return (f"trimmed; {alternatives(crops)} with x and y each {alternatives(anchors)}; "
+            f"{alternatives(rots)}")
+
+
+@dataclass(frozen=True)
+class SubmittedVariant:
+    """One canonical PDQ variant of a submitted picture (what ``BankService.set_variants`` takes)."""
+
+    kind: str
+    value: str
+    quality: int
+
+
 @dataclass
 class SubmittedMedia:
-    """What the victim page (or ``consentry victim hash``) sends for one image or video."""
+    """What the victim page (or ``consentry victim hash``) sends for one image or video.
+
+    ``pdq_variants``: optional ``[{"kind", "pdq", "quality"}, ...]``, the PDQ of the picture's
+    canonical variants computed on the device (``web/static/victim/canonical.js``), stored with
+    the picture's PDQ entry so crops, borders and small turns of it are found too.
+    """
 
     md5: str | None = None
     pdq: str | None = None
     pdq_quality: int | None = None
     vpdq: list[str] | None = None
+    pdq_variants: list[Any] | None = None
+
+    def variants(self) -> list[SubmittedVariant]:
+        """Validated canonical variants (empty when none were sent); raises :class:`BadSubmission`."""
+        raw = self.pdq_variants
+        if raw is None:
+            return []
+        if not isinstance(raw, list) or len(raw) > MAX_VARIANTS:
+            raise BadSubmission(f"pdq_variants must be a list of at most {MAX_VARIANTS} variants")
+        if raw and self.pdq is None:
+            raise BadSubmission("pdq_variants need the picture's own pdq")
+        out: list[SubmittedVariant] = []
+        seen: set[str] = set()
+        for n, v in enumerate(raw, 1):
+            if not isinstance(v, dict) or set(v) != {"kind", "pdq", "quality"}:
+                raise BadSubmission(f"pdq_variants[{n}] must be an object with kind, pdq and quality")
+            kind, value, quality = v["kind"], v["pdq"], v["quality"]
+            if not isinstance(kind, str) or kind not in variant_kinds():
+                raise BadSubmission(f"pdq_variants[{n}]: unknown kind {repr(kind)[:40]} (the kinds are "
+                                    f"{_kinds_text()})")
+            if kind in seen:
+                raise BadSubmission(f"pdq_variants[{n}]: kind {kind} is given twice")
+            seen.add(kind)
+            if not isinstance(value, str) or not _HEX64.fullmatch(value):
+                raise BadSubmission(f"pdq_variants[{n}] ({kind}): pdq must be 64 hex characters")
+            if isinstance(quality, bool) or not isinstance(quality, int) or not 0 <= quality <= 100:
+                raise BadSubmission(f"pdq_variants[{n}] ({kind}): quality must be an integer from 0 to 100")
+            out.append(SubmittedVariant(kind, value.lower(), quality))
+        return out
 
     def signals(self) -> list[tuple[str, str, int | None]]:
         """Validated ``(signal_type, canonical value, quality)``; raises :class:`BadSubmission`."""
@@ -231,9 +305,17 @@ class VictimCases:
         if len(items) > self.settings.victim_max_hashes:
             raise BadSubmission(f"at most {self.settings.victim_max_hashes} images or videos per case")
         signals: dict[tuple[str, str], int | None] = {}
-        for item in items:
+        variants: dict[str, list[SubmittedVariant]] = {}  # picture PDQ -> its canonical variants
+        for n, item in enumerate(items, 1):
             for st, value, quality in item.signals():
                 signals[(st, value)] = quality
+            try:
+                found = item.variants()
+            except BadSubmission as exc:
+                raise BadSubmission(f"item {n}: {exc}") from None
+            # as for a bank photo's own file: only a usable PDQ gets variants (hashing.stored_variants)
+            if found and (item.pdq_quality or 0) >= PDQ_MIN_QUALITY:
+                variants[get_signal_type("pdq").parse(item.pdq)] = found
         bank = self.hub_bank()
         number = new_case_number()
         pin_hash = _hasher.hash(pin)
@@ -253,6 +335,8 @@ class VictimCases:
         report = self.banks.add_records(bank, records, added_by=SOURCE)
         if report.errors:  # validated above, so this is a bug, not bad input
             raise VictimError(report.errors[0].message)
+        for pdq, found in variants.items():  # logged as a change, so every matcher indexes them
+            self.banks.set_variants(bank, pdq, found)
         with self.db.session() as s:
             for st, value in signals:
                 entry = self.banks.find_entry(bank, st, value)
@@ -378,11 +462,17 @@ def media_from_json(items: Iterable[Any]) -> list[SubmittedMedia]:
     for i, raw in enumerate(items):
         if not isinstance(raw, dict):
             raise BadSubmission(f"item {i + 1} is not an object")
-        unknown = set(raw) - {"md5", "pdq", "pdq_quality", "vpdq", "kind"}
+        unknown = set(raw) - {"md5", "pdq", "pdq_quality", "vpdq", "kind", "pdq_variants"}
         if unknown:
             raise BadSubmission(f"item {i + 1} has unknown fields: {', '.join(sorted(unknown))}")
         vpdq = raw.get("vpdq")
         if vpdq is not None and (not isinstance(vpdq, list) or len(vpdq) > 20_000):
             raise BadSubmission(f"item {i + 1}: vpdq must be a list of at most 20000 frames")
-        out.append(SubmittedMedia(raw.get("md5"), raw.get("pdq"), raw.get("pdq_quality"), vpdq))
+        media = SubmittedMedia(raw.get("md5"), raw.get("pdq"), raw.get("pdq_quality"), vpdq,
+                               raw.get("pdq_variants"))
+        try:
+            media.variants()
+        except BadSubmission as exc:
+            raise BadSubmission(f"item {i + 1}: {exc}") from None
+        out.append(media)
     return out

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from consentry.limits_store import LimitStore
 from consentry.victims.cases import (
+    MAX_VARIANTS,
     WRONG,
     BadSubmission,
     CaseLocked,
@@ -148,6 +149,16 @@ def _victim_problem(exc: VictimError, request: Request) -> Problem:
 
 
 # ---------------------------------------------------------------- bodies
+class VictimVariant(BaseModel):
+    """One canonical PDQ variant of a picture, computed on the device (issue 21); the kinds are
+    checked in :meth:`consentry.victims.cases.SubmittedMedia.variants`."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: str = Field(max_length=32)
+    pdq: str = Field(max_length=80)
+    quality: int = Field(ge=0, le=100)
+
+
 class VictimItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["photo", "video"] | None = None
@@ -155,6 +166,7 @@ class VictimItem(BaseModel):
     pdq: str | None = Field(None, max_length=80)
     pdq_quality: int | None = Field(None, ge=0, le=100)
     vpdq: list[str] | None = Field(None, max_length=20_000)
+    pdq_variants: list[VictimVariant] | None = Field(None, max_length=MAX_VARIANTS)
 
 
 class CaseSubmission(BaseModel):
@@ -190,7 +202,9 @@ async def submit_case(request: Request) -> JSONResponse:
     vs = _victims(request)
     _check(vs.submit_ip, _ip(request), "submissions from this network")
     body = _parse(CaseSubmission, await _json_body(request))
-    media = [SubmittedMedia(i.md5, i.pdq, i.pdq_quality, i.vpdq) for i in body.items]
+    media = [SubmittedMedia(i.md5, i.pdq, i.pdq_quality, i.vpdq,
+                            None if i.pdq_variants is None else [v.model_dump() for v in i.pdq_variants])
+             for i in body.items]
     try:
         result = await run_in_threadpool(vs.cases.submit, media, body.pin, depicted_adult=body.depicted_adult)
     except VictimError as exc:

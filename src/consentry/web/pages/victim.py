@@ -52,7 +52,18 @@ def _render(request: Request, name: str, path: str, title_key: str) -> HTMLRespo
     context.update(title=_(title_key), minor_text=s.victim_minor_text, minor_links=minor_links(s.victim_minor_links),
                    pin_min=PIN_MIN, pin_max=PIN_MAX, max_items=s.victim_max_hashes,
                    support=support_for(s.home, _.lang, request.query_params.get("country")))
+    if name == "submit.html":
+        context["canonical"] = canonical_config()
     return templates.TemplateResponse(request, f"victim/{name}", context, headers=headers)
+
+
+def canonical_config() -> dict[str, Any]:
+    """The sub-crop windows and turns of the server's stored canonical variants (issue 21), for
+    the page's ``canonical.js`` to compute the same ones."""
+    from consentry.signals.canonical import STORED_MAX_SIDE, STORED_ROTATIONS, SUBCROPS_CORNERS
+
+    return {"windows": [[fraction, [list(a) for a in anchors]] for fraction, anchors in SUBCROPS_CORNERS],
+            "rotations": list(STORED_ROTATIONS), "maxSide": STORED_MAX_SIDE}
 
 
 @router.get("/submit", response_class=HTMLResponse, include_in_schema=False, dependencies=[Depends(_PUBLIC)])

@@ -1,5 +1,6 @@
 /*
- * The victim page: hash chosen images/videos on this device (PDQ + MD5), show thumbnails
+ * The victim page: hash chosen images/videos on this device (PDQ + MD5, and for photos the PDQ of
+ * their canonical variants: borders trimmed, crops, small turns; canonical.js), show thumbnails
  * locally (blurred until revealed), ask the age question, and send ONLY the hashes (plus the age
  * answer and the PIN). Nothing else leaves the page: no image bytes, thumbnails, file names or
  * metadata. Every text shown comes from the page's catalog (i18n.js).
@@ -9,11 +10,13 @@
   var MAX_PIXELS = 100000000;
   var MAX_VIDEO_FRAMES = 7200;
   var WEAK_QUALITY = 50;  // PDQ quality below this: too little detail for a reliable fingerprint
+  var MAX_VARIANT_PIXELS = 40000000;  // larger pictures: their own hashes only (variants take long)
   var CHUNK = 4 * 1024 * 1024;
   var $ = function (id) { return document.getElementById(id); };
-  var items = [];   // what is sent: {kind, md5, pdq, pdq_quality, vpdq}
+  var items = [];   // what is sent: {kind, md5, pdq, pdq_quality, pdq_variants, vpdq}
   var pending = 0;
   var maxItems = 100;
+  var canonicalConfig = null;  // the server's sub-crop windows and turns (data-canonical)
 
   function fileMd5(file) {
     var md5 = new ConsentryMD5.MD5(), off = 0;
@@ -42,10 +45,30 @@
     return createImageBitmap(file, { imageOrientation: "from-image", colorSpaceConversion: "none",
                                      premultiplyAlpha: "none" })
       .then(function (bmp) {
-        var r = ConsentryPDQ.fromRGBA(pixelsOf(bmp, bmp.width, bmp.height), bmp.width, bmp.height);
+        var w = bmp.width, h = bmp.height, px = pixelsOf(bmp, w, h);
         bmp.close();
-        return { pdq: r.hash, pdq_quality: r.quality };
+        var r = ConsentryPDQ.fromRGBA(px, w, h);
+        var out = { pdq: r.hash, pdq_quality: r.quality };
+        return variantsOf(px, w, h, r).then(function (vs) {
+          if (vs.length) out.pdq_variants = vs;
+          return out;
+        });
       });
+  }
+
+  // The PDQ of the picture's canonical variants (canonical.js: without borders, centre and corner
+  // crops, small turns), the same the server stores for a bank photo, so cropped, bordered or
+  // slightly turned copies are found too. Only for a usable PDQ, like the server; a variant with
+  // too little detail is left out (the server would drop it). A failure here leaves the picture's
+  // own hashes as they are.
+  function variantsOf(px, w, h, r) {
+    if (r.quality < WEAK_QUALITY || w * h > MAX_VARIANT_PIXELS || typeof ConsentryCanonical === "undefined") {
+      return Promise.resolve([]);
+    }
+    return ConsentryCanonical.storedVariantsAsync(px, w, h, canonicalConfig).then(function (vs) {
+      return vs.filter(function (v) { return v.quality >= WEAK_QUALITY && v.hash !== r.hash; })
+        .map(function (v) { return { kind: v.kind, pdq: v.hash, quality: v.quality }; });
+    }, function () { return []; });
   }
 
   function hashVideo(url) {
@@ -160,6 +183,8 @@
     var pre = el("pre");
     pre.dir = "ltr";
     pre.textContent = (item.pdq ? "PDQ " + item.pdq + "\n" + T("js.quality", { q: item.pdq_quality }) + "\n" : "") +
+      (item.pdq_variants ? "PDQ (" + item.pdq_variants.map(function (v) { return v.kind; }).join(" ") + ") × " +
+        item.pdq_variants.length + "\n" : "") +
       (item.vpdq ? "vPDQ × " + item.vpdq.length + "\n" : "") + "MD5 " + item.md5;
     d.appendChild(pre);
     row.body.appendChild(d);
@@ -195,7 +220,10 @@
         var o = { kind: x.kind, md5: x.md5 };
         // a plain picture's PDQ says nothing about it (and would match every plain picture):
         // only its exact-file hash is sent
-        if (x.pdq && !isPlain(x)) { o.pdq = x.pdq; o.pdq_quality = x.pdq_quality; }
+        if (x.pdq && !isPlain(x)) {
+          o.pdq = x.pdq; o.pdq_quality = x.pdq_quality;
+          if (x.pdq_variants && x.pdq_variants.length) o.pdq_variants = x.pdq_variants;
+        }
         if (x.vpdq) o.vpdq = x.vpdq;
         return o;
       }),
@@ -248,6 +276,7 @@
       row.li.dataset.md5 = item.md5;
       row.li.dataset.pdq = item.pdq || "";
       row.li.dataset.quality = item.pdq_quality == null ? "" : String(item.pdq_quality);
+      row.li.dataset.variants = item.pdq_variants ? String(item.pdq_variants.length) : "";
       row.li.dataset.frames = item.vpdq ? String(item.vpdq.length) : "";
       if (isWeak(item)) row.li.dataset.weak = "1";
       if (isPlain(item)) row.li.dataset.plain = "1";
@@ -349,6 +378,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     maxItems = Number($("files").dataset.max) || 100;
+    try { canonicalConfig = JSON.parse($("files").dataset.canonical || "null"); } catch (e) { canonicalConfig = null; }
     $("files").addEventListener("change", onFiles);
     $("reveal").addEventListener("click", onReveal);
     $("copy-number").addEventListener("click", copyNumber);
