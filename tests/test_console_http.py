@@ -243,6 +243,8 @@ def test_a_video_case_says_where_the_clip_sits_and_that_the_bars_were_removed(ap
     assert page.status_code == 200 and "victims" in page.text
     assert "bars (letterbox or pillarbox) around the submitted video were removed" in page.text
     assert re.search(r"the submitted clip starts 3\.[2-6] s into the stored video", page.text)
+    assert "same video frames: 100 % of the sampled frames found" in page.text  # not 'bits differ'
+    assert "identical picture" not in page.text
 
 
 def test_a_case_matched_through_a_stored_crop_says_so(app, db, users):

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from sqlalchemy import func, or_, select
 
 from consentry.db.models import utcnow
+from consentry.signals.vpdq import VPDQ_MATCH_PERCENT
 from consentry.db.models_review import Case, CaseItem, Decision, Reveal
 from consentry.review.cases import OPEN_STATUSES, SENIOR_ROLES, CaseInfo, _case_info
 
@@ -203,9 +204,13 @@ def distance_words(signal_type: str, distance: Any, threshold: Any) -> str:
         d = float(distance)
     except (TypeError, ValueError):
         return "distance not reported"
+    if signal_type == "vpdq":  # the distance is 100 minus the better of the two match percentages
+        found = max(0.0, 100.0 - d)
+        return (f"same video frames: {found:.4g} % of the sampled frames found, in order where the stored "
+                f"video keeps every frame (a video matches from {VPDQ_MATCH_PERCENT:g} %)")
     if signal_type in ("md5", "sha256") or d == 0:
         return "identical file" if signal_type in ("md5", "sha256") else "identical picture (distance 0)"
-    if signal_type in ("pdq", "vpdq"):
+    if signal_type == "pdq":
         words = ("near-identical (re-saved, resized or lightly edited)" if d <= 16 else
                  "very similar (cropped, filtered or re-encoded)" if d <= 31 else
                  "loosely similar: check by eye")
