@@ -321,3 +321,30 @@ def test_pdq_variants_are_checked_then_stored_with_the_picture(make_client, db):
     assert r.status_code == 201, r.text
     weak_entry = svc.find_entry("victim-hub", "pdq", "0" * 63 + "1")
     assert svc.variants_for([weak_entry.id]) == {}
+
+
+def test_victim_hash_cli_writes_picture_variants_and_nothing_identifying(tmp_path, monkeypatch):
+    """`consentry victim hash` (helplines, offline) sends what the page sends: a photo's PDQ with
+    its canonical variants, a video's per-second frames; no names or paths; the document passes
+    the hub's own checks."""
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from consentry.cli import app
+    from consentry.victims.client import read_document
+    from imagegen import encode, scene
+
+    monkeypatch.setenv("CONSENTRY_HOME", str(tmp_path / "home"))
+    pic = tmp_path / "holiday-named-file.png"
+    pic.write_bytes(encode(scene(640, 480, seed=95), "PNG"))
+    out = tmp_path / "h.json"
+    r = CliRunner().invoke(app, ["victim", "hash", str(pic), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    raw = out.read_bytes()
+    doc = read_document(raw)
+    (item,) = doc["items"]
+    assert item["kind"] == "photo" and len(item["pdq_variants"]) >= 20
+    assert {v["kind"] for v in item["pdq_variants"]} >= {"crop80@0.5,0.5", "rot+3"}
+    assert b"holiday" not in raw and str(tmp_path).encode() not in raw
+    assert set(_json.loads(raw)["items"][0]) == {"kind", "md5", "pdq", "pdq_quality", "pdq_variants"}

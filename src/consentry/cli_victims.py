@@ -41,14 +41,16 @@ def victim_hash(
 ) -> None:
     """Hash files on this computer (nothing is sent) into a hashes file for `victim submit`.
 
-    The file holds only what the victim page sends: md5 and PDQ (photos) or per-second PDQ
+    The file holds only what the victim page sends: md5 and PDQ (photos, with the PDQ of their
+    crops, small turns and borderless copy, so such copies are found too) or per-second PDQ
     frames (videos). No file names, paths, sizes or dates.
     """
-    from consentry.hashing import hash_many, iter_files
+    from consentry.hashing import hash_path_for_bank, iter_files
     from consentry.victims.client import hashes_document
 
     files = list(iter_files(paths))
-    doc, failed = hashes_document(hash_many(files, get_settings().limits))
+    limits = get_settings().limits
+    doc, failed = hashes_document(hash_path_for_bank(f, limits, dense_video=False) for f in files)
     for r in failed:
         _say(f"could not hash {r.path}: {r.error}")
     text = json.dumps(doc, indent=1) + "\n"

@@ -100,15 +100,17 @@ def hash_path(path: str | os.PathLike, limits: MediaLimits) -> HashResult:
     return hash_content(content, shown)
 
 
-def hash_path_for_bank(path: str | os.PathLike, limits: MediaLimits) -> tuple[HashResult, list]:
-    """One file hashed as a bank stores it (``consentry bank add-file``): a video's every frame
-    less near-repeats, and a photo's stored-side canonical hashes (:func:`stored_variants`)."""
+def hash_path_for_bank(path: str | os.PathLike, limits: MediaLimits, *,
+                       dense_video: bool = True) -> tuple[HashResult, list]:
+    """One file hashed as a bank stores it (``consentry bank add``): a video's every frame less
+    near-repeats (``dense_video``; else one a second, as the victim page sends them), and a
+    photo's stored-side canonical hashes (:func:`stored_variants`)."""
     shown = str(path)
     try:
         content = Content.from_path(path, limits)
     except ConsentryError as exc:
         return HashResult(shown, UNKNOWN, _size(path), None, None, None, None, None, str(exc)), []
-    result = hash_content(content, shown, dense_video=True)
+    result = hash_content(content, shown, dense_video=dense_video)
     try:
         return result, (stored_variants(content, result) if result.error is None else [])
     except ConsentryError:  # the picture hashed once; a failure now leaves the plain entry

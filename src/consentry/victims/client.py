@@ -1,7 +1,8 @@
 """The helpline side: build the hashes document offline and talk to a hub's public victim API.
 
 ``consentry victim hash`` writes the same fields the victim page sends (``kind``, ``md5``,
-``pdq``, ``pdq_quality`` or ``vpdq``) and nothing else: no paths, names, sizes or dates.
+``pdq``, ``pdq_quality`` with ``pdq_variants``, or ``vpdq``) and nothing else: no paths, names,
+sizes or dates.
 """
 
 from __future__ import annotations
@@ -19,16 +20,25 @@ from consentry.victims.cases import BadSubmission, VictimError, media_from_json
 MAX_DOCUMENT = 4 * 1024 * 1024
 
 
-def hashes_document(results: Iterable[HashResult]) -> tuple[dict[str, Any], list[HashResult]]:
-    """(document, failed results). Only hashes go in the document."""
+def hashes_document(results: Iterable[HashResult | tuple[HashResult, list]]) -> tuple[dict[str, Any], list[HashResult]]:
+    """(document, failed results). Only hashes go in the document. A result may come with its
+    picture's canonical variants (:func:`consentry.hashing.hash_path_for_bank`), sent as
+    ``pdq_variants`` as the victim page sends them."""
+    from consentry.signals import PDQ_MIN_QUALITY
+
     items, failed = [], []
-    for r in results:
+    for got in results:
+        r, variants = got if isinstance(got, tuple) else (got, [])
         if not r.ok or r.md5 is None:
             failed.append(r)
             continue
         item: dict[str, Any] = {"kind": r.content_type, "md5": r.md5}
         if r.pdq:
             item.update(pdq=r.pdq, pdq_quality=r.pdq_quality)
+            kept = [{"kind": v.kind, "pdq": v.value, "quality": int(v.quality)} for v in variants
+                    if int(v.quality) >= PDQ_MIN_QUALITY and v.value != r.pdq]
+            if kept:
+                item["pdq_variants"] = kept
         if r.vpdq:
             item["vpdq"] = list(r.vpdq)
         items.append(item)
